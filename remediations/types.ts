@@ -1,0 +1,111 @@
+import type { Static, TSchema } from '@sinclair/typebox';
+import type { KubeConfig } from '@kubernetes/client-node';
+import type { Redis } from 'ioredis';
+import type pg from 'pg';
+
+/** Which configured target a remediation acts on; a run whose target is missing fails with `target_not_configured`. */
+export type TargetKind = 'conduit' | 'targetDatabase' | 'targetRedis' | 'kubernetes' | 'notify' | 'none';
+
+export interface ConduitTarget {
+  /** Base URL of Conduit's Admin API, without a trailing slash. */
+  baseUrl: string;
+  /** Sent as `X-API-Key`. Never logged. */
+  apiKey: string;
+}
+
+export interface NotifyTarget {
+  /** Slack-compatible incoming webhook URL. Never logged (it carries a secret). */
+  url: string;
+}
+
+/** The clients of everything a remediation may act on. Built once per process from configuration. */
+export interface Targets {
+  conduit?: ConduitTarget;
+  targetDatabase?: pg.Pool;
+  targetRedis?: Redis;
+  kubernetes?: KubeConfig;
+  notify?: NotifyTarget;
+  settings: {
+    /** Tables `postgres.archive-old-data` may touch (ARCHIVE_TABLES). */
+    archiveTables: string[];
+    /** The service's own Redis key prefix (QUEUE_PREFIX): `redis.flush-cache` never touches it. */
+    queuePrefix: string;
+  };
+}
+
+export interface Log {
+  debug(obj: object, msg?: string): void;
+  info(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+  error(obj: object, msg?: string): void;
+}
+
+export interface ExecutionContext {
+  runId: string;
+  /** Aborted when the run times out or the process shuts down: stop between steps and pass it to every request. */
+  signal: AbortSignal;
+  /** Per-request timeout in milliseconds, for clients that take one. */
+  timeoutMs: number;
+  targets: Targets;
+  log: Log;
+  now(): Date;
+}
+
+export interface Remediation<S extends TSchema = TSchema> {
+  /** Stable name used in the matrix, e.g. `conduit.disable-provider`. */
+  name: string;
+  /** One line: what it does. */
+  summary: string;
+  /** The runbook step it automates. */
+  runbookStep: string;
+  /** TypeBox schema of the params; rendered params are validated against it before anything runs. */
+  params: S;
+  requires: TargetKind;
+  /** The key cooldowns and rate limits count against, e.g. `conduit/provider/openai`. */
+  target(params: Static<S>): string;
+  /** Exactly what `execute` would do, for dry runs and simulation. Pure: no I/O. */
+  plan(params: Static<S>): string;
+  /** Idempotent: running it twice does no more harm than once. Honours `ctx.signal`. */
+  execute(params: Static<S>, ctx: ExecutionContext): Promise<Record<string, unknown>>;
+}
+
+/** Keeps the params type of each module while the catalogue holds them as `Remediation`. */
+export function defineRemediation<S extends TSchema>(r: Remediation<S>): Remediation {
+  return r as unknown as Remediation;
+}
+
+export type RemediationErrorCode =
+  | 'target_not_configured'
+  | 'invalid_params'
+  | 'refused'
+  | 'not_found'
+  | 'unauthorized'
+  | 'conflict'
+  | 'target_error'
+  | 'timeout'
+  | 'aborted';
+
+/**
+ * A failure with a stable code. `retryable` failures (5xx, network errors, timeouts, conflicts)
+ * are retried with backoff; the others fail the run at once.
+ */
+export class RemediationError extends Error {
+  readonly code: RemediationErrorCode;
+  readonly retryable: boolean;
+  readonly detail: Record<string, unknown> | undefined;
+
+  constructor(code: RemediationErrorCode, message: string, opts: { retryable?: boolean; detail?: Record<string, unknown>; cause?: unknown } = {}) {
+    super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
+    this.name = 'RemediationError';
+    this.code = code;
+    this.retryable = opts.retryable ?? false;
+    this.detail = opts.detail;
+  }
+}
+
+/** Throws `aborted` when the signal has fired: call between batches and steps. */
+export function throwIfAborted(signal: AbortSignal): void {
+  if (signal.aborted) {
+    throw new RemediationError('aborted', `aborted: ${String(signal.reason ?? 'signal')}`, { retryable: true });
+  }
+}
