@@ -1,0 +1,3 @@
+import { providerSwitch } from './disable-provider.js';
+
+export default providerSwitch(true);

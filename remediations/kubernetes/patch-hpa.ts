@@ -1,0 +1,77 @@
+import { PatchStrategy } from '@kubernetes/client-node';
+import { Type, type Static } from '@sinclair/typebox';
+import { defineRemediation, RemediationError } from '../types.js';
+import { DnsLabel, DnsSubdomain } from '../validation.js';
+import { checkParams, describeRef, FIELD_MANAGER, kubeClients, retryOnConflict } from './client.js';
+
+const Replicas = Type.Integer({ minimum: 1, maximum: 10_000 });
+
+const params = Type.Object(
+  {
+    namespace: DnsLabel,
+    name: DnsSubdomain,
+    minReplicas: Type.Optional(Replicas),
+    maxReplicas: Type.Optional(Replicas),
+  },
+  { additionalProperties: false },
+);
+type Params = Static<typeof params>;
+
+/** Cross-field rules a schema cannot word well; `plan` runs them too, so they fail before anything runs. */
+function checkChange(p: Params): void {
+  if (p.minReplicas === undefined && p.maxReplicas === undefined) {
+    throw new RemediationError('invalid_params', 'at least one of `minReplicas` or `maxReplicas` is required');
+  }
+  if (p.minReplicas !== undefined && p.maxReplicas !== undefined && p.minReplicas > p.maxReplicas) {
+    throw new RemediationError('invalid_params', `minReplicas (${p.minReplicas}) is greater than maxReplicas (${p.maxReplicas})`);
+  }
+}
+
+const ref = (p: Params) => ({ kind: 'HorizontalPodAutoscaler', namespace: p.namespace, name: p.name });
+
+const describeChange = (p: Params) =>
+  [p.minReplicas === undefined ? '' : `minReplicas=${p.minReplicas}`, p.maxReplicas === undefined ? '' : `maxReplicas=${p.maxReplicas}`].filter(Boolean).join(', ');
+
+export default defineRemediation({
+  name: 'kubernetes.patch-hpa',
+  summary: "Sets a HorizontalPodAutoscaler's minReplicas and/or maxReplicas",
+  runbookStep: `Scale Up if Needed: update HPA (kubectl patch hpa conduit-api-hpa -n conduit -p '{"spec":{"minReplicas":5,"maxReplicas":30}}')`,
+  params,
+  requires: 'kubernetes',
+  target: (p) => `kubernetes/${p.namespace}/hpa/${p.name}`,
+  plan: (p) => {
+    checkChange(p);
+    return (
+      `Set ${describeChange(p)} on ${describeRef(ref(p))}: ` +
+    `PATCH /apis/autoscaling/v2/namespaces/${p.namespace}/horizontalpodautoscalers/${p.name} (application/merge-patch+json), ` +
+      'skipped when already set; refused when the result would have minReplicas above maxReplicas'
+    );
+  },
+  execute: async (p, ctx) => {
+    checkParams(params, p);
+    checkChange(p);
+    const kube = kubeClients(ctx);
+    const target = ref(p);
+    const names = { name: p.name, namespace: p.namespace };
+    return retryOnConflict(ctx, async () => {
+      const hpa = await kube.request(target, (o) => kube.autoscaling.readNamespacedHorizontalPodAutoscaler(names, o));
+      // minReplicas defaults to 1 when unset, as the HPA controller reads it.
+      const from = { minReplicas: hpa.spec?.minReplicas ?? 1, maxReplicas: hpa.spec?.maxReplicas ?? 1 };
+      const to = { minReplicas: p.minReplicas ?? from.minReplicas, maxReplicas: p.maxReplicas ?? from.maxReplicas };
+      if (to.minReplicas > to.maxReplicas) {
+        throw new RemediationError('invalid_params', `${describeRef(target)} would have minReplicas ${to.minReplicas} above maxReplicas ${to.maxReplicas}`, { detail: { from, to } });
+      }
+      if (to.minReplicas === from.minReplicas && to.maxReplicas === from.maxReplicas) return { from, to, changed: false };
+      const spec: Record<string, number> = {};
+      if (to.minReplicas !== from.minReplicas) spec['minReplicas'] = to.minReplicas;
+      if (to.maxReplicas !== from.maxReplicas) spec['maxReplicas'] = to.maxReplicas;
+      await kube.request(
+        target,
+        (o) => kube.autoscaling.patchNamespacedHorizontalPodAutoscaler({ ...names, body: { spec }, fieldManager: FIELD_MANAGER }, o),
+        PatchStrategy.MergePatch,
+      );
+      ctx.log.info({ runId: ctx.runId, hpa: describeRef(target), from, to }, 'patched horizontal pod autoscaler');
+      return { from, to, changed: true };
+    });
+  },
+});

@@ -1,0 +1,82 @@
+import { PatchStrategy } from '@kubernetes/client-node';
+import { Type, type Static } from '@sinclair/typebox';
+import { defineRemediation, RemediationError } from '../types.js';
+import { DnsLabel, DnsSubdomain } from '../validation.js';
+import { checkParams, describeRef, FIELD_MANAGER, kubeClients, retryOnConflict } from './client.js';
+
+const params = Type.Object(
+  {
+    namespace: DnsLabel,
+    deployment: DnsSubdomain,
+    /** Absolute replica count; exactly one of `replicas` and `by`. */
+    replicas: Type.Optional(Type.Integer({ minimum: 0, maximum: 10_000 })),
+    /** Relative change (`+2`, `-1`); exactly one of `replicas` and `by`. */
+    by: Type.Optional(Type.Integer({ minimum: -10_000, maximum: 10_000 })),
+    /** Upper bound whatever the request: an alert storm must not scale a deployment without limit. */
+    max: Type.Integer({ minimum: 1, maximum: 10_000 }),
+  },
+  { additionalProperties: false },
+);
+type Params = Static<typeof params>;
+type Change = { replicas: number; by?: undefined } | { by: number; replicas?: undefined };
+
+/**
+ * "Exactly one of" is checked here rather than with a schema union, so that the matrix loader still
+ * sees each param by name and the operator reads this message instead of "expected union value".
+ * `plan` calls it too, so a bad combination fails when the params are prepared, before anything runs.
+ */
+function change(p: Params): Change {
+  if (p.replicas !== undefined && p.by === undefined) return { replicas: p.replicas };
+  if (p.by !== undefined && p.replicas === undefined) return { by: p.by };
+  throw new RemediationError('invalid_params', 'exactly one of `replicas` (absolute) or `by` (relative) is required');
+}
+
+/**
+ * The replica count to ask for. A relative change never moves the other way: `by: +2` on a
+ * deployment already above `max` leaves it alone rather than scaling it down to `max`.
+ */
+export function desiredReplicas(c: Change, max: number, current: number): number {
+  if (c.replicas !== undefined) return Math.min(c.replicas, max);
+  const wanted = Math.min(Math.max(current + c.by, 0), max);
+  return (c.by >= 0 && wanted < current) || (c.by < 0 && wanted > current) ? current : wanted;
+}
+
+const ref = (p: Params) => ({ kind: 'Deployment', namespace: p.namespace, name: p.deployment });
+
+export default defineRemediation({
+  name: 'kubernetes.scale-deployment',
+  summary: 'Sets the replica count of a Deployment through its scale subresource, clamped to a maximum',
+  runbookStep: 'Scale Up if Needed (kubectl scale deployment conduit-api -n conduit --replicas=N)',
+  params,
+  requires: 'kubernetes',
+  target: (p) => `kubernetes/${p.namespace}/deployment/${p.deployment}`,
+  plan: (p) => {
+    const c = change(p);
+    const what = c.replicas !== undefined ? `to ${Math.min(c.replicas, p.max)} replicas` : `by ${c.by >= 0 ? '+' : ''}${c.by} replicas`;
+    return (
+      `Scale ${describeRef(ref(p))} ${what} (never above ${p.max}): ` +
+      `PATCH /apis/apps/v1/namespaces/${p.namespace}/deployments/${p.deployment}/scale (application/merge-patch+json) {"spec":{"replicas":N}}, ` +
+      'skipped when it already has that many'
+    );
+  },
+  execute: async (p, ctx) => {
+    checkParams(params, p);
+    const c = change(p);
+    const kube = kubeClients(ctx);
+    const target = ref(p);
+    const names = { name: p.deployment, namespace: p.namespace };
+    return retryOnConflict(ctx, async () => {
+      const scale = await kube.request(target, (o) => kube.apps.readNamespacedDeploymentScale(names, o));
+      const from = scale.spec?.replicas ?? 0;
+      const to = desiredReplicas(c, p.max, from);
+      if (to === from) return { from, to, changed: false };
+      await kube.request(
+        target,
+        (o) => kube.apps.patchNamespacedDeploymentScale({ ...names, body: { spec: { replicas: to } }, fieldManager: FIELD_MANAGER }, o),
+        PatchStrategy.MergePatch,
+      );
+      ctx.log.info({ runId: ctx.runId, deployment: describeRef(target), from, to }, 'scaled deployment');
+      return { from, to, changed: true };
+    });
+  },
+});

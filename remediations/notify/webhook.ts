@@ -1,0 +1,20 @@
+import { Type } from '@sinclair/typebox';
+import { defineRemediation, RemediationError } from '../types.js';
+import { postNotification } from './client.js';
+
+export default defineRemediation({
+  name: 'notify.webhook',
+  summary: 'Posts a message to the on-call channel through the Slack-compatible webhook',
+  runbookStep: 'Provider Down: notify on-call (On-Call Procedures: notify stakeholders)',
+  params: Type.Object({ text: Type.String({ minLength: 1, maxLength: 4000 }) }, { additionalProperties: false }),
+  requires: 'notify',
+  target: () => 'notify/webhook',
+  plan: (p) => `Post to the on-call webhook (NOTIFY_WEBHOOK_URL): ${JSON.stringify(p.text)}`,
+  execute: async (p, ctx) => {
+    const target = ctx.targets.notify;
+    if (!target) throw new RemediationError('target_not_configured', 'notification webhook is not configured (NOTIFY_WEBHOOK_URL)');
+    const { status } = await postNotification(target, p.text, { signal: ctx.signal, timeoutMs: ctx.timeoutMs });
+    ctx.log.info({ chars: p.text.length }, 'notification posted');
+    return { posted: true, status, chars: p.text.length };
+  },
+});

@@ -1,0 +1,69 @@
+import Fastify, { type FastifyBaseLogger, type FastifyError } from 'fastify';
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import { controlRoutes } from './routes/control.js';
+import { healthRoutes } from './routes/health.js';
+import { runRoutes } from './routes/runs.js';
+import { simulateRoutes } from './routes/simulate.js';
+import { webhookRoutes } from './routes/webhook.js';
+import type { Services } from './services.js';
+
+export interface AppOptions {
+  logger: FastifyBaseLogger;
+}
+
+/**
+ * The HTTP application as a plugin tree with no port and no process side effects: tests build it,
+ * `server.ts` listens. Errors always answer `{ statusCode, code, error, message }`; a 5xx that is not
+ * ours hides its internals.
+ */
+export async function buildApp(services: Services, opts: AppOptions) {
+  const app = Fastify({
+    loggerInstance: opts.logger,
+    disableRequestLogging: true,
+    bodyLimit: services.config.bodyLimit,
+    // Alertmanager's body is validated as sent: no coercion of wrong types, unknown fields kept.
+    ajv: { customOptions: { coerceTypes: false, removeAdditional: false } },
+  }).withTypeProvider<TypeBoxTypeProvider>();
+
+  app.setErrorHandler((err: FastifyError, req, reply) => {
+    const statusCode = err.statusCode && err.statusCode >= 400 ? err.statusCode : 500;
+    if (statusCode >= 500) req.log.error({ err: err.message, code: err.code, url: req.url }, 'request failed');
+    const internal = statusCode === 500;
+    return reply.code(statusCode).send({
+      statusCode,
+      code: internal ? 'INTERNAL' : (err.code ?? (err.validation ? 'VALIDATION' : 'ERROR')),
+      error: httpReason(statusCode),
+      message: internal ? 'internal error; see the service log' : err.message,
+    });
+  });
+  app.setNotFoundHandler((req, reply) =>
+    reply.code(404).send({ statusCode: 404, code: 'NOT_FOUND', error: 'Not Found', message: `${req.method} ${req.url} not found` }),
+  );
+
+  await app.register(swagger, {
+    openapi: {
+      info: { title: 'conduit-remediator', version: '0.1.0', description: 'Alert-driven auto-remediation for ConduitLLM' },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+    },
+  });
+  await app.register(swaggerUi, { routePrefix: '/docs' });
+
+  await app.register(healthRoutes(services));
+  if (services.config.role !== 'worker') {
+    await app.register(webhookRoutes(services));
+    await app.register(runRoutes(services));
+    await app.register(controlRoutes(services));
+    await app.register(simulateRoutes(services));
+  }
+  return app;
+}
+
+function httpReason(code: number): string {
+  const reasons: Record<number, string> = {
+    400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 409: 'Conflict', 413: 'Payload Too Large',
+    415: 'Unsupported Media Type', 500: 'Internal Server Error', 503: 'Service Unavailable',
+  };
+  return reasons[code] ?? 'Error';
+}

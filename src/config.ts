@@ -1,0 +1,167 @@
+import { randomBytes } from 'node:crypto';
+import { Type, type Static } from '@sinclair/typebox';
+import { Value } from '@sinclair/typebox/value';
+import { ConfigError } from './errors.js';
+import { parseDuration } from './matrix/duration.js';
+
+const Bool = Type.Union([Type.Literal('true'), Type.Literal('false'), Type.Literal('1'), Type.Literal('0')]);
+const DurationText = Type.String({ minLength: 1 });
+
+/** Every variable the service reads, with its default. Unknown variables are ignored. */
+const EnvSchema = Type.Object({
+  PORT: Type.Integer({ minimum: 0, maximum: 65535, default: 8080 }),
+  HOST: Type.String({ minLength: 1, default: '0.0.0.0' }),
+  ROLE: Type.Union([Type.Literal('api'), Type.Literal('worker'), Type.Literal('all')], { default: 'all' }),
+  LOG_LEVEL: Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)), { default: 'info' }),
+  REDIS_URL: Type.String({ pattern: '^rediss?://', default: 'redis://127.0.0.1:6379' }),
+  DATABASE_URL: Type.String({ pattern: '^postgres(ql)?://', default: 'postgres://postgres@127.0.0.1:5432/remediator' }),
+  QUEUE_PREFIX: Type.String({ pattern: '^[A-Za-z0-9_.-]{1,64}$', default: 'remediator' }),
+  MATRIX_PATH: Type.String({ minLength: 1, default: 'config/response-matrix.yaml' }),
+  WEBHOOK_TOKEN: Type.Optional(Type.String({ minLength: 16 })),
+  API_TOKENS: Type.Optional(Type.String({ minLength: 1 })),
+  DRY_RUN: Type.Union([Bool], { default: 'false' }),
+  CONDUIT_ADMIN_URL: Type.Optional(Type.String({ pattern: '^https?://' })),
+  CONDUIT_ADMIN_KEY: Type.Optional(Type.String({ minLength: 1 })),
+  TARGET_DATABASE_URL: Type.Optional(Type.String({ pattern: '^postgres(ql)?://' })),
+  TARGET_REDIS_URL: Type.Optional(Type.String({ pattern: '^rediss?://' })),
+  KUBECONFIG: Type.Optional(Type.String({ minLength: 1 })),
+  NOTIFY_WEBHOOK_URL: Type.Optional(Type.String({ pattern: '^https?://' })),
+  PUBLIC_URL: Type.Optional(Type.String({ pattern: '^https?://' })),
+  BODY_LIMIT: Type.Integer({ minimum: 1024, default: 5 * 1024 * 1024 }),
+  WORKER_CONCURRENCY: Type.Integer({ minimum: 1, maximum: 256, default: 4 }),
+  JOB_ATTEMPTS: Type.Integer({ minimum: 1, maximum: 50, default: 3 }),
+  JOB_BACKOFF: Type.Union([DurationText], { default: '2s' }),
+  REMEDIATION_TIMEOUT: Type.Union([DurationText], { default: '60s' }),
+  STALLED_INTERVAL: Type.Union([DurationText], { default: '30s' }),
+  SWEEP_INTERVAL: Type.Union([DurationText], { default: '5s' }),
+  REQUEUE_AFTER: Type.Union([DurationText], { default: '30s' }),
+  SHUTDOWN_TIMEOUT: Type.Union([DurationText], { default: '30s' }),
+  ARCHIVE_TABLES: Type.String({ pattern: '^[a-z_][a-z0-9_]*(,[a-z_][a-z0-9_]*)*$', default: 'request_logs' }),
+});
+type Env = Static<typeof EnvSchema>;
+
+export type Role = 'viewer' | 'approver' | 'admin';
+export interface ApiToken {
+  name: string;
+  role: Role;
+  token: string;
+}
+
+export interface Config {
+  port: number;
+  host: string;
+  role: 'api' | 'worker' | 'all';
+  logLevel: string;
+  redisUrl: string;
+  databaseUrl: string;
+  queuePrefix: string;
+  matrixPath: string;
+  webhookToken: string;
+  apiTokens: ApiToken[];
+  dryRun: boolean;
+  conduit?: { baseUrl: string; apiKey: string };
+  targetDatabaseUrl?: string;
+  targetRedisUrl?: string;
+  kubeconfig?: string;
+  notifyWebhookUrl?: string;
+  publicUrl: string;
+  bodyLimit: number;
+  workerConcurrency: number;
+  jobAttempts: number;
+  jobBackoffMs: number;
+  remediationTimeoutMs: number;
+  stalledIntervalMs: number;
+  sweepIntervalMs: number;
+  requeueAfterMs: number;
+  shutdownTimeoutMs: number;
+  archiveTables: string[];
+}
+
+/** Secrets made up at start because their variable was unset: printed once to the terminal, never logged. */
+export interface GeneratedSecrets {
+  webhookToken?: string;
+  apiToken?: string;
+}
+
+const ROLES: readonly Role[] = ['viewer', 'approver', 'admin'];
+
+function parseTokens(text: string): ApiToken[] {
+  const tokens = text.split(',').map((entry, i) => {
+    const parts = entry.trim().split(':');
+    if (parts.length !== 3) throw new ConfigError('API_TOKENS', `entry ${i + 1} is not name:role:token`);
+    const [name, role, token] = parts as [string, string, string];
+    if (!/^[A-Za-z0-9_.@-]{1,64}$/.test(name)) throw new ConfigError('API_TOKENS', `entry ${i + 1}: invalid name`);
+    if (!ROLES.includes(role as Role)) throw new ConfigError('API_TOKENS', `entry ${i + 1}: role must be one of ${ROLES.join(', ')}`);
+    if (token.length < 16) throw new ConfigError('API_TOKENS', `entry ${i + 1}: token must be at least 16 characters`);
+    return { name, role: role as Role, token };
+  });
+  const names = new Set(tokens.map((t) => t.name));
+  if (names.size !== tokens.length) throw new ConfigError('API_TOKENS', 'token names must be unique');
+  return tokens;
+}
+
+function duration(env: Env, key: keyof Env): number {
+  const ms = parseDuration(String(env[key]));
+  if (ms === undefined) throw new ConfigError(key, `"${String(env[key])}" is not a duration (e.g. 30s, 5m, 1h)`);
+  return ms;
+}
+
+const secret = () => randomBytes(24).toString('base64url');
+
+/** Reads and validates the environment. Throws `ConfigError` naming the first bad variable. */
+export function loadConfig(source: NodeJS.ProcessEnv): { config: Config; generated: GeneratedSecrets } {
+  const raw: Record<string, unknown> = {};
+  for (const key of Object.keys(EnvSchema.properties)) {
+    const value = source[key];
+    if (value !== undefined && value !== '') raw[key] = value;
+  }
+  const env = Value.Convert(EnvSchema, Value.Default(EnvSchema, raw)) as Env;
+  const first = Value.Errors(EnvSchema, env).First();
+  if (first) {
+    const variable = first.path.split('/')[1] ?? 'environment';
+    const shown = /TOKEN|KEY|URL/.test(variable) ? '' : ` (got "${String(raw[variable])}")`;
+    const choices = (EnvSchema.properties as Record<string, { anyOf?: Array<{ const?: unknown }> }>)[variable]?.anyOf;
+    const message = choices ? `must be one of ${choices.map((c) => String(c.const)).join(', ')}` : first.message;
+    throw new ConfigError(variable, `${message}${shown}`);
+  }
+  if (env.CONDUIT_ADMIN_URL && !env.CONDUIT_ADMIN_KEY) throw new ConfigError('CONDUIT_ADMIN_KEY', 'required when CONDUIT_ADMIN_URL is set');
+
+  const generated: GeneratedSecrets = {};
+  const webhookToken = env.WEBHOOK_TOKEN ?? (generated.webhookToken = secret());
+  let apiTokens: ApiToken[];
+  if (env.API_TOKENS) apiTokens = parseTokens(env.API_TOKENS);
+  else apiTokens = [{ name: 'admin', role: 'admin', token: (generated.apiToken = secret()) }];
+
+  const config: Config = {
+    port: env.PORT,
+    host: env.HOST,
+    role: env.ROLE,
+    logLevel: env.LOG_LEVEL,
+    redisUrl: env.REDIS_URL,
+    databaseUrl: env.DATABASE_URL,
+    queuePrefix: env.QUEUE_PREFIX,
+    matrixPath: env.MATRIX_PATH,
+    webhookToken,
+    apiTokens,
+    dryRun: env.DRY_RUN === 'true' || env.DRY_RUN === '1',
+    ...(env.CONDUIT_ADMIN_URL && env.CONDUIT_ADMIN_KEY
+      ? { conduit: { baseUrl: env.CONDUIT_ADMIN_URL.replace(/\/+$/, ''), apiKey: env.CONDUIT_ADMIN_KEY } }
+      : {}),
+    ...(env.TARGET_DATABASE_URL ? { targetDatabaseUrl: env.TARGET_DATABASE_URL } : {}),
+    ...(env.TARGET_REDIS_URL ? { targetRedisUrl: env.TARGET_REDIS_URL } : {}),
+    ...(env.KUBECONFIG ? { kubeconfig: env.KUBECONFIG } : {}),
+    ...(env.NOTIFY_WEBHOOK_URL ? { notifyWebhookUrl: env.NOTIFY_WEBHOOK_URL } : {}),
+    publicUrl: (env.PUBLIC_URL ?? `http://localhost:${env.PORT}`).replace(/\/+$/, ''),
+    bodyLimit: env.BODY_LIMIT,
+    workerConcurrency: env.WORKER_CONCURRENCY,
+    jobAttempts: env.JOB_ATTEMPTS,
+    jobBackoffMs: duration(env, 'JOB_BACKOFF'),
+    remediationTimeoutMs: duration(env, 'REMEDIATION_TIMEOUT'),
+    stalledIntervalMs: duration(env, 'STALLED_INTERVAL'),
+    sweepIntervalMs: duration(env, 'SWEEP_INTERVAL'),
+    requeueAfterMs: duration(env, 'REQUEUE_AFTER'),
+    shutdownTimeoutMs: duration(env, 'SHUTDOWN_TIMEOUT'),
+    archiveTables: env.ARCHIVE_TABLES.split(','),
+  };
+  return { config, generated };
+}

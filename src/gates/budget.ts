@@ -1,0 +1,141 @@
+import type { Redis } from 'ioredis';
+import type { Limit } from '../matrix/types.js';
+
+/**
+ * Cooldowns, per-action rate limits, the global budget and the failure streak, in Redis so they hold
+ * across replicas. One Lua script checks every gate and, when asked to, takes from all of them or from
+ * none: a run stopped by one gate consumes nothing of the others. Time is Redis's own clock, so
+ * replicas with skewed clocks still agree.
+ */
+const SCRIPT = `
+local cooldownKey, limitKey, globalKey, heldKey, streakKey = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local cooldownMs = tonumber(ARGV[1])
+local limitMax, limitPer = tonumber(ARGV[2]), tonumber(ARGV[3])
+local globalMax, globalPer = tonumber(ARGV[4]), tonumber(ARGV[5])
+local member, mode, escalateAfter = ARGV[6], ARGV[7], tonumber(ARGV[8])
+-- A retry of a run that already passed keeps its place: it must not be stopped by its own cooldown.
+if redis.call('EXISTS', heldKey) == 1 then return {'ok', 0} end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if escalateAfter > 0 then
+  local streak = tonumber(redis.call('GET', streakKey) or '0')
+  if streak >= escalateAfter then return {'escalated', streak} end
+end
+if cooldownMs > 0 then
+  local ttl = redis.call('PTTL', cooldownKey)
+  if ttl > 0 then return {'cooldown', ttl} end
+end
+if limitMax > 0 then
+  redis.call('ZREMRANGEBYSCORE', limitKey, '-inf', now - limitPer)
+  if redis.call('ZCARD', limitKey) >= limitMax then
+    local oldest = redis.call('ZRANGE', limitKey, 0, 0, 'WITHSCORES')
+    return {'rate_limit', tonumber(oldest[2]) + limitPer - now}
+  end
+end
+if globalMax > 0 then
+  redis.call('ZREMRANGEBYSCORE', globalKey, '-inf', now - globalPer)
+  if redis.call('ZCARD', globalKey) >= globalMax then
+    local oldest = redis.call('ZRANGE', globalKey, 0, 0, 'WITHSCORES')
+    return {'global_budget', tonumber(oldest[2]) + globalPer - now}
+  end
+end
+if mode == 'take' then
+  if cooldownMs > 0 then redis.call('SET', cooldownKey, member, 'PX', cooldownMs) end
+  if limitMax > 0 then
+    redis.call('ZADD', limitKey, now, member)
+    redis.call('PEXPIRE', limitKey, limitPer)
+  end
+  if globalMax > 0 then
+    redis.call('ZADD', globalKey, now, member)
+    redis.call('PEXPIRE', globalKey, globalPer)
+  end
+  redis.call('SET', heldKey, '1', 'PX', math.max(cooldownMs, limitPer, globalPer, 86400000))
+end
+return {'ok', 0}
+`;
+
+/** Gives back what `take` took for a run that did not execute after all. */
+const RELEASE = `
+local cooldownKey, limitKey, globalKey, heldKey = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local member = ARGV[1]
+if redis.call('GET', cooldownKey) == member then redis.call('DEL', cooldownKey) end
+redis.call('ZREM', limitKey, member)
+redis.call('ZREM', globalKey, member)
+redis.call('DEL', heldKey)
+return 1
+`;
+
+export type GateVerdict =
+  | { ok: true }
+  | { ok: false; reason: 'cooldown' | 'rate_limit' | 'global_budget' | 'escalated'; retryInMs: number };
+
+export interface BudgetRequest {
+  runId: string;
+  rule: string;
+  actionKey: string;
+  remediation: string;
+  target: string;
+  cooldownMs: number;
+  limit: Limit | undefined;
+  /** Consecutive failures after which runs need approval; 0 skips the check (an approved run). */
+  escalateAfter: number;
+}
+
+export const ESCALATE_AFTER = 3;
+
+export function createBudget(redis: Redis, prefix: string, globalLimit: Limit | undefined) {
+  const r = redis as Redis & Record<string, unknown>;
+  if (typeof r['remediatorGates'] !== 'function') {
+    r.defineCommand('remediatorGates', { numberOfKeys: 5, lua: SCRIPT });
+    r.defineCommand('remediatorRelease', { numberOfKeys: 4, lua: RELEASE });
+  }
+  const key = (...parts: string[]) => `${prefix}:gates:${parts.join(':')}`;
+  const streakKey = (remediation: string, target: string) => key('streak', remediation, target);
+
+  async function evaluate(req: BudgetRequest, mode: 'peek' | 'take'): Promise<GateVerdict> {
+    const [verdict, ms] = await (r['remediatorGates'] as (...a: Array<string | number>) => Promise<[string, number]>).call(r,
+      key('cooldown', req.remediation, req.target),
+      key('limit', req.rule, req.actionKey),
+      key('global'),
+      key('held', req.runId),
+      streakKey(req.remediation, req.target),
+      req.cooldownMs,
+      req.limit?.max ?? 0,
+      req.limit?.perMs ?? 0,
+      globalLimit?.max ?? 0,
+      globalLimit?.perMs ?? 0,
+      req.runId,
+      mode,
+      req.escalateAfter,
+    );
+    if (verdict === 'ok') return { ok: true };
+    return { ok: false, reason: verdict as 'cooldown', retryInMs: Number(ms) };
+  }
+
+  return {
+    /** What the gates would say now, taking nothing. */
+    peek: (req: BudgetRequest) => evaluate(req, 'peek'),
+    /** Passes and takes from every gate at once, or takes nothing. Idempotent per run. */
+    take: (req: BudgetRequest) => evaluate(req, 'take'),
+    async release(req: BudgetRequest): Promise<void> {
+      await (r['remediatorRelease'] as (...a: string[]) => Promise<number>).call(r,
+        key('cooldown', req.remediation, req.target),
+        key('limit', req.rule, req.actionKey),
+        key('global'),
+        key('held', req.runId),
+        req.runId,
+      );
+    },
+    async failureStreak(remediation: string, target: string): Promise<number> {
+      return Number((await redis.get(streakKey(remediation, target))) ?? 0);
+    },
+    async recordFailure(remediation: string, target: string): Promise<number> {
+      return redis.incr(streakKey(remediation, target));
+    },
+    async recordSuccess(remediation: string, target: string): Promise<void> {
+      await redis.del(streakKey(remediation, target));
+    },
+  };
+}
+
+export type Budget = ReturnType<typeof createBudget>;

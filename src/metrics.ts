@@ -1,0 +1,94 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+/** Where gauges read shared state at scrape time (PostgreSQL and Redis are the truth, not this process). */
+export interface MetricSources {
+  pendingApprovals(): Promise<number>;
+  queueCounts(): Promise<Record<string, number>>;
+  paused(): Promise<boolean | undefined>;
+}
+
+/** Every metric the service exports, on a registry of its own so several apps can live in one process. */
+export function createMetrics() {
+  let sources: MetricSources | undefined;
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'remediator_' });
+  const metrics = {
+    registry,
+    alertsReceived: new Counter({
+      name: 'remediator_alerts_received_total',
+      help: 'Alerts received on the webhook, by alert status (firing, resolved) and unmatched.',
+      labelNames: ['status'] as const,
+      registers: [registry],
+    }),
+    alertsUnmatched: new Counter({
+      name: 'remediator_alerts_unmatched_total',
+      help: 'Alerts that matched no rule of the response matrix.',
+      registers: [registry],
+    }),
+    runs: new Counter({
+      name: 'remediator_runs_total',
+      help: 'Runs entering a status, by rule, remediation and status.',
+      labelNames: ['rule', 'remediation', 'status'] as const,
+      registers: [registry],
+    }),
+    runDuration: new Histogram({
+      name: 'remediator_run_duration_seconds',
+      help: 'Time a remediation took to execute.',
+      labelNames: ['remediation'] as const,
+      buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120],
+      registers: [registry],
+    }),
+    approvalsPending: new Gauge({
+      name: 'remediator_approvals_pending',
+      help: 'Runs waiting for a human approval.',
+      registers: [registry],
+      async collect() {
+        if (sources) this.set(await sources.pendingApprovals().catch(() => 0));
+      },
+    }),
+    approvalWait: new Histogram({
+      name: 'remediator_approval_wait_seconds',
+      help: 'Time from a run asking for approval to its decision (approved, rejected, expired, cancelled).',
+      buckets: [1, 10, 30, 60, 300, 600, 1800, 3600, 7200, 86400],
+      registers: [registry],
+    }),
+    suppressed: new Counter({
+      name: 'remediator_suppressed_total',
+      help: 'Runs suppressed by a safety gate, by remediation and reason.',
+      labelNames: ['remediation', 'reason'] as const,
+      registers: [registry],
+    }),
+    queueJobs: new Gauge({
+      name: 'remediator_queue_jobs',
+      help: 'Jobs in the run queue, by state.',
+      labelNames: ['state'] as const,
+      registers: [registry],
+      async collect() {
+        if (!sources) return;
+        for (const [state, n] of Object.entries(await sources.queueCounts().catch(() => ({})))) this.set({ state }, n);
+      },
+    }),
+    paused: new Gauge({
+      name: 'remediator_paused',
+      help: '1 while the kill switch is on.',
+      registers: [registry],
+      async collect() {
+        const paused = await sources?.paused().catch(() => undefined);
+        if (paused !== undefined) this.set(paused ? 1 : 0);
+      },
+    }),
+    webhookDuration: new Histogram({
+      name: 'remediator_webhook_duration_seconds',
+      help: 'Time to answer an Alertmanager delivery, by HTTP status code.',
+      labelNames: ['code'] as const,
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+      registers: [registry],
+    }),
+    bindSources(s: MetricSources) {
+      sources = s;
+    },
+  };
+  return metrics;
+}
+
+export type Metrics = ReturnType<typeof createMetrics>;

@@ -1,0 +1,82 @@
+import { Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
+
+export const QUEUE_NAME = 'runs';
+
+export interface RunJobData {
+  runId: string;
+}
+
+export interface RunQueueOptions {
+  prefix: string;
+  /** Attempts per execution, retries use exponential backoff from `backoffMs`. */
+  attempts: number;
+  backoffMs: number;
+  /** How long an enqueue may wait for Redis before the caller answers 503. */
+  timeoutMs?: number;
+}
+
+export class EnqueueError extends Error {
+  override readonly name = 'EnqueueError';
+}
+
+/** Rejects after `ms` so a Redis outage turns into a fast 503 instead of a hanging request. */
+export function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new EnqueueError(`${what} timed out after ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+/**
+ * The run queue. Job id = run id, so enqueueing a run twice while its job exists is a no-op;
+ * the worker's claim in PostgreSQL makes a late second job harmless too.
+ */
+export function createRunQueue(connection: Redis, opts: RunQueueOptions) {
+  const queue = new Queue<RunJobData>(QUEUE_NAME, {
+    connection,
+    prefix: opts.prefix,
+    defaultJobOptions: {
+      attempts: opts.attempts,
+      backoff: { type: 'exponential', delay: opts.backoffMs },
+      removeOnComplete: { age: 24 * 3600, count: 10_000 },
+      removeOnFail: { age: 7 * 24 * 3600 },
+    },
+  });
+  // Errors surface on the calls that hit them; the emitter must not crash the process.
+  queue.on('error', () => {});
+  const timeoutMs = opts.timeoutMs ?? 3000;
+
+  async function enqueue(runIds: readonly string[]): Promise<void> {
+    if (runIds.length === 0) return;
+    const jobs = runIds.map((runId) => ({ name: 'run', data: { runId }, opts: { jobId: runId } }));
+    try {
+      await withTimeout(queue.addBulk(jobs), timeoutMs, 'enqueue');
+    } catch (err) {
+      throw new EnqueueError(`could not enqueue ${runIds.length} run(s): ${(err as Error).message}`);
+    }
+  }
+
+  /**
+   * Re-adds a run whose job may be gone. A job that already finished is removed first, because
+   * BullMQ ignores an add whose id exists; the worker's claim decides whether it still runs.
+   */
+  async function requeue(runId: string): Promise<void> {
+    const job = await queue.getJob(runId);
+    if (job) {
+      const state = await job.getState();
+      if (state !== 'completed' && state !== 'failed') return;
+      await job.remove();
+    }
+    await enqueue([runId]);
+  }
+
+  async function counts(): Promise<Record<string, number>> {
+    return queue.getJobCounts('waiting', 'active', 'delayed', 'completed', 'failed', 'paused', 'prioritized');
+  }
+
+  return { queue, enqueue, requeue, counts, close: () => queue.close() };
+}
+
+export type RunQueue = ReturnType<typeof createRunQueue>;

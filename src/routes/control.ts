@@ -1,0 +1,39 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { Control, ErrorResponse, PauseBody } from '../schemas/runs.js';
+import type { Services } from '../services.js';
+import { bearerSecurity, requireRole } from './hooks.js';
+
+export const controlRoutes = (services: Services): FastifyPluginAsyncTypebox => async (app) => {
+  const errors = { 401: ErrorResponse, 403: ErrorResponse };
+  const view = async () => ({ ...(await services.control.get()), dryRun: services.config.dryRun });
+
+  app.get('/api/control', {
+    onRequest: requireRole(services, 'viewer'),
+    schema: { summary: 'Kill switch and dry-run state', tags: ['control'], security: bearerSecurity, response: { 200: Control, ...errors } },
+  }, view);
+
+  app.post('/api/control/pause', {
+    onRequest: requireRole(services, 'admin'),
+    schema: { summary: 'Kill switch on: new runs are suppressed, queued jobs wait', tags: ['control'], security: bearerSecurity, body: PauseBody, response: { 200: Control, ...errors } },
+  }, async (req) => {
+    await services.control.set(true, req.caller!.name, req.body?.reason ?? null);
+    services.metrics.paused.set(1);
+    // The flag in PostgreSQL is what counts; pausing the queue only spares workers a fetch. The sweeper re-syncs it.
+    await services.queue.queue.pause().catch((err: Error) => req.log.warn({ err: err.message }, 'queue not paused yet'));
+    req.log.warn({ by: req.caller!.name, reason: req.body?.reason ?? null }, 'remediation paused');
+    return view();
+  });
+
+  app.post('/api/control/resume', {
+    onRequest: requireRole(services, 'admin'),
+    schema: { summary: 'Kill switch off', tags: ['control'], security: bearerSecurity, response: { 200: Control, ...errors } },
+  }, async (req) => {
+    await services.control.set(false, req.caller!.name, null);
+    services.metrics.paused.set(0);
+    await services.queue.queue.resume().catch((err: Error) => req.log.warn({ err: err.message }, 'queue not resumed yet'));
+    // Jobs put back while paused wait a few seconds in `delayed`; run them now.
+    await services.queue.queue.promoteJobs().catch(() => {});
+    req.log.warn({ by: req.caller!.name }, 'remediation resumed');
+    return view();
+  });
+};

@@ -1,0 +1,24 @@
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { Role } from '../config.js';
+import { AppError } from '../errors.js';
+import type { Services } from '../services.js';
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    caller?: { name: string; role: Role };
+  }
+}
+
+/** An onRequest hook admitting API tokens of `role` or higher; it runs before the body is read. */
+export function requireRole(services: Services, role: Role) {
+  return async (req: FastifyRequest, _reply: FastifyReply) => {
+    const caller = services.auth.api(req.headers.authorization);
+    if (!caller) throw new AppError(401, 'UNAUTHORIZED', 'missing or unknown bearer token');
+    if (!services.auth.allows(caller.role, role)) {
+      throw new AppError(403, 'FORBIDDEN', `token "${caller.name}" has role ${caller.role}; this needs ${role}`);
+    }
+    req.caller = caller;
+  };
+}
+
+export const bearerSecurity = [{ bearer: [] as string[] }];

@@ -1,0 +1,124 @@
+import { once } from 'node:events';
+import { Redis, type RedisOptions } from 'ioredis';
+import type pg from 'pg';
+import { createCatalogue } from '../remediations/catalogue.js';
+import type { Log, Remediation } from '../remediations/types.js';
+import { createApprovals } from './approvals/approvals.js';
+import { createAuth } from './auth.js';
+import type { Config } from './config.js';
+import { createExecutor } from './execution/executor.js';
+import { createBudget } from './gates/budget.js';
+import { createIntake } from './intake/intake.js';
+import { loadMatrix } from './matrix/load.js';
+import type { Matrix } from './matrix/types.js';
+import { createMetrics } from './metrics.js';
+import { createNotifier } from './notify/notifier.js';
+import { createRunQueue, withTimeout } from './queue/queue.js';
+import { createSweeper } from './queue/sweeper.js';
+import { createRunWorker } from './queue/worker.js';
+import { createControlStore } from './store/control.js';
+import { openDatabase } from './store/database.js';
+import { migrate } from './store/migrate.js';
+import { createRunStore } from './store/runs.js';
+import { buildTargets } from './targets.js';
+
+export interface ServiceOptions {
+  log: Log;
+  catalogue?: ReadonlyMap<string, Remediation>;
+  /** A matrix already loaded; otherwise MATRIX_PATH is read. */
+  matrix?: Matrix;
+  now?: () => Date;
+}
+
+async function connectRedis(url: string, opts: RedisOptions, log: Log, name: string): Promise<Redis> {
+  const redis = new Redis(url, { connectionName: name, ...opts });
+  let warned = false;
+  redis.on('error', (err: Error) => {
+    if (!warned) log.warn({ err: err.message, connection: name }, 'Redis connection error; reconnecting');
+    warned = true;
+  });
+  redis.on('ready', () => {
+    warned = false;
+  });
+  if (redis.status !== 'ready') await once(redis, 'ready');
+  return redis;
+}
+
+/** Everything the service runs on, wired from configuration. `close` releases it all. */
+export async function createServices(config: Config, opts: ServiceOptions) {
+  const { log } = opts;
+  const now = opts.now ?? (() => new Date());
+  const catalogue = opts.catalogue ?? createCatalogue();
+  const matrix = opts.matrix ?? loadMatrix(config.matrixPath, catalogue);
+
+  const pool: pg.Pool = await openDatabase(config.databaseUrl);
+  await migrate(pool);
+  // Commands fail at once while Redis is down, so the webhook answers 503 instead of hanging.
+  const redis = await connectRedis(config.redisUrl, { enableOfflineQueue: false, maxRetriesPerRequest: 1, connectTimeout: 3000 }, log, 'remediator');
+
+  const metrics = createMetrics();
+  const runs = createRunStore(pool);
+  const control = createControlStore(pool);
+  const budget = createBudget(redis, config.queuePrefix, matrix.globalLimit);
+  const queue = createRunQueue(redis, { prefix: config.queuePrefix, attempts: config.jobAttempts, backoffMs: config.jobBackoffMs });
+  const built = buildTargets(config);
+  const notifier = createNotifier({ target: built.targets.notify, runs, log, publicUrl: config.publicUrl });
+  const intake = createIntake({ matrix, runs, control, budget, queue, metrics, notifier, log, dryRun: config.dryRun, configured: built.configured, now });
+  const approvals = createApprovals({ runs, queue, budget, metrics, log });
+  const auth = createAuth(config.webhookToken, config.apiTokens);
+  const shutdown = new AbortController();
+  const executor = createExecutor({
+    runs, control, budget, catalogue, targets: built.targets, configured: built.configured, metrics, notifier, log,
+    timeoutMs: config.remediationTimeoutMs, shutdown: shutdown.signal, now,
+  });
+  const sweeper = createSweeper({ runs, control, queue, metrics, notifier, log, intervalMs: config.sweepIntervalMs, requeueAfterMs: config.requeueAfterMs });
+
+  let workerRedis: Redis | undefined;
+  let worker: ReturnType<typeof createRunWorker> | undefined;
+  if (config.role !== 'api') {
+    workerRedis = await connectRedis(config.redisUrl, { maxRetriesPerRequest: null }, log, 'remediator-worker');
+    worker = createRunWorker(workerRedis, executor, log, {
+      prefix: config.queuePrefix,
+      concurrency: config.workerConcurrency,
+      stalledIntervalMs: config.stalledIntervalMs,
+    });
+  }
+  sweeper.start();
+
+  metrics.bindSources({
+    pendingApprovals: () => runs.countByStatus('pending_approval'),
+    queueCounts: () => withTimeout(queue.counts(), 1000, 'queue counts'),
+    paused: async () => (await control.get()).paused,
+  });
+
+  async function ready(): Promise<{ postgres: boolean; redis: boolean }> {
+    const [postgres, redisOk] = await Promise.all([
+      withTimeout(pool.query('SELECT 1'), 1000, 'postgres').then(() => true, () => false),
+      withTimeout(redis.ping(), 1000, 'redis').then(() => true, () => false),
+    ]);
+    return { postgres, redis: redisOk };
+  }
+
+  /** Stops taking jobs, lets running ones finish within the worker's close, then releases connections. */
+  async function close(): Promise<void> {
+    await sweeper.stop();
+    if (worker) {
+      const timer = setTimeout(() => shutdown.abort('shutdown'), config.shutdownTimeoutMs);
+      await worker.close().catch(() => {});
+      clearTimeout(timer);
+    }
+    await notifier.drain();
+    await queue.close().catch(() => {});
+    redis.disconnect();
+    workerRedis?.disconnect();
+    await built.close();
+    await pool.end().catch(() => {});
+  }
+
+  return {
+    config, log, matrix, catalogue, pool, redis, metrics, runs, control, budget, queue, notifier, intake, approvals,
+    auth, executor, sweeper, worker, targets: built, ready, close,
+  };
+}
+
+export type Services = Awaited<ReturnType<typeof createServices>>;

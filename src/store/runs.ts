@@ -1,0 +1,306 @@
+import type pg from 'pg';
+import type { NewRun, Run, RunEvent, RunStatus } from './types.js';
+
+interface RunRow {
+  id: string;
+  seq: string;
+  rule: string;
+  action: string;
+  phase: 'firing' | 'resolved';
+  remediation: string;
+  target: string | null;
+  params: Record<string, unknown>;
+  status: RunStatus;
+  reason: string | null;
+  alert: Run['alert'];
+  approval_required: boolean;
+  expires_at: Date | null;
+  decided_by: string | null;
+  decided_at: Date | null;
+  decision_comment: string | null;
+  dry_run: boolean;
+  gates: Run['gates'];
+  attempts: number;
+  plan: string | null;
+  result: Record<string, unknown> | null;
+  error: string | null;
+  created_at: Date;
+  updated_at: Date;
+}
+
+const iso = (d: Date | null) => (d ? d.toISOString() : null);
+
+export function toRun(row: RunRow): Run {
+  return {
+    id: row.id,
+    rule: row.rule,
+    action: row.action,
+    phase: row.phase,
+    remediation: row.remediation,
+    target: row.target,
+    params: row.params,
+    status: row.status,
+    reason: row.reason,
+    alert: row.alert,
+    approval: {
+      required: row.approval_required,
+      expiresAt: iso(row.expires_at),
+      decidedBy: row.decided_by,
+      decidedAt: iso(row.decided_at),
+      comment: row.decision_comment,
+    },
+    dryRun: row.dry_run,
+    gates: row.gates,
+    attempts: row.attempts,
+    plan: row.plan,
+    result: row.result,
+    error: row.error,
+    createdAt: row.created_at.toISOString(),
+    updatedAt: row.updated_at.toISOString(),
+  };
+}
+
+/** Columns a transition may set; `attempts` is only ever incremented. */
+export interface RunPatch {
+  reason?: string | null;
+  decidedBy?: string;
+  decisionComment?: string | null;
+  incrementAttempts?: boolean;
+  plan?: string | null;
+  result?: Record<string, unknown> | null;
+  error?: string | null;
+  approvalRequired?: boolean;
+  expiresAt?: string | null;
+}
+
+export interface StoredRun {
+  run: Run;
+  duplicate: boolean;
+}
+
+const INSERT_SQL = `
+WITH input AS (
+  SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(
+    id uuid, rule text, action text, phase text, remediation text, target text, params jsonb, status text,
+    reason text, fingerprint text, starts_at text, alert jsonb, approval_required boolean,
+    expires_at timestamptz, dry_run boolean, gates jsonb, plan text, error text, events jsonb)
+), inserted AS (
+  INSERT INTO runs (id, rule, action, phase, remediation, target, params, status, reason, fingerprint, starts_at,
+                    alert, approval_required, expires_at, dry_run, gates, plan, error)
+  SELECT id, rule, action, phase, remediation, target, params, status, reason, fingerprint, starts_at,
+         alert, approval_required, expires_at, dry_run, gates, plan, error FROM input
+  ON CONFLICT ON CONSTRAINT runs_dedup_key DO NOTHING
+  RETURNING *
+), events AS (
+  INSERT INTO run_events (run_id, type, detail)
+  SELECT i.id, e.value->>'type', COALESCE(e.value->'detail', '{}'::jsonb)
+  FROM inserted i JOIN input x ON x.id = i.id, jsonb_array_elements(x.events) WITH ORDINALITY AS e(value, n)
+  ORDER BY i.seq, e.n
+)
+SELECT * FROM inserted`;
+
+const EXISTING_SQL = `
+SELECT r.* FROM runs r
+JOIN jsonb_to_recordset($1::jsonb) AS x(rule text, action text, fingerprint text, starts_at text)
+  ON r.rule = x.rule AND r.action = x.action AND r.fingerprint = x.fingerprint AND r.starts_at = x.starts_at`;
+
+const dedupKey = (r: { rule: string; action: string; alert: { fingerprint: string; startsAt: string } }) =>
+  `${r.rule}\u0000${r.action}\u0000${r.alert.fingerprint}\u0000${r.alert.startsAt}`;
+
+export function createRunStore(pool: pg.Pool) {
+  /**
+   * Stores new runs in one statement. A run whose dedup key exists already is not stored again:
+   * the existing run is returned with `duplicate: true`, also when another replica inserted it concurrently.
+   */
+  async function insert(runs: NewRun[]): Promise<StoredRun[]> {
+    if (runs.length === 0) return [];
+    const payload = runs.map((r) => ({
+      id: r.id, rule: r.rule, action: r.action, phase: r.phase, remediation: r.remediation, target: r.target,
+      params: r.params, status: r.status, reason: r.reason, fingerprint: r.alert.fingerprint,
+      starts_at: r.alert.startsAt, alert: r.alert, approval_required: r.approvalRequired, expires_at: r.expiresAt,
+      dry_run: r.dryRun, gates: r.gates, plan: r.plan, error: r.error, events: r.events,
+    }));
+    const { rows } = await pool.query<RunRow>({ name: 'runs-insert', text: INSERT_SQL, values: [JSON.stringify(payload)] });
+    const byKey = new Map<string, StoredRun>();
+    for (const row of rows) byKey.set(dedupKey(toRun(row)), { run: toRun(row), duplicate: false });
+    const missing = runs.filter((r) => !byKey.has(dedupKey(r)));
+    if (missing.length > 0) {
+      // A new statement sees rows committed by concurrent inserts that the first one conflicted with.
+      const keys = missing.map((r) => ({ rule: r.rule, action: r.action, fingerprint: r.alert.fingerprint, starts_at: r.alert.startsAt }));
+      const existing = await pool.query<RunRow>({ name: 'runs-existing', text: EXISTING_SQL, values: [JSON.stringify(keys)] });
+      for (const row of existing.rows) {
+        const run = toRun(row);
+        if (!byKey.has(dedupKey(run))) byKey.set(dedupKey(run), { run, duplicate: true });
+      }
+    }
+    return runs.map((r) => {
+      const stored = byKey.get(dedupKey(r));
+      if (!stored) throw new Error(`run ${r.rule}/${r.action} was neither inserted nor found`);
+      return stored;
+    });
+  }
+
+  async function get(id: string, opts: { events?: boolean } = {}): Promise<Run | null> {
+    const { rows } = await pool.query<RunRow>({ name: 'runs-get', text: 'SELECT * FROM runs WHERE id = $1', values: [id] });
+    const row = rows[0];
+    if (!row) return null;
+    if (opts.events === false) return toRun(row);
+    const events = await pool.query<{ at: Date; type: string; detail: Record<string, unknown> }>(
+      'SELECT at, type, detail FROM run_events WHERE run_id = $1 ORDER BY id',
+      [id],
+    );
+    const run = toRun(row);
+    run.events = events.rows.map((e): RunEvent => ({ at: e.at.toISOString(), type: e.type, detail: e.detail }));
+    return run;
+  }
+
+  async function list(filter: { status?: RunStatus; rule?: string; remediation?: string; limit: number; cursor?: string }) {
+    const where: string[] = [];
+    const values: unknown[] = [];
+    const add = (sql: string, value: unknown) => {
+      values.push(value);
+      where.push(sql.replace('?', `$${values.length}`));
+    };
+    if (filter.status) add('status = ?', filter.status);
+    if (filter.rule) add('rule = ?', filter.rule);
+    if (filter.remediation) add('remediation = ?', filter.remediation);
+    if (filter.cursor) add('seq < ?', filter.cursor);
+    values.push(filter.limit + 1);
+    const sql = `SELECT * FROM runs ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY seq DESC LIMIT $${values.length}`;
+    const { rows } = await pool.query<RunRow>(sql, values);
+    const page = rows.slice(0, filter.limit);
+    const nextCursor = rows.length > filter.limit ? page[page.length - 1]!.seq : null;
+    return { runs: page.map(toRun), nextCursor };
+  }
+
+  /**
+   * Moves a run from one of `from` to `to` in one statement, with its timeline event.
+   * Returns null when the run was not in one of `from`: the caller lost a race or the run moved on.
+   */
+  async function transition(
+    id: string,
+    from: readonly RunStatus[],
+    to: RunStatus,
+    event: { type: string; detail?: Record<string, unknown> },
+    patch: RunPatch = {},
+    extraWhere = '',
+  ): Promise<Run | null> {
+    const values: unknown[] = [id, from, to, event.type, JSON.stringify(event.detail ?? {})];
+    const sets = ['status = $3', 'updated_at = now()'];
+    const set = (column: string, value: unknown) => {
+      values.push(value);
+      sets.push(`${column} = $${values.length}`);
+    };
+    if (patch.reason !== undefined) set('reason', patch.reason);
+    if (patch.decidedBy !== undefined) {
+      set('decided_by', patch.decidedBy);
+      sets.push('decided_at = now()');
+    }
+    if (patch.decisionComment !== undefined) set('decision_comment', patch.decisionComment);
+    if (patch.incrementAttempts) sets.push('attempts = attempts + 1');
+    if (patch.plan !== undefined) set('plan', patch.plan);
+    if (patch.result !== undefined) set('result', patch.result === null ? null : JSON.stringify(patch.result));
+    if (patch.error !== undefined) set('error', patch.error);
+    if (patch.approvalRequired !== undefined) set('approval_required', patch.approvalRequired);
+    if (patch.expiresAt !== undefined) set('expires_at', patch.expiresAt);
+    const sql = `
+      WITH updated AS (
+        UPDATE runs SET ${sets.join(', ')} WHERE id = $1 AND status = ANY($2::text[]) ${extraWhere} RETURNING *
+      ), events AS (
+        INSERT INTO run_events (run_id, type, detail) SELECT id, $4, $5::jsonb FROM updated
+      )
+      SELECT * FROM updated`;
+    const { rows } = await pool.query<RunRow>(sql, values);
+    return rows[0] ? toRun(rows[0]) : null;
+  }
+
+  /** Records an event without changing the status (a retry scheduled, a notification sent). */
+  async function addEvent(id: string, type: string, detail: Record<string, unknown> = {}): Promise<void> {
+    await pool.query('INSERT INTO run_events (run_id, type, detail) VALUES ($1, $2, $3)', [id, type, JSON.stringify(detail)]);
+  }
+
+  /** Runs of several ids with a bulk status move, for the sweeper and for resolved alerts. */
+  async function transitionWhere(
+    where: string,
+    values: unknown[],
+    to: RunStatus,
+    event: { type: string; detail?: Record<string, unknown> },
+    reason: string | null,
+  ): Promise<Run[]> {
+    const n = values.length;
+    const sql = `
+      WITH updated AS (
+        UPDATE runs SET status = $${n + 1}, reason = $${n + 2}, updated_at = now() WHERE ${where} RETURNING *
+      ), events AS (
+        INSERT INTO run_events (run_id, type, detail) SELECT id, $${n + 3}, $${n + 4}::jsonb FROM updated
+      )
+      SELECT * FROM updated`;
+    const { rows } = await pool.query<RunRow>(sql, [...values, to, reason, event.type, JSON.stringify(event.detail ?? {})]);
+    return rows.map(toRun);
+  }
+
+  /** Cancels the runs of one alert episode that have not started; the worker re-checks the same flag. */
+  async function resolveEpisode(fingerprint: string, startsAt: string): Promise<Run[]> {
+    await pool.query(
+      'UPDATE runs SET alert_resolved_at = now() WHERE fingerprint = $1 AND starts_at = $2 AND alert_resolved_at IS NULL',
+      [fingerprint, startsAt],
+    );
+    return transitionWhere(
+      `fingerprint = $1 AND starts_at = $2 AND phase = 'firing' AND status IN ('pending_approval', 'queued')`,
+      [fingerprint, startsAt],
+      'cancelled',
+      { type: 'cancelled', detail: { reason: 'alert_resolved' } },
+      'alert_resolved',
+    );
+  }
+
+  async function expireDue(): Promise<Run[]> {
+    return transitionWhere(
+      `status = 'pending_approval' AND expires_at <= now()`,
+      [],
+      'expired',
+      { type: 'expired', detail: { reason: 'approval_timeout' } },
+      'approval_timeout',
+    );
+  }
+
+  /** Queued runs untouched for `olderThanMs`: their job may have been lost between commit and enqueue. */
+  async function staleQueued(olderThanMs: number, limit: number): Promise<string[]> {
+    const { rows } = await pool.query<{ id: string }>(
+      `UPDATE runs SET updated_at = now() WHERE id IN (
+         SELECT id FROM runs WHERE status IN ('queued', 'running') AND updated_at < now() - $1 * interval '1 millisecond'
+         ORDER BY updated_at LIMIT $2 FOR UPDATE SKIP LOCKED)
+       RETURNING id`,
+      [olderThanMs, limit],
+    );
+    return rows.map((r) => r.id);
+  }
+
+  async function countByStatus(status: RunStatus): Promise<number> {
+    const { rows } = await pool.query<{ n: string }>('SELECT count(*) AS n FROM runs WHERE status = $1', [status]);
+    return Number(rows[0]?.n ?? 0);
+  }
+
+  return { insert, get, list, transition, addEvent, resolveEpisode, expireDue, staleQueued, countByStatus };
+}
+
+export type RunStore = ReturnType<typeof createRunStore>;
+
+/** Read-only lookups by dedup key and episode, for simulation. */
+export function createRunLookup(pool: pg.Pool) {
+  return {
+    async byDedupKey(keys: Array<{ rule: string; action: string; fingerprint: string; startsAt: string }>): Promise<Run[]> {
+      if (keys.length === 0) return [];
+      const payload = keys.map((k) => ({ rule: k.rule, action: k.action, fingerprint: k.fingerprint, starts_at: k.startsAt }));
+      const { rows } = await pool.query<RunRow>(EXISTING_SQL, [JSON.stringify(payload)]);
+      return rows.map(toRun);
+    },
+    async cancellable(fingerprint: string, startsAt: string): Promise<Run[]> {
+      const { rows } = await pool.query<RunRow>(
+        `SELECT * FROM runs WHERE fingerprint = $1 AND starts_at = $2 AND phase = 'firing' AND status IN ('pending_approval', 'queued')`,
+        [fingerprint, startsAt],
+      );
+      return rows.map(toRun);
+    },
+  };
+}

@@ -1,0 +1,72 @@
+import { existsSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import { KubeConfig } from '@kubernetes/client-node';
+import { Redis } from 'ioredis';
+import pg from 'pg';
+import type { TargetKind, Targets } from '../remediations/types.js';
+import type { Config } from './config.js';
+
+export interface BuiltTargets {
+  targets: Targets;
+  configured: Set<TargetKind>;
+  close(): Promise<void>;
+}
+
+/** KUBECONFIG, then in-cluster, then ~/.kube/config, as kubectl looks. */
+function kubeConfig(config: Config): KubeConfig | undefined {
+  const kc = new KubeConfig();
+  if (config.kubeconfig) {
+    kc.loadFromFile(config.kubeconfig);
+    return kc;
+  }
+  if (process.env['KUBERNETES_SERVICE_HOST']) {
+    kc.loadFromCluster();
+    return kc;
+  }
+  const home = join(homedir(), '.kube', 'config');
+  if (existsSync(home)) {
+    kc.loadFromFile(home);
+    return kc;
+  }
+  return undefined;
+}
+
+/** The clients of every configured target. Connections open lazily, on a remediation's first use. */
+export function buildTargets(config: Config): BuiltTargets {
+  const targets: Targets = { settings: { archiveTables: config.archiveTables, queuePrefix: config.queuePrefix } };
+  const configured = new Set<TargetKind>(['none']);
+  if (config.conduit) {
+    targets.conduit = config.conduit;
+    configured.add('conduit');
+  }
+  if (config.targetDatabaseUrl) {
+    const pool = new pg.Pool({ connectionString: config.targetDatabaseUrl, max: 4, connectionTimeoutMillis: 5000 });
+    pool.on('error', () => {});
+    targets.targetDatabase = pool;
+    configured.add('targetDatabase');
+  }
+  if (config.targetRedisUrl) {
+    const redis = new Redis(config.targetRedisUrl, { lazyConnect: true, maxRetriesPerRequest: 2, connectTimeout: 5000 });
+    redis.on('error', () => {});
+    targets.targetRedis = redis;
+    configured.add('targetRedis');
+  }
+  const kc = kubeConfig(config);
+  if (kc) {
+    targets.kubernetes = kc;
+    configured.add('kubernetes');
+  }
+  if (config.notifyWebhookUrl) {
+    targets.notify = { url: config.notifyWebhookUrl };
+    configured.add('notify');
+  }
+  return {
+    targets,
+    configured,
+    async close() {
+      await targets.targetDatabase?.end().catch(() => {});
+      targets.targetRedis?.disconnect();
+    },
+  };
+}

@@ -1,0 +1,259 @@
+import assert from 'node:assert/strict';
+import { test, type TestContext } from 'node:test';
+import { Value } from '@sinclair/typebox/value';
+import clearCache from '../../remediations/conduit/clear-cache.js';
+import disableKey from '../../remediations/conduit/disable-key.js';
+import disableProvider from '../../remediations/conduit/disable-provider.js';
+import enableProvider from '../../remediations/conduit/enable-provider.js';
+import testProvider from '../../remediations/conduit/test-provider.js';
+import { RemediationError } from '../../remediations/types.js';
+import { startConduitAdmin, type Provider } from '../support/conduit-admin.js';
+import { executionContext, memoryLog } from '../support/context.js';
+
+async function conduit(t: TestContext, opts: { providers?: Array<Partial<Provider>>; apiKey?: string } = {}) {
+  const admin = await startConduitAdmin(opts);
+  t.after(() => admin.close());
+  const ctx = (o: { apiKey?: string; signal?: AbortSignal; timeoutMs?: number } = {}) =>
+    executionContext({ conduit: { baseUrl: admin.url, apiKey: o.apiKey ?? admin.apiKey } }, o);
+  const puts = () => admin.requests.filter((r) => r.method === 'PUT');
+  return { admin, ctx, puts };
+}
+
+async function failure(promise: Promise<unknown>): Promise<RemediationError> {
+  const err = await promise.then(
+    () => assert.fail('expected the remediation to fail'),
+    (e: unknown) => e,
+  );
+  assert.ok(err instanceof RemediationError, `expected a RemediationError, got ${String(err)}`);
+  return err;
+}
+
+test('disable sends the whole provider back, so Conduit keeps its baseUrl', async (t) => {
+  const { admin, ctx, puts } = await conduit(t);
+  const result = await disableProvider.execute({ provider: 'openai' }, ctx());
+
+  const openai = admin.providers.find((p) => p.id === 1)!;
+  assert.equal(openai.isEnabled, false);
+  assert.equal(openai.baseUrl, 'https://api.openai.com/v1');
+  assert.notEqual(openai.updatedAt, '2025-01-01T00:00:00Z');
+  assert.equal(puts().length, 1);
+  assert.equal(puts()[0]!.path, '/api/ProviderCredentials/1');
+  assert.deepEqual(puts()[0]!.body, { id: 1, providerName: 'openai', baseUrl: 'https://api.openai.com/v1', isEnabled: false });
+  assert.equal(puts()[0]!.headers['x-api-key'], admin.apiKey);
+  assert.deepEqual(result, { changed: true, providerId: 1, providerName: 'openai', isEnabled: false, baseUrl: 'https://api.openai.com/v1' });
+});
+
+test('the stand-in nulls baseUrl on a partial body, as Conduit does', async (t) => {
+  const { admin } = await conduit(t);
+  const res = await fetch(`${admin.url}/api/ProviderCredentials/1`, {
+    method: 'PUT',
+    headers: { 'X-API-Key': admin.apiKey, 'Content-Type': 'application/json' },
+    body: JSON.stringify({ providerName: 'openai', isEnabled: false }),
+  });
+  assert.equal(res.status, 204);
+  assert.equal(admin.providers[0]!.baseUrl, null);
+});
+
+test('disable resolves the provider by name case-insensitively and by numeric id', async (t) => {
+  const { admin, ctx, puts } = await conduit(t);
+  await disableProvider.execute({ provider: 'OpenAI' }, ctx());
+  await disableProvider.execute({ provider: '2' }, ctx());
+
+  assert.deepEqual(puts().map((r) => r.path), ['/api/ProviderCredentials/1', '/api/ProviderCredentials/2']);
+  assert.deepEqual(admin.providers.map((p) => p.isEnabled), [false, false, false]);
+  assert.equal(admin.providers[1]!.baseUrl, 'https://api.anthropic.com');
+});
+
+test('disabling a provider that is already disabled sends no PUT', async (t) => {
+  const { ctx, puts } = await conduit(t);
+  const result = await disableProvider.execute({ provider: 'groq' }, ctx());
+  assert.equal(result.changed, false);
+  assert.equal(puts().length, 0);
+
+  await disableProvider.execute({ provider: 'openai' }, ctx());
+  await disableProvider.execute({ provider: 'openai' }, ctx());
+  assert.equal(puts().length, 1);
+});
+
+test('enable flips a disabled provider back and keeps its baseUrl', async (t) => {
+  const { admin, ctx, puts } = await conduit(t);
+  await disableProvider.execute({ provider: 'openai' }, ctx());
+  const result = await enableProvider.execute({ provider: 'openai' }, ctx());
+
+  assert.equal(result.changed, true);
+  assert.equal(admin.providers[0]!.isEnabled, true);
+  assert.equal(admin.providers[0]!.baseUrl, 'https://api.openai.com/v1');
+  assert.deepEqual(puts()[1]!.body, { id: 1, providerName: 'openai', baseUrl: 'https://api.openai.com/v1', isEnabled: true });
+
+  assert.equal((await enableProvider.execute({ provider: 'anthropic' }, ctx())).changed, false);
+  assert.equal(puts().length, 2);
+});
+
+test('an unknown provider is not_found and names the providers Conduit knows', async (t) => {
+  const { ctx, puts } = await conduit(t);
+  const err = await failure(disableProvider.execute({ provider: 'mistral' }, ctx()));
+  assert.equal(err.code, 'not_found');
+  assert.equal(err.retryable, false);
+  assert.match(err.message, /mistral/);
+  assert.match(err.message, /openai, anthropic, groq/);
+  assert.equal(puts().length, 0);
+});
+
+test('two providers with one name are refused rather than guessed', async (t) => {
+  const { ctx, puts } = await conduit(t, {
+    providers: [
+      { id: 7, providerName: 'azure', baseUrl: 'https://eu.example' },
+      { id: 8, providerName: 'Azure', baseUrl: 'https://us.example' },
+    ],
+  });
+  const err = await failure(disableProvider.execute({ provider: 'azure' }, ctx()));
+  assert.equal(err.code, 'refused');
+  assert.equal(puts().length, 0);
+  assert.equal((await disableProvider.execute({ provider: '8' }, ctx())).changed, true);
+});
+
+test('a refused API key is unauthorized, not retried, and never echoed', async (t) => {
+  const { ctx, puts } = await conduit(t);
+  const wrongKey = 'wrong-key-0123456789';
+  const context = ctx({ apiKey: wrongKey });
+  const err = await failure(disableProvider.execute({ provider: 'openai' }, context));
+
+  assert.equal(err.code, 'unauthorized');
+  assert.equal(err.retryable, false);
+  assert.match(err.message, /refused the API key/);
+  assert.ok(!err.message.includes(wrongKey));
+  assert.ok(!JSON.stringify(err.detail).includes(wrongKey));
+  assert.ok(!JSON.stringify((context.log as ReturnType<typeof memoryLog>).lines).includes(wrongKey));
+  assert.equal(puts().length, 0);
+});
+
+test('a 503 is a retryable target_error naming the status and path', async (t) => {
+  const { admin, ctx } = await conduit(t);
+  admin.failNext(1, 503);
+  const err = await failure(disableProvider.execute({ provider: 'openai' }, ctx()));
+  assert.equal(err.code, 'target_error');
+  assert.equal(err.retryable, true);
+  assert.deepEqual(err.detail, { status: 503, method: 'GET', path: '/api/ProviderCredentials', response: 'Service Unavailable' });
+});
+
+test('a 409 is a retryable conflict', async (t) => {
+  const { admin, ctx } = await conduit(t);
+  admin.failNext(1, 409);
+  const err = await failure(testProvider.execute({ provider: 'openai' }, ctx()));
+  assert.equal(err.code, 'conflict');
+  assert.equal(err.retryable, true);
+});
+
+test('an answer slower than timeoutMs is a retryable timeout', async (t) => {
+  const { admin, ctx, puts } = await conduit(t);
+  admin.delayNext(3000);
+  const started = Date.now();
+  const err = await failure(disableProvider.execute({ provider: 'openai' }, ctx({ timeoutMs: 100 })));
+  assert.equal(err.code, 'timeout');
+  assert.equal(err.retryable, true);
+  assert.ok(Date.now() - started < 2000, 'the timeout stopped the wait');
+  assert.equal(puts().length, 0);
+});
+
+test('an aborted signal stops the remediation, before and during a request', async (t) => {
+  const { admin, ctx, puts } = await conduit(t);
+  const before = new AbortController();
+  before.abort(new Error('shutdown'));
+  assert.equal((await failure(disableProvider.execute({ provider: 'openai' }, ctx({ signal: before.signal })))).code, 'aborted');
+  assert.equal(admin.requests.length, 0);
+
+  admin.delayNext(3000);
+  const during = new AbortController();
+  setTimeout(() => during.abort(new Error('shutdown')), 50);
+  const started = Date.now();
+  assert.equal((await failure(disableProvider.execute({ provider: 'openai' }, ctx({ signal: during.signal })))).code, 'aborted');
+  assert.ok(Date.now() - started < 2000);
+  assert.equal(puts().length, 0);
+});
+
+test('an unreachable Admin API is a retryable target_error', async (t) => {
+  const { admin, ctx } = await conduit(t);
+  const context = ctx();
+  await admin.close();
+  const err = await failure(disableProvider.execute({ provider: 'openai' }, context));
+  assert.equal(err.code, 'target_error');
+  assert.equal(err.retryable, true);
+});
+
+test('a missing Conduit target fails with target_not_configured', async () => {
+  const err = await failure(disableProvider.execute({ provider: 'openai' }, executionContext({})));
+  assert.equal(err.code, 'target_not_configured');
+});
+
+test('test-provider posts to the test endpoint of the resolved id and returns the answer', async (t) => {
+  const { admin, ctx } = await conduit(t);
+  const result = await testProvider.execute({ provider: 'Anthropic' }, ctx());
+  assert.deepEqual(admin.requests.map((r) => `${r.method} ${r.path}`), ['GET /api/ProviderCredentials', 'POST /api/ProviderCredentials/test/2']);
+  assert.equal(result.success, true);
+  assert.equal(result.providerId, 2);
+  assert.equal(result.message, 'Connection successful');
+});
+
+test('disable-key checks the key belongs to the provider, then disables it with the reason', async (t) => {
+  const { admin, ctx } = await conduit(t);
+  const params = { providerId: 1, keyId: 12, reason: 'quota exhausted' };
+  const result = await disableKey.execute(params, ctx());
+
+  const posts = admin.requests.filter((r) => r.method === 'POST');
+  assert.equal(posts.length, 1);
+  assert.equal(posts[0]!.path, '/api/provider-errors/keys/12/disable');
+  assert.equal(posts[0]!.body, 'quota exhausted');
+  assert.equal(admin.keys.find((k) => k.id === 12)!.isEnabled, false);
+  assert.equal(result.changed, true);
+
+  assert.equal((await disableKey.execute(params, ctx())).changed, false);
+  assert.equal(admin.requests.filter((r) => r.method === 'POST').length, 1);
+
+  const err = await failure(disableKey.execute({ providerId: 2, keyId: 11, reason: 'wrong provider' }, ctx()));
+  assert.equal(err.code, 'not_found');
+  assert.equal(admin.keys.find((k) => k.id === 11)!.isEnabled, true);
+});
+
+test('clear-cache posts to the cache clear endpoint', async (t) => {
+  const { admin, ctx } = await conduit(t);
+  const result = await clearCache.execute({ cacheId: 'model-list' }, ctx());
+  assert.deepEqual(admin.requests.map((r) => `${r.method} ${r.path}`), ['POST /api/config/caching/model-list/clear']);
+  assert.deepEqual(admin.clearedCaches, ['model-list']);
+  assert.equal(result.cacheId, 'model-list');
+});
+
+test('plan names the exact provider and change, target keys are stable', () => {
+  const disablePlan = disableProvider.plan({ provider: 'openai' });
+  assert.match(disablePlan, /"openai"/);
+  assert.match(disablePlan, /isEnabled=false/);
+  assert.match(disablePlan, /PUT \/api\/ProviderCredentials/);
+  assert.match(enableProvider.plan({ provider: 'openai' }), /isEnabled=true/);
+  assert.match(disableKey.plan({ providerId: 1, keyId: 12, reason: 'r' }), /keys\/12\/disable/);
+  assert.match(clearCache.plan({ cacheId: 'model-list' }), /caching\/model-list\/clear/);
+
+  assert.equal(disableProvider.target({ provider: 'OpenAI' }), 'conduit/provider/openai');
+  assert.equal(enableProvider.target({ provider: 'openai' }), 'conduit/provider/openai');
+  assert.equal(disableKey.target({ providerId: 1, keyId: 12, reason: 'r' }), 'conduit/key/12');
+  assert.equal(clearCache.target({ cacheId: 'model-list' }), 'conduit/cache/model-list');
+  assert.equal(disableProvider.name, 'conduit.disable-provider');
+  assert.equal(enableProvider.name, 'conduit.enable-provider');
+  assert.equal(disableProvider.requires, 'conduit');
+});
+
+test('params that do not fit the schema are rejected before anything runs', () => {
+  for (const r of [disableProvider, enableProvider, testProvider]) {
+    assert.equal(Value.Check(r.params, { provider: 'x; DROP TABLE' }), false);
+    assert.equal(Value.Check(r.params, { provider: '../1' }), false);
+    assert.equal(Value.Check(r.params, { provider: '' }), false);
+    assert.equal(Value.Check(r.params, { provider: 'a'.repeat(101) }), false);
+    assert.equal(Value.Check(r.params, { provider: 'openai', extra: 1 }), false);
+    assert.equal(Value.Check(r.params, { provider: 'Azure OpenAI eu-west_1.2' }), true);
+    assert.equal(Value.Check(r.params, { provider: '12' }), true);
+  }
+  assert.equal(Value.Check(clearCache.params, { cacheId: '../admin' }), false);
+  assert.equal(Value.Check(clearCache.params, { cacheId: 'model-list' }), true);
+  assert.equal(Value.Check(disableKey.params, { providerId: '1', keyId: 2, reason: 'r' }), false);
+  assert.equal(Value.Check(disableKey.params, { providerId: 1, keyId: 2.5, reason: 'r' }), false);
+  assert.equal(Value.Check(disableKey.params, { providerId: 1, keyId: 2, reason: '' }), false);
+  assert.equal(Value.Check(disableKey.params, { providerId: 1, keyId: 2, reason: 'quota' }), true);
+});

@@ -1,0 +1,127 @@
+import assert from 'node:assert/strict';
+import { test, type TestContext } from 'node:test';
+import { Value } from '@sinclair/typebox/value';
+import { postNotification } from '../../remediations/notify/client.js';
+import webhook from '../../remediations/notify/webhook.js';
+import { RemediationError } from '../../remediations/types.js';
+import { executionContext, memoryLog } from '../support/context.js';
+import { startNotifySink } from '../support/notify-sink.js';
+
+async function sink(t: TestContext) {
+  const s = await startNotifySink();
+  t.after(() => s.close());
+  const ctx = (o: { signal?: AbortSignal; timeoutMs?: number } = {}) => executionContext({ notify: { url: s.url } }, o);
+  return { sink: s, ctx };
+}
+
+async function failure(promise: Promise<unknown>): Promise<RemediationError> {
+  const err = await promise.then(
+    () => assert.fail('expected the notification to fail'),
+    (e: unknown) => e,
+  );
+  assert.ok(err instanceof RemediationError, `expected a RemediationError, got ${String(err)}`);
+  return err;
+}
+
+/** Everything an engine might log or store about an error: none of it may carry the webhook secret. */
+function assertSecretFree(err: RemediationError, url: string, secret: string): void {
+  const seen = [err.message, String(err.stack), JSON.stringify(err.detail ?? {}), String(err.cause ?? '')].join('\n');
+  assert.ok(!seen.includes(url), 'the webhook URL leaked');
+  assert.ok(!seen.includes(secret), 'the webhook secret leaked');
+}
+
+test('the message arrives with its text', async (t) => {
+  const { sink: s, ctx } = await sink(t);
+  const context = ctx();
+  const result = await webhook.execute({ text: 'Provider openai disabled: error rate 40%' }, context);
+
+  assert.deepEqual(s.messages, [{ text: 'Provider openai disabled: error rate 40%', body: { text: 'Provider openai disabled: error rate 40%' } }]);
+  assert.equal(s.requests[0]!.headers['content-type'], 'application/json');
+  assert.deepEqual(result, { posted: true, status: 200, chars: 40 });
+  assert.ok(!JSON.stringify((context.log as ReturnType<typeof memoryLog>).lines).includes(s.secret));
+});
+
+test('a 500 is a retryable error that does not name the URL', async (t) => {
+  const { sink: s, ctx } = await sink(t);
+  s.failNext(1, 500);
+  const err = await failure(webhook.execute({ text: 'hello' }, ctx()));
+  assert.equal(err.code, 'target_error');
+  assert.equal(err.retryable, true);
+  assert.equal(err.detail?.status, 500);
+  assertSecretFree(err, s.url, s.secret);
+  assert.equal(s.messages.length, 0);
+
+  await webhook.execute({ text: 'hello' }, ctx());
+  assert.equal(s.messages.length, 1, 'the retry goes through');
+});
+
+test('a revoked webhook (404) fails at once without naming the URL', async (t) => {
+  const { sink: s } = await sink(t);
+  const revoked = `${s.url}-revoked`;
+  const err = await failure(webhook.execute({ text: 'hello' }, executionContext({ notify: { url: revoked } })));
+  assert.equal(err.code, 'not_found');
+  assert.equal(err.retryable, false);
+  assert.match(err.message, /no_service/);
+  assertSecretFree(err, revoked, s.secret);
+});
+
+test('a webhook slower than timeoutMs is a retryable timeout', async (t) => {
+  const { sink: s, ctx } = await sink(t);
+  s.delayNext(3000);
+  const started = Date.now();
+  const err = await failure(webhook.execute({ text: 'hello' }, ctx({ timeoutMs: 100 })));
+  assert.equal(err.code, 'timeout');
+  assert.equal(err.retryable, true);
+  assert.ok(Date.now() - started < 2000);
+  assertSecretFree(err, s.url, s.secret);
+});
+
+test('an aborted signal stops the post', async (t) => {
+  const { sink: s, ctx } = await sink(t);
+  const controller = new AbortController();
+  controller.abort(new Error('shutdown'));
+  const err = await failure(webhook.execute({ text: 'hello' }, ctx({ signal: controller.signal })));
+  assert.equal(err.code, 'aborted');
+  assert.equal(s.requests.length, 0);
+});
+
+test('an unreachable webhook is retryable and does not name the URL', async (t) => {
+  const { sink: s, ctx } = await sink(t);
+  const context = ctx();
+  await s.close();
+  const err = await failure(webhook.execute({ text: 'hello' }, context));
+  assert.equal(err.code, 'target_error');
+  assert.equal(err.retryable, true);
+  assertSecretFree(err, s.url, s.secret);
+});
+
+test('a malformed webhook URL fails without echoing it', async () => {
+  const url = 'not a url/with-secret-path-abc123';
+  const err = await failure(postNotification({ url }, 'hello', { signal: new AbortController().signal, timeoutMs: 1000 }));
+  assertSecretFree(err, url, 'secret-path-abc123');
+});
+
+test('postNotification is usable on its own, as the engine does for approvals', async (t) => {
+  const { sink: s } = await sink(t);
+  const result = await postNotification({ url: s.url }, 'Approval needed: conduit.enable-provider openai', {
+    signal: new AbortController().signal,
+    timeoutMs: 1000,
+  });
+  assert.equal(result.status, 200);
+  assert.equal(s.messages[0]!.text, 'Approval needed: conduit.enable-provider openai');
+});
+
+test('a missing webhook fails with target_not_configured', async () => {
+  const err = await failure(webhook.execute({ text: 'hello' }, executionContext({})));
+  assert.equal(err.code, 'target_not_configured');
+});
+
+test('schema, target and plan', () => {
+  assert.equal(Value.Check(webhook.params, { text: '' }), false);
+  assert.equal(Value.Check(webhook.params, { text: 'x'.repeat(4001) }), false);
+  assert.equal(Value.Check(webhook.params, { text: 'x'.repeat(4000) }), true);
+  assert.equal(Value.Check(webhook.params, { text: 'hi', channel: '#ops' }), false);
+  assert.equal(webhook.target({ text: 'hi' }), 'notify/webhook');
+  assert.equal(webhook.requires, 'notify');
+  assert.match(webhook.plan({ text: 'Provider openai disabled' }), /"Provider openai disabled"/);
+});

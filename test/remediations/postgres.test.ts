@@ -1,0 +1,261 @@
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import pg from 'pg';
+import archiveOldData from '../../remediations/postgres/archive-old-data.js';
+import killIdleConnections from '../../remediations/postgres/kill-idle-connections.js';
+import { RemediationError } from '../../remediations/types.js';
+import { executionContext } from '../support/context.js';
+
+const suffix = randomBytes(4).toString('hex');
+const dbA = `rem_test_${suffix}_a`;
+const dbB = `rem_test_${suffix}_b`;
+const connection = (database: string) => ({ host: '127.0.0.1', port: 5432, user: 'postgres', database });
+const admin = new pg.Client(connection('postgres'));
+const DAY = 86_400_000;
+
+before(async () => {
+  await admin.connect();
+  await admin.query(`CREATE DATABASE ${dbA}`);
+  await admin.query(`CREATE DATABASE ${dbB}`);
+});
+
+after(async () => {
+  await admin.query(`DROP DATABASE IF EXISTS ${dbA} WITH (FORCE)`);
+  await admin.query(`DROP DATABASE IF EXISTS ${dbB} WITH (FORCE)`);
+  await admin.end();
+});
+
+/** A session that ran one query and now sits idle, recording how it ends. */
+async function idleSession(database: string) {
+  const client = new pg.Client(connection(database));
+  const errors: Error[] = [];
+  client.on('error', (err) => errors.push(err));
+  const ended = new Promise<void>((resolve) => client.once('end', () => resolve()));
+  await client.connect();
+  const { rows } = await client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid');
+  return { client, pid: rows[0]!.pid, errors, ended };
+}
+
+async function livePids(): Promise<Set<number>> {
+  const { rows } = await admin.query<{ pid: number }>('SELECT pid FROM pg_stat_activity WHERE datname IN ($1, $2)', [dbA, dbB]);
+  return new Set(rows.map((r) => r.pid));
+}
+
+function within<T>(ms: number, promise: Promise<T>, what: string): Promise<T> {
+  return Promise.race([promise, sleep(ms).then(() => Promise.reject(new Error(`timed out waiting for ${what}`)))]);
+}
+
+async function rejectsWith(promise: Promise<unknown>, code: string): Promise<void> {
+  await assert.rejects(promise, (err: unknown) => err instanceof RemediationError && err.code === code);
+}
+
+describe('postgres.kill-idle-connections', () => {
+  test('terminates exactly the old idle sessions of the named database', { timeout: 20_000 }, async () => {
+    const appName = `rem-kill-${suffix}`;
+    const pool = new pg.Pool({ ...connection(dbA), application_name: appName, max: 2 });
+    const poolErrors: Error[] = [];
+    pool.on('error', (err) => poolErrors.push(err));
+    const sessions: Array<Awaited<ReturnType<typeof idleSession>>> = [];
+    try {
+      // Two pooled connections, so one sits idle in the pool while the other runs the remediation.
+      const pooled = await Promise.all([pool.connect(), pool.connect()]);
+      const poolPids = await Promise.all(pooled.map(async (c) => (await c.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid));
+      pooled.forEach((c) => c.release());
+      const idleA = [await idleSession(dbA), await idleSession(dbA)];
+      const idleB = [await idleSession(dbB)];
+      // Busy for longer than idleFor by the time the remediation runs: only its state sets it apart.
+      const active = await idleSession(dbA);
+      sessions.push(...idleA, ...idleB, active);
+      const sleeping = active.client.query('SELECT pg_sleep(4)');
+      while ((await admin.query("SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND state = 'active'", [active.pid])).rowCount === 0) await sleep(20);
+      await sleep(1500);
+
+      const ctx = executionContext({ targetDatabase: pool });
+      const tooYoung = await killIdleConnections.execute({ database: dbA, idleFor: '1h' }, ctx);
+      assert.deepEqual(tooYoung, { terminated: 0, pids: [] });
+
+      const result = await killIdleConnections.execute({ database: dbA, idleFor: '1s' }, ctx);
+      assert.equal(result.terminated, 2);
+      assert.deepEqual(new Set(result.pids as number[]), new Set(idleA.map((s) => s.pid)));
+
+      await within(5000, Promise.all(idleA.map((s) => s.ended)), 'terminated sessions to end');
+      for (const s of idleA) await assert.rejects(s.client.query('SELECT 1'));
+      const live = await livePids();
+      for (const s of idleA) assert.ok(!live.has(s.pid), `idle session ${s.pid} on A still alive`);
+      for (const pid of [...idleB.map((s) => s.pid), active.pid, ...poolPids]) assert.ok(live.has(pid), `session ${pid} was terminated`);
+
+      assert.deepEqual((await sleeping).rows, [{ pg_sleep: '' }]);
+      assert.deepEqual((await idleB[0]!.client.query('SELECT 1 AS one')).rows, [{ one: 1 }]);
+      const { rows } = await admin.query<{ pid: number }>('SELECT pid FROM pg_stat_activity WHERE application_name = $1', [appName]);
+      assert.deepEqual(new Set(rows.map((r) => r.pid)), new Set(poolPids));
+      assert.deepEqual(poolErrors, []);
+    } finally {
+      await Promise.all(sessions.map((s) => s.client.end().catch(() => undefined)));
+      await pool.end();
+    }
+  });
+
+  test('max terminates the oldest idle sessions first', { timeout: 20_000 }, async () => {
+    const pool = new pg.Pool({ ...connection(dbA), max: 1 });
+    const oldest = await idleSession(dbA);
+    await sleep(200);
+    const newer = await idleSession(dbA);
+    try {
+      await sleep(1200);
+      const result = await killIdleConnections.execute({ database: dbA, idleFor: '1s', max: 1 }, executionContext({ targetDatabase: pool }));
+      assert.deepEqual(result, { terminated: 1, pids: [oldest.pid] });
+      await within(5000, oldest.ended, 'the oldest session to end');
+      assert.deepEqual((await newer.client.query('SELECT 1 AS one')).rows, [{ one: 1 }]);
+    } finally {
+      await Promise.all([oldest, newer].map((s) => s.client.end().catch(() => undefined)));
+      await pool.end();
+    }
+  });
+
+  test('bad params and a missing target fail before any query', async () => {
+    const ctx = executionContext({});
+    await rejectsWith(killIdleConnections.execute({ database: 'conduit; drop table x', idleFor: '5m' }, ctx), 'invalid_params');
+    await rejectsWith(killIdleConnections.execute({ database: 'conduit', idleFor: 'five minutes' }, ctx), 'invalid_params');
+    await rejectsWith(killIdleConnections.execute({ database: 'conduit', idleFor: '0' }, ctx), 'refused');
+    await rejectsWith(killIdleConnections.execute({ database: 'conduit' }, ctx), 'target_not_configured');
+  });
+
+  test('target and plan name the database and the change', () => {
+    assert.equal(killIdleConnections.target({ database: 'conduit', idleFor: '5m' }), 'postgres/conduit');
+    const plan = killIdleConnections.plan({ database: 'conduit', idleFor: '10m', max: 20 });
+    for (const part of ['"conduit"', 'pg_terminate_backend', "'idle'", '10m', 'at most 20']) assert.ok(plan.includes(part), plan);
+    assert.ok(killIdleConnections.plan({ database: 'conduit' }).includes('5m'));
+  });
+});
+
+describe('postgres.archive-old-data', () => {
+  const NOW = new Date('2025-06-01T12:00:00.000Z');
+  const CUTOFF = new Date(NOW.getTime() - 90 * DAY);
+  let pool: pg.Pool;
+
+  before(() => {
+    pool = new pg.Pool({ ...connection(dbA), application_name: `rem-archive-${suffix}`, max: 2 });
+    pool.on('error', () => undefined);
+  });
+  after(() => pool.end());
+
+  /** Ids 1..old are older than the cut-off, oldest first, one minute apart; the next `young` rows start exactly at it. */
+  async function seed(old: number, young: number): Promise<void> {
+    await pool.query('DROP TABLE IF EXISTS request_logs_archive, request_logs');
+    await pool.query('CREATE TABLE request_logs (id bigint PRIMARY KEY, "timestamp" timestamptz NOT NULL, model text NOT NULL DEFAULT \'gpt-4\')');
+    await pool.query(
+      `INSERT INTO request_logs (id, "timestamp")
+       SELECT i, CASE WHEN i <= $2 THEN $1::timestamptz - make_interval(mins => $2 - i + 1) ELSE $1::timestamptz + make_interval(mins => i - $2 - 1) END
+       FROM generate_series(1, $3::int) AS i`,
+      [CUTOFF.toISOString(), old, old + young],
+    );
+  }
+
+  async function ids(table: string): Promise<number[]> {
+    const { rows } = await pool.query<{ id: string }>(`SELECT id FROM ${table} ORDER BY id`);
+    return rows.map((r) => Number(r.id));
+  }
+
+  /** Every original id is in exactly one of the two tables, and each old one that moved is in the archive. */
+  async function assertNothingLostOrDuplicated(total: number, archived: number): Promise<void> {
+    const [source, archive] = [await ids('request_logs'), await ids('request_logs_archive')];
+    assert.equal(archive.length, archived);
+    assert.equal(source.length + archive.length, total);
+    const all = new Set([...source, ...archive]);
+    assert.equal(all.size, total, 'an id is in both tables');
+    for (let id = 1; id <= total; id += 1) assert.ok(all.has(id), `id ${id} was lost`);
+    assert.deepEqual(archive, Array.from({ length: archived }, (_, i) => i + 1), 'the oldest rows move first');
+  }
+
+  test('moves exactly the rows older than the cut-off, in batches', { timeout: 60_000 }, async () => {
+    await seed(12_000, 8_000);
+    const ctx = executionContext({ targetDatabase: pool }, { now: () => NOW });
+    const result = await archiveOldData.execute({ table: 'request_logs', olderThan: '90d', batchSize: 1000 }, ctx);
+    assert.deepEqual(result, { table: 'request_logs', archiveTable: 'request_logs_archive', moved: 12_000, batches: 12, cutoff: CUTOFF.toISOString() });
+    assert.deepEqual(await ids('request_logs'), Array.from({ length: 8000 }, (_, i) => i + 12_001));
+    await assertNothingLostOrDuplicated(20_000, 12_000);
+    const { rows } = await pool.query<{ n: string }>('SELECT count(*) AS n FROM request_logs_archive WHERE "timestamp" >= $1', [CUTOFF.toISOString()]);
+    assert.equal(rows[0]!.n, '0');
+
+    const again = await archiveOldData.execute({ table: 'request_logs', olderThan: '90d', batchSize: 1000 }, ctx);
+    assert.equal(again.moved, 0);
+    await assertNothingLostOrDuplicated(20_000, 12_000);
+  });
+
+  test('an abort and a killed backend mid-batch lose and duplicate nothing', { timeout: 60_000 }, async () => {
+    await seed(5000, 1000);
+    const params = { table: 'request_logs', olderThan: '90d', batchSize: 1000 };
+
+    const controller = new AbortController();
+    const aborting = executionContext({ targetDatabase: pool }, { now: () => NOW, signal: controller.signal });
+    const info = aborting.log.info.bind(aborting.log);
+    aborting.log.info = (obj, msg) => {
+      info(obj, msg);
+      if ((obj as { batch?: number }).batch === 2) controller.abort('test');
+    };
+    await assert.rejects(archiveOldData.execute(params, aborting), (err: unknown) => {
+      return err instanceof RemediationError && err.code === 'aborted' && err.detail?.moved === 2000;
+    });
+    await assertNothingLostOrDuplicated(6000, 2000);
+
+    // A pool whose connection is terminated after a batch's DELETE ... INSERT ran, before its COMMIT.
+    const crashing = new pg.Pool({ ...connection(dbA), max: 1 });
+    crashing.on('error', () => undefined);
+    const crash = { armed: true, rowsBeforeKill: -1 };
+    crashing.on('connect', (client) => {
+      const query = client.query.bind(client) as (...args: unknown[]) => Promise<pg.QueryResult>;
+      const pid = (client as unknown as { processID: number }).processID;
+      (client as unknown as { query: unknown }).query = async (...args: unknown[]) => {
+        const result = await query(...args);
+        if (crash.armed && typeof args[0] === 'string' && args[0].includes('WITH moved')) {
+          crash.armed = false;
+          crash.rowsBeforeKill = result.rowCount ?? 0;
+          await admin.query('SELECT pg_terminate_backend($1, 5000)', [pid]);
+        }
+        return result;
+      };
+    });
+    try {
+      const ctx = executionContext({ targetDatabase: crashing }, { now: () => NOW });
+      await rejectsWith(archiveOldData.execute(params, ctx), 'target_error');
+    } finally {
+      await crashing.end();
+    }
+    assert.equal(crash.rowsBeforeKill, 1000, 'the backend died after the batch had moved its rows');
+    await assertNothingLostOrDuplicated(6000, 2000);
+
+    const result = await archiveOldData.execute(params, executionContext({ targetDatabase: pool }, { now: () => NOW }));
+    assert.equal(result.moved, 3000);
+    await assertNothingLostOrDuplicated(6000, 5000);
+  });
+
+  test('refuses a table off the allowlist, a bad identifier or duration before any query', async () => {
+    // No pool at all: reaching I/O would fail with target_not_configured instead.
+    const ctx = executionContext({});
+    await rejectsWith(archiveOldData.execute({ table: 'users', olderThan: '90d' }, ctx), 'refused');
+    await rejectsWith(archiveOldData.execute({ table: 'request_logs; drop table x', olderThan: '90d' }, ctx), 'invalid_params');
+    await rejectsWith(archiveOldData.execute({ table: 'request_logs', timestampColumn: 'ts"; --' }, ctx), 'invalid_params');
+    await rejectsWith(archiveOldData.execute({ table: 'request_logs', olderThan: '90 days' }, ctx), 'invalid_params');
+    await rejectsWith(archiveOldData.execute({ table: 'request_logs', olderThan: '1m' }, ctx), 'refused');
+    await rejectsWith(archiveOldData.execute({ table: 'request_logs', batchSize: 0 }, ctx), 'invalid_params');
+    await rejectsWith(archiveOldData.execute({ table: 'request_logs' }, ctx), 'target_not_configured');
+  });
+
+  test('a missing table or timestamp column is not_found', async () => {
+    await pool.query('DROP TABLE IF EXISTS request_logs_archive, request_logs');
+    const ctx = executionContext({ targetDatabase: pool }, { now: () => NOW });
+    await rejectsWith(archiveOldData.execute({ table: 'request_logs' }, ctx), 'not_found');
+    await pool.query('CREATE TABLE request_logs (id bigint PRIMARY KEY, created_at timestamptz)');
+    await rejectsWith(archiveOldData.execute({ table: 'request_logs' }, ctx), 'not_found');
+  });
+
+  test('target and plan name the table and the change', () => {
+    assert.equal(archiveOldData.target({ table: 'request_logs' }), 'postgres/table/request_logs');
+    const plan = archiveOldData.plan({ table: 'request_logs', olderThan: '30d', timestampColumn: 'created_at', batchSize: 200 });
+    for (const part of ['"request_logs"', '"created_at"', '30d', '"request_logs_archive"', 'batches of 200', 'one transaction']) assert.ok(plan.includes(part), plan);
+    const defaults = archiveOldData.plan({ table: 'request_logs' });
+    for (const part of ['"timestamp"', '90d', 'batches of 5000']) assert.ok(defaults.includes(part), defaults);
+  });
+});
