@@ -1,8 +1,14 @@
+import renewCertificate from './cert-manager/renew-certificate.js';
 import clearCache from './conduit/clear-cache.js';
 import disableKey from './conduit/disable-key.js';
 import disableProvider from './conduit/disable-provider.js';
 import enableProvider from './conduit/enable-provider.js';
 import testProvider from './conduit/test-provider.js';
+import deletePod from './kubernetes/delete-pod.js';
+import patchHpa from './kubernetes/patch-hpa.js';
+import rolloutRestart from './kubernetes/rollout-restart.js';
+import scaleDeployment from './kubernetes/scale-deployment.js';
+import setResources from './kubernetes/set-resources.js';
 import notifyWebhook from './notify/webhook.js';
 import archiveOldData from './postgres/archive-old-data.js';
 import killIdleConnections from './postgres/kill-idle-connections.js';
@@ -20,6 +26,12 @@ export const remediations: readonly Remediation[] = [
   killIdleConnections,
   archiveOldData,
   flushCache,
+  scaleDeployment,
+  patchHpa,
+  rolloutRestart,
+  setResources,
+  deletePod,
+  renewCertificate,
 ];
 
 export function createCatalogue(list: readonly Remediation[] = remediations): ReadonlyMap<string, Remediation> {

@@ -32,7 +32,7 @@ export async function ensureDatabase(url: string): Promise<void> {
     await client.query(`CREATE DATABASE ${pg.escapeIdentifier(name)}`);
   } catch (err) {
     // Another replica created it first.
-    if ((err as { code?: string }).code !== '42P04') throw err;
+    if (!['42P04', '23505'].includes((err as { code?: string }).code ?? '')) throw err;
   } finally {
     await client.end().catch(() => {});
   }

@@ -1,7 +1,7 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, spawnSync } from 'node:child_process';
-import { mkdtemp } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -291,6 +291,7 @@ test('our writes match what kubectl sends for scale, rollout restart and set res
   const ours = await standIn(t, { token: undefined });
   const kubeconfig = await theirs.writeKubeconfig();
   const cacheDir = await mkdtemp(join(tmpdir(), 'kubectl-cache-'));
+  t.after(() => rm(cacheDir, { recursive: true, force: true }));
   const kubectl = (...args: string[]) =>
     promisify(execFile)('kubectl', ['--kubeconfig', kubeconfig, '--cache-dir', cacheDir, '--request-timeout=10s', '-n', 'conduit', ...args], { timeout: 30_000 });
   const cases: Array<[string[], () => Promise<unknown>]> = [

@@ -8,6 +8,7 @@ import pino from 'pino';
 import { createCatalogue, remediations } from '../../remediations/catalogue.js';
 import type { Remediation } from '../../remediations/types.js';
 import { buildApp } from '../../src/app.js';
+import { testRemediations } from './test-remediations.js';
 import { loadConfig } from '../../src/config.js';
 import { createServices, type Services } from '../../src/services.js';
 
@@ -97,7 +98,7 @@ export async function startService(opts: {
     REMEDIATION_TIMEOUT: '5s',
     ...opts.env,
   });
-  const catalogue = createCatalogue([...remediations, ...(opts.extraRemediations ?? [])]);
+  const catalogue = createCatalogue([...remediations, ...testRemediations, ...(opts.extraRemediations ?? [])]);
   const services = await createServices(config, { log: silent, catalogue });
   const app = await buildApp(services, { logger: silent });
   await app.listen({ port: 0, host: '127.0.0.1' });

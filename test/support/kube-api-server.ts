@@ -1,7 +1,7 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { randomUUID } from 'node:crypto';
-import { mkdtemp, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { KubeConfig } from '@kubernetes/client-node';
@@ -75,7 +75,7 @@ export interface KubeApiServer {
   get(plural: string, namespace: string, name: string): JsonObject | undefined;
   inject(fault: Fault): void;
   kubeConfig(): KubeConfig;
-  /** Writes a kubeconfig file pointing at the stand-in and returns its path. */
+  /** Writes a kubeconfig file pointing at the stand-in and returns its path; removed on close. */
   writeKubeconfig(): Promise<string>;
   close(): Promise<void>;
 }
@@ -85,6 +85,7 @@ export async function startKubeApiServer(opts: { token?: string } = {}): Promise
   const requests: RecordedRequest[] = [];
   const faults: Fault[] = [];
   const timers = new Set<NodeJS.Timeout>();
+  const tempDirs: string[] = [];
   let revision = 1000;
   const key = (t: ResourceType, ns: string, name: string) => `${t.plural}/${ns}/${name}`;
   const typeOf = (obj: JsonObject) => RESOURCES.find((t) => groupVersion(t) === obj['apiVersion'] && t.kind === obj['kind']);
@@ -282,14 +283,16 @@ export async function startKubeApiServer(opts: { token?: string } = {}): Promise
       return kc;
     },
     writeKubeconfig: async () => {
-      const file = join(await mkdtemp(join(tmpdir(), 'kube-stand-in-')), 'kubeconfig');
-      await writeFile(file, kubeconfigText(), { mode: 0o600 });
-      return file;
+      const dir = await mkdtemp(join(tmpdir(), 'kube-stand-in-'));
+      tempDirs.push(dir);
+      await writeFile(join(dir, 'kubeconfig'), kubeconfigText(), { mode: 0o600 });
+      return join(dir, 'kubeconfig');
     },
     close: async () => {
       for (const timer of timers) clearTimeout(timer);
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
+      await Promise.all(tempDirs.map((dir) => rm(dir, { recursive: true, force: true })));
     },
   };
 }
