@@ -1,0 +1,104 @@
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
+import { after, describe, it } from 'node:test';
+import pg from 'pg';
+import { API_TOKENS, eventually, isolation, REDIS_URL, WEBHOOK_TOKEN, writeMatrix } from '../support/harness.js';
+import { freePort } from '../support/redis-server.js';
+
+interface ServerProcess {
+  child: ChildProcess;
+  port: number;
+  output: () => string;
+}
+
+async function startServer(env: Record<string, string>): Promise<ServerProcess> {
+  const port = await freePort();
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], {
+    env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  child.stdout!.on('data', (d) => (out += d));
+  child.stderr!.on('data', (d) => (out += d));
+  return { child, port, output: () => out };
+}
+
+const readyAt = (port: number) => eventually(async () => (await fetch(`http://127.0.0.1:${port}/health/ready`)).status === 200, 20_000, `server on ${port} ready`);
+
+async function exitOf(child: ChildProcess): Promise<number | null> {
+  if (child.exitCode !== null) return child.exitCode;
+  const [code] = (await once(child, 'exit')) as [number | null];
+  return code;
+}
+
+describe('service processes', () => {
+  const iso = isolation('procs');
+  after(() => iso.drop());
+
+  it('starts two replicas together on a missing database without a migration race, and stops gracefully on SIGTERM', async () => {
+    const matrix = writeMatrix(readFileSync('config/response-matrix.yaml', 'utf8'));
+    const env = { DATABASE_URL: iso.databaseUrl, REDIS_URL, QUEUE_PREFIX: iso.prefix, MATRIX_PATH: matrix, WEBHOOK_TOKEN, API_TOKENS };
+    const [one, two] = await Promise.all([startServer(env), startServer(env)]);
+    try {
+      await Promise.all([readyAt(one.port), readyAt(two.port)]);
+      const db = new pg.Client({ connectionString: iso.databaseUrl });
+      await db.connect();
+      const { rows } = await db.query('SELECT version, count(*) OVER () AS total FROM schema_migrations ORDER BY version');
+      await db.end();
+      assert.ok(rows.length >= 1);
+      assert.deepEqual(rows.map((r) => r.version), [...new Set(rows.map((r) => r.version))], 'each migration applied once');
+
+      const fixture = readFileSync(new URL('../../../shared/fixtures/alertmanager/firing-provider-down.json', import.meta.url), 'utf8');
+      const res = await fetch(`http://127.0.0.1:${one.port}/webhooks/alertmanager`, {
+        method: 'POST', headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${WEBHOOK_TOKEN}` }, body: fixture,
+      });
+      assert.equal(res.status, 200);
+      const body = (await res.json()) as { runs: Array<{ status: string }> };
+      // No CONDUIT_ADMIN_URL or NOTIFY_WEBHOOK_URL here: both actions fail at once, named.
+      assert.ok(body.runs.every((r) => r.status === 'failed'));
+
+      one.child.kill('SIGTERM');
+      two.child.kill('SIGTERM');
+      assert.equal(await exitOf(one.child), 0);
+      assert.equal(await exitOf(two.child), 0);
+      assert.match(one.output(), /targets not configured/);
+      assert.ok(!one.output().includes(WEBHOOK_TOKEN), 'the webhook token is never printed when it was given');
+    } finally {
+      one.child.kill('SIGKILL');
+      two.child.kill('SIGKILL');
+    }
+  });
+
+  it('prints generated tokens once to the terminal and never in a log line', async () => {
+    const matrix = writeMatrix(readFileSync('config/response-matrix.yaml', 'utf8'));
+    const server = await startServer({ DATABASE_URL: iso.databaseUrl, REDIS_URL, QUEUE_PREFIX: iso.prefix, MATRIX_PATH: matrix, WEBHOOK_TOKEN: '', API_TOKENS: '' });
+    try {
+      await readyAt(server.port);
+      await eventually(async () => /generated admin token/.test(server.output()), 5000, 'the token banner');
+      const token = /generated admin token for this run: (\S+)/.exec(server.output())![1]!;
+      const hook = /generated for this run: (\S+)/.exec(server.output())![1]!;
+      const logLines = server.output().split('\n').filter((l) => l.startsWith('{'));
+      assert.ok(logLines.length > 0);
+      assert.ok(logLines.every((l) => !l.includes(token) && !l.includes(hook)), 'no log line carries a secret');
+      assert.equal(server.output().split(token).length - 1, 1, 'printed exactly once');
+      const control = await fetch(`http://127.0.0.1:${server.port}/api/control`, { headers: { Authorization: `Bearer ${token}` } });
+      assert.equal(control.status, 200);
+    } finally {
+      server.child.kill('SIGTERM');
+      await exitOf(server.child);
+    }
+  });
+
+  it('refuses to start on bad configuration with one message naming the variable or the matrix line', async () => {
+    const role = await startServer({ ROLE: 'bogus', DATABASE_URL: iso.databaseUrl });
+    assert.equal(await exitOf(role.child), 2);
+    assert.match(role.output(), /ROLE: must be one of api, worker, all/);
+
+    const broken = writeMatrix('rules:\n  - name: x\n    matchers: [\'alertname="A"\']\n    actions:\n      - remediation: no.such-thing\n');
+    const matrix = await startServer({ MATRIX_PATH: broken, DATABASE_URL: iso.databaseUrl, REDIS_URL, QUEUE_PREFIX: iso.prefix });
+    assert.equal(await exitOf(matrix.child), 2);
+    assert.match(matrix.output(), new RegExp(`${broken.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:5:\\d+: rules\\[0\\]\\.actions\\[0\\]\\.remediation: unknown remediation "no.such-thing"`));
+  });
+});
