@@ -385,7 +385,7 @@ describe('end to end through a real Alertmanager', { skip: skipReason() }, () =>
       const d = runs.find((r) => r.remediation === 'conduit.disable-provider');
       const n = runs.find((r) => r.remediation === 'notify.webhook');
       return d?.status === 'succeeded' && n?.status === 'succeeded' ? d : undefined;
-    }, 15_000, 'the anthropic runs, stored by a retried delivery, to succeed');
+    }, 15_000, "the anthropic runs to succeed").catch(async (e) => { console.log(JSON.stringify((await runsOf("anthropic")).map((r) => [r.remediation, r.status, r.reason, r.target]))); throw e; });
 
     // Alertmanager saw the failure and tried again.
     const amFailed = sample(await amMetrics(), 'alertmanager_notification_requests_failed_total', { integration: 'webhook' });
