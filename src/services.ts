@@ -54,7 +54,7 @@ export async function createServices(config: Config, opts: ServiceOptions) {
   const pool: pg.Pool = await openDatabase(config.databaseUrl);
   await migrate(pool);
   // Commands fail at once while Redis is down, so the webhook answers 503 instead of hanging.
-  const redis = await connectRedis(config.redisUrl, { enableOfflineQueue: false, maxRetriesPerRequest: 1, connectTimeout: 3000 }, log, 'remediator');
+  const redis = await connectRedis(config.redisUrl, { enableOfflineQueue: false, maxRetriesPerRequest: 1, connectTimeout: 3000, enableAutoPipelining: true }, log, 'remediator');
 
   const metrics = createMetrics();
   const runs = createRunStore(pool);

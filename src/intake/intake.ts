@@ -61,6 +61,7 @@ export function createIntake(deps: IntakeDeps) {
     const { paused } = await deps.control.get();
     const gateContext = { budget: deps.budget, paused, dryRun: deps.dryRun, configured: deps.configured, now: deps.now };
     const newRuns: NewRun[] = [];
+    const decisions: Array<Promise<NewRun>> = [];
     for (const alert of message.alerts) {
       const snapshot = toSnapshot(alert);
       const actions = matchAlert(deps.matrix, snapshot);
@@ -69,10 +70,12 @@ export function createIntake(deps: IntakeDeps) {
       if (alert.status === 'resolved') {
         for (const run of await deps.runs.resolveEpisode(snapshot.fingerprint, snapshot.startsAt)) {
           deps.metrics.runs.inc({ rule: run.rule, remediation: run.remediation, status: 'cancelled' });
+          if (run.approval.required) deps.metrics.approvalWait.observe((Date.parse(run.updatedAt) - Date.parse(run.createdAt)) / 1000);
         }
       }
-      for (const action of actions) newRuns.push(await decide(action, snapshot, gateContext));
+      decisions.push(...actions.map((action) => decide(action, snapshot, gateContext)));
     }
+    newRuns.push(...(await Promise.all(decisions)));
 
     const stored = await deps.runs.insert(newRuns);
     await deps.queue.enqueue(stored.filter((s) => s.run.status === 'queued').map((s) => s.run.id));
