@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { Type } from '@sinclair/typebox';
 import { defineRemediation, RemediationError } from '../types.js';
 import { postNotification } from './client.js';
@@ -8,7 +9,9 @@ export default defineRemediation({
   runbookStep: 'Provider Down: notify on-call (On-Call Procedures: notify stakeholders)',
   params: Type.Object({ text: Type.String({ minLength: 1, maxLength: 4000 }) }, { additionalProperties: false }),
   requires: 'notify',
-  target: () => 'notify/webhook',
+  // Per message, not per webhook: a cooldown then silences the same message repeated, never the
+  // notice about a different alert (a second provider going down minutes after the first).
+  target: (p) => `notify/webhook/${createHash('sha256').update(p.text).digest('hex').slice(0, 16)}`,
   plan: (p) => `Post to the on-call webhook (NOTIFY_WEBHOOK_URL): ${JSON.stringify(p.text)}`,
   execute: async (p, ctx) => {
     const target = ctx.targets.notify;

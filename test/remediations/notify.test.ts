@@ -121,7 +121,9 @@ test('schema, target and plan', () => {
   assert.equal(Value.Check(webhook.params, { text: 'x'.repeat(4001) }), false);
   assert.equal(Value.Check(webhook.params, { text: 'x'.repeat(4000) }), true);
   assert.equal(Value.Check(webhook.params, { text: 'hi', channel: '#ops' }), false);
-  assert.equal(webhook.target({ text: 'hi' }), 'notify/webhook');
+  assert.match(webhook.target({ text: 'hi' }), /^notify\/webhook\/[0-9a-f]{16}$/);
+  assert.equal(webhook.target({ text: 'hi' }), webhook.target({ text: 'hi' }), 'the same message, the same target');
+  assert.notEqual(webhook.target({ text: 'Provider openai disabled' }), webhook.target({ text: 'Provider anthropic disabled' }));
   assert.equal(webhook.requires, 'notify');
   assert.match(webhook.plan({ text: 'Provider openai disabled' }), /"Provider openai disabled"/);
 });
