@@ -15,7 +15,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -87,8 +87,8 @@ interface Child {
   stop(): Promise<void>;
 }
 
-function spawnTs(script: string, args: string[], env: Record<string, string>): ChildProcess {
-  const proc = spawn(process.execPath, ['--import', 'tsx', join(BENCH, script), ...args], {
+function spawnTs(script: string, args: string[], env: Record<string, string>, nodeArgs: string[] = []): ChildProcess {
+  const proc = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', join(BENCH, script), ...args], {
     cwd: ROOT,
     env: { ...process.env, ...env },
     stdio: ['pipe', 'pipe', 'pipe'],
@@ -104,14 +104,20 @@ function exitOf(proc: ChildProcess): Promise<number> {
   return new Promise((resolve) => proc.once('exit', (code, signal) => resolve(code ?? (signal ? 128 : 0))));
 }
 
+const shownStderr = new Set<string>();
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 async function startChild(name: string, script: string, env: Record<string, string>): Promise<Child> {
-  const proc = spawnTs(script, [], env);
+  // --expose-gc only lets the service answer `mem` with its heap after a full collection.
+  const proc = spawnTs(script, [], env, script === 'service.ts' ? ['--expose-gc'] : []);
   const stderrTail: string[] = [];
   createInterface({ input: proc.stderr! }).on('line', (line) => {
     stderrTail.push(line);
     if (stderrTail.length > 30) stderrTail.shift();
+    // Each distinct line once per bench run (deprecation warnings repeat in every child).
+    const key = line.replace(/^\(node:\d+\) /, '');
+    if (key.startsWith('(Use `node --trace-warnings') || shownStderr.has(key)) return;
+    shownStderr.add(key);
     process.stderr.write(`[${name}] ${line}\n`);
   });
   const waiters: Array<{ prefix: string; resolve: (line: string) => void }> = [];
@@ -175,31 +181,71 @@ function procStatus(pid: number, field: 'VmRSS' | 'VmHWM'): number | undefined {
   }
 }
 
-/** User + system CPU seconds of a process so far (clock ticks of 1/100 s, Linux's USER_HZ). */
-function procCpuSec(pid: number): number | undefined {
+const rssOf = (c: Child) => procStatus(c.pid, 'VmRSS') ?? c.reportedRss;
+
+interface CpuSnapshot {
+  at: number;
+  total: number;
+  idle: number;
+  procs: Map<number, { comm: string; ticks: number }>;
+}
+
+/** CPU time of the whole machine and of every process, from /proc (undefined elsewhere). */
+function cpuSnapshot(): CpuSnapshot | undefined {
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(fields[11]) + Number(fields[12])) / 100;
+    const f = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+    const procs = new Map<number, { comm: string; ticks: number }>();
+    for (const entry of readdirSync('/proc')) {
+      if (!/^\d+$/.test(entry)) continue;
+      try {
+        const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+        const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+        procs.set(Number(entry), { comm: stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')')), ticks: Number(fields[11]) + Number(fields[12]) });
+      } catch {
+        // exited meanwhile
+      }
+    }
+    return { at: performance.now(), total: f.slice(0, 8).reduce((a, b) => a + b, 0), idle: (f[3] ?? 0) + (f[4] ?? 0), procs };
   } catch {
     return undefined;
   }
 }
 
-const rssOf = (c: Child) => procStatus(c.pid, 'VmRSS') ?? c.reportedRss;
+/**
+ * Cores used between two snapshots, per party: each watched child by name, `postgres` (all its
+ * backends), `redis`, `load` (other node processes: the load generator), `orchestrator`, `other`, and
+ * `machine` (all busy cores, from /proc/stat).
+ */
+function cpuBetween(a: CpuSnapshot, b: CpuSnapshot, watched: Child[]): Record<string, number> {
+  const wall = (b.at - a.at) / 1000;
+  const names = new Map(watched.map((c) => [c.pid, c.name]));
+  const out: Record<string, number> = {};
+  for (const [pid, p] of b.procs) {
+    const before = a.procs.get(pid);
+    const ticks = p.ticks - (before && before.comm === p.comm ? before.ticks : 0);
+    if (ticks <= 0) continue;
+    const party = names.get(pid)
+      ?? (p.comm === 'postgres' ? 'postgres' : p.comm.startsWith('redis') ? 'redis' : pid === process.pid ? 'orchestrator' : p.comm.startsWith('node') ? 'load' : 'other');
+    out[party] = (out[party] ?? 0) + ticks / 100 / wall;
+  }
+  const total = b.total - a.total;
+  if (total > 0) out['machine'] = (1 - (b.idle - a.idle) / total) * os.cpus().length;
+  return out;
+}
 
 interface Sampled<T> {
   value: T;
   wallSec: number;
-  /** Per child name: peak RSS in bytes while `fn` ran, and CPU used as a share of one core. */
+  /** Per child name: peak RSS in bytes while `fn` ran. */
   peakRss: Record<string, number>;
-  cpuCores: Record<string, number>;
+  /** Cores used while `fn` ran, per party (see cpuBetween). */
+  cpu: Record<string, number>;
 }
 
-/** Runs `fn` while sampling the RSS of `watched` every 50 ms, and their CPU time before and after. */
+/** Runs `fn` while sampling the RSS of `watched` every 50 ms, and the machine's CPU use before and after. */
 async function sampled<T>(watched: Child[], fn: () => Promise<T>): Promise<Sampled<T>> {
   const peak: Record<string, number> = {};
-  const cpu0 = watched.map((c) => procCpuSec(c.pid));
+  const cpu0 = cpuSnapshot();
   const sample = () => {
     for (const c of watched) peak[c.name] = Math.max(peak[c.name] ?? 0, rssOf(c));
   };
@@ -210,13 +256,8 @@ async function sampled<T>(watched: Child[], fn: () => Promise<T>): Promise<Sampl
     const value = await fn();
     const wallSec = (performance.now() - t0) / 1000;
     sample();
-    const cpuCores: Record<string, number> = {};
-    watched.forEach((c, i) => {
-      const before = cpu0[i];
-      const after = procCpuSec(c.pid);
-      if (before !== undefined && after !== undefined) cpuCores[c.name] = (after - before) / wallSec;
-    });
-    return { value, wallSec, peakRss: peak, cpuCores };
+    const cpu1 = cpuSnapshot();
+    return { value, wallSec, peakRss: peak, cpu: cpu0 && cpu1 ? cpuBetween(cpu0, cpu1, watched) : {} };
   } finally {
     clearInterval(timer);
   }
@@ -375,9 +416,15 @@ interface Scenarios {
   intakeAll?: { load: Loaded<CannonResult>; sampled: Omit<Sampled<unknown>, 'value'>; runsStored: number; executedDuring: number };
   storm?: { load: Loaded<StormResult>; sampled: Omit<Sampled<unknown>, 'value'>; runsStored: number };
   duplicates?: { load: Loaded<CannonResult>; sampled: Omit<Sampled<unknown>, 'value'>; knownAlerts: number; runsBefore: number; runsAfter: number };
-  memory?: { vmHwm: number; peakSampled: number; perScenario: Record<string, number> };
+  memory?: { vmHwm: number; peakSampled: number; perScenario: Record<string, number>; process?: MemReport };
   execAll?: ExecResult;
   execSplit?: ExecResult;
+}
+
+/** process.memoryUsage() of the service at the end of scenario 4, before and after a full GC. */
+interface MemReport {
+  before: NodeJS.MemoryUsage;
+  afterGc?: NodeJS.MemoryUsage;
 }
 
 interface ExecResult {
@@ -393,7 +440,7 @@ interface ExecResult {
 
 const scenarios: Scenarios = {};
 const errors: Record<string, string> = {};
-const strip = <T>(s: Sampled<T>) => ({ wallSec: s.wallSec, peakRss: s.peakRss, cpuCores: s.cpuCores });
+const strip = <T>(s: Sampled<T>) => ({ wallSec: s.wallSec, peakRss: s.peakRss, cpu: s.cpu });
 
 function cannonSpec(url: string, series: number, warmupSeries: number | undefined): LoadSpec {
   return {
@@ -456,7 +503,11 @@ async function scenariosIntake(): Promise<void> {
     track('duplicates', s4);
     const runsAfter = await countRuns(group);
     scenarios.duplicates = { load: s4.value, sampled: strip(s4), knownAlerts: known.length, runsBefore, runsAfter };
-    scenarios.memory = { vmHwm: procStatus(svc.pid, 'VmHWM') ?? peakSampled, peakSampled, perScenario };
+    const vmHwm = procStatus(svc.pid, 'VmHWM') ?? peakSampled;
+    const reported = svc.waitLine('MEM-REPORT ', 10_000);
+    svc.send('mem');
+    const memReport = JSON.parse((await reported).slice('MEM-REPORT '.length)) as MemReport;
+    scenarios.memory = { vmHwm, peakSampled, perScenario, process: memReport };
   } finally {
     await svc.stop();
   }
@@ -530,11 +581,16 @@ async function machine() {
   const cpus = os.cpus();
   let postgres = 'unknown';
   let redis = 'unknown';
+  let postgresSettings = '';
   const admin = new pg.Client({ connectionString: PG_ADMIN_URL });
   admin.on('error', () => {});
   try {
     await admin.connect();
-    postgres = ((await admin.query<{ v: string }>('SHOW server_version')).rows[0]?.v ?? 'unknown');
+    postgres = (await admin.query<{ v: string }>("SELECT current_setting('server_version') AS v")).rows[0]?.v ?? 'unknown';
+    const { rows } = await admin.query<{ name: string; setting: string; unit: string | null }>(
+      "SELECT name, setting, unit FROM pg_settings WHERE name IN ('fsync', 'synchronous_commit', 'shared_buffers', 'max_connections')",
+    );
+    postgresSettings = rows.map((r) => `${r.name}=${r.setting}${r.unit === '8kB' ? `×8kB` : ''}`).join(', ');
   } catch {
     // reported as unknown
   } finally {
@@ -557,6 +613,7 @@ async function machine() {
     node: process.version,
     os: `${os.type()} ${os.release()} ${os.arch()}`,
     postgres,
+    postgresSettings,
     redis,
   };
 }
@@ -565,9 +622,12 @@ const fmtInt = (n: number) => (Number.isFinite(n) ? Math.round(n).toLocaleString
 const fmtMs = (n: number | undefined) => (n !== undefined && Number.isFinite(n) ? (Math.abs(n) >= 100 ? n.toFixed(0) : n.toFixed(1)) : '—');
 const fmtX = (n: number) => (Number.isFinite(n) ? `${n.toFixed(2)}×` : '—');
 const fmtMiB = (bytes: number) => `${(bytes / MiB).toFixed(0)} MiB`;
-const cpuOf = (s: { cpuCores: Record<string, number> }, name: string) => {
-  const v = s.cpuCores[name];
-  return v === undefined ? '' : `service CPU ${(v * 100).toFixed(0)}% of a core`;
+/** `CPU in cores: service 0.59, postgres 0.80, redis 0.10, load 0.40; machine 1.9 of 2 busy`. */
+const cpuOf = (s: { cpu: Record<string, number> }, name: string) => {
+  const c = s.cpu;
+  if (c[name] === undefined) return '';
+  const f = (v: number | undefined) => (v ?? 0).toFixed(2);
+  return `CPU cores: ${name === 'baseline' ? 'server' : 'service'} ${f(c[name])}, postgres ${f(c['postgres'])}, redis ${f(c['redis'])}, load ${f(c['load'])}; machine ${f(c['machine'])} of ${os.cpus().length} busy`;
 };
 
 interface Row {
@@ -720,7 +780,7 @@ function report(): { rows: Row[]; verdicts: Verdict[]; figures: Record<string, n
     figures['peakRssMiB'] = peak / MiB;
     rows.push({
       id: '6', scenario: 'memory: peak RSS of the ROLE=api service process over scenarios 2-4', rate: '—', p50: '—', p99: '—', max: '—',
-      detail: `${fmtMiB(peak)} (VmHWM); sampled peaks: ${Object.entries(mem.perScenario).map(([k, v]) => `${k} ${fmtMiB(v)}`).join(', ')}`,
+      detail: `${fmtMiB(peak)} (VmHWM); sampled peaks: ${Object.entries(mem.perScenario).map(([k, v]) => `${k} ${fmtMiB(v)}`).join(', ')}${memDetail(mem.process)}`,
       target: `< ${TARGETS.rssMiB} MiB`, result: met ? 'PASS' : 'FAIL',
     });
     verdicts.push({ id: '6', target: rows.at(-1)!.target, met, note: met ? `met: ${fmtMiB(peak)}` : `gap: ${fmtMiB(peak)}, ${fmtMiB(peak - TARGETS.rssMiB * MiB)} over` });
@@ -731,6 +791,12 @@ function report(): { rows: Row[]; verdicts: Verdict[]; figures: Record<string, n
   }
   verdicts.sort((a, b) => a.id.localeCompare(b.id));
   return { rows, verdicts, figures };
+}
+
+function memDetail(m: MemReport | undefined): string {
+  if (!m) return '';
+  const part = (u: NodeJS.MemoryUsage) => `rss ${fmtMiB(u.rss)}, heap used ${fmtMiB(u.heapUsed)} of ${fmtMiB(u.heapTotal)}, external ${fmtMiB(u.external)}`;
+  return `; after 4: ${part(m.before)}${m.afterGc ? `; after a full GC: ${part(m.afterGc)}` : ''}`;
 }
 
 function errorRow(id: string, scenario: string, error: string | undefined): Row {
@@ -831,7 +897,7 @@ function resultsMarkdown(env: Awaited<ReturnType<typeof machine>>, command: stri
     `Command: \`${command}\` (from the repository root; needs the local Redis and PostgreSQL; takes about ${Math.ceil((finished.getTime() - started.getTime()) / 60_000)} min).`,
     `Run: ${started.toISOString()} to ${finished.toISOString()}.`,
     '',
-    `Machine: ${env.cores} cores (${env.cpuModel}), ${env.memoryGiB} GiB, ${env.os}; Node ${env.node}; PostgreSQL ${env.postgres}; Redis ${env.redis}.`,
+    `Machine: ${env.cores} cores (${env.cpuModel}), ${env.memoryGiB} GiB, ${env.os}; Node ${env.node}; PostgreSQL ${env.postgres} (${env.postgresSettings}); Redis ${env.redis}.`,
     'The load generator, the service, PostgreSQL and Redis all share these cores.',
     '',
     printed,

@@ -5,7 +5,8 @@
  *
  * stdout protocol, one line each: `READY {json}` once listening, `PROFILE-DONE <path>` after a
  * profile was written, `MEM <rss bytes>` every 200 ms where /proc is missing (the orchestrator reads
- * /proc/<pid>/status otherwise). stdin commands: `profile-start`, `profile-stop <path>`, `stop`.
+ * /proc/<pid>/status otherwise), `MEM-REPORT {json}` after `mem`. stdin commands: `profile-start`,
+ * `profile-stop <path>`, `mem` (process.memoryUsage() before and, with --expose-gc, after a full GC), `stop`.
  * The process stops on SIGTERM/SIGINT, on `stop`, and when stdin closes (the orchestrator died).
  */
 import { existsSync, writeFileSync } from 'node:fs';
@@ -89,6 +90,15 @@ commands.on('line', (line) => {
         session.disconnect();
         session = undefined;
         out(`PROFILE-DONE ${arg}`);
+      } else if (command === 'mem') {
+        const before = process.memoryUsage();
+        const gc = (globalThis as { gc?: () => void }).gc;
+        let afterGc: NodeJS.MemoryUsage | undefined;
+        if (gc) {
+          gc();
+          afterGc = process.memoryUsage();
+        }
+        out(`MEM-REPORT ${JSON.stringify({ before, ...(afterGc ? { afterGc } : {}) })}`);
       } else if (command === 'stop') {
         await stop();
       }

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { Type, type Static } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import { ConfigError } from './errors.js';
+import { convertStrict } from './matrix/convert.js';
 import { parseDuration } from './matrix/duration.js';
 
 const Bool = Type.Union([Type.Literal('true'), Type.Literal('false'), Type.Literal('1'), Type.Literal('0')]);
@@ -97,6 +98,7 @@ function parseTokens(text: string): ApiToken[] {
   });
   const names = new Set(tokens.map((t) => t.name));
   if (names.size !== tokens.length) throw new ConfigError('API_TOKENS', 'token names must be unique');
+  if (new Set(tokens.map((t) => t.token)).size !== tokens.length) throw new ConfigError('API_TOKENS', 'each token must be different');
   return tokens;
 }
 
@@ -115,7 +117,7 @@ export function loadConfig(source: NodeJS.ProcessEnv): { config: Config; generat
     const value = source[key];
     if (value !== undefined && value !== '') raw[key] = value;
   }
-  const env = Value.Convert(EnvSchema, Value.Default(EnvSchema, raw)) as Env;
+  const env = convertStrict(EnvSchema, Value.Default(EnvSchema, raw)) as Env;
   const first = Value.Errors(EnvSchema, env).First();
   if (first) {
     const variable = first.path.split('/')[1] ?? 'environment';
@@ -125,6 +127,7 @@ export function loadConfig(source: NodeJS.ProcessEnv): { config: Config; generat
     throw new ConfigError(variable, `${message}${shown}`);
   }
   if (env.CONDUIT_ADMIN_URL && !env.CONDUIT_ADMIN_KEY) throw new ConfigError('CONDUIT_ADMIN_KEY', 'required when CONDUIT_ADMIN_URL is set');
+  if (env.CONDUIT_ADMIN_KEY && !env.CONDUIT_ADMIN_URL) throw new ConfigError('CONDUIT_ADMIN_URL', 'required when CONDUIT_ADMIN_KEY is set');
 
   const generated: GeneratedSecrets = {};
   const webhookToken = env.WEBHOOK_TOKEN ?? (generated.webhookToken = secret());

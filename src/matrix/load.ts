@@ -4,12 +4,13 @@ import { Value } from '@sinclair/typebox/value';
 import { LineCounter, parseDocument, isNode, type Document } from 'yaml';
 import type { Remediation } from '../../remediations/types.js';
 import { ConfigError } from '../errors.js';
+import { convertStrict } from './convert.js';
 import { DURATION_PATTERN, parseDuration } from './duration.js';
 import { parseMatcher } from './matchers.js';
 import { compileParams } from './template.js';
 import type { Action, Limit, Matrix, Rule } from './types.js';
 
-const DurationText = Type.String({ pattern: DURATION_PATTERN, minLength: 1 });
+const DurationText = Type.Union([Type.String({ pattern: DURATION_PATTERN, minLength: 1 }), Type.Literal(0)]);
 const LimitSchema = Type.Object({ max: Type.Integer({ minimum: 1 }), per: DurationText }, { additionalProperties: false });
 const ActionSchema = Type.Object(
   {
@@ -63,8 +64,8 @@ function locator(file: string, doc: Document, lines: LineCounter) {
   };
 }
 
-const ms = (text: string) => parseDuration(text) as number;
-const limit = (l: { max: number; per: string } | undefined): Limit | undefined => (l ? { max: l.max, perMs: ms(l.per) } : undefined);
+const ms = (text: string | 0) => parseDuration(String(text)) as number;
+const limit = (l: { max: number; per: string | 0 } | undefined): Limit | undefined => (l ? { max: l.max, perMs: ms(l.per) } : undefined);
 
 /** Parses and validates a matrix; throws `ConfigError` naming the file, line and what is wrong. */
 export function parseMatrix(text: string, file: string, catalogue: ReadonlyMap<string, Remediation>): Matrix {
@@ -152,10 +153,13 @@ function checkConstantParams(remediation: Remediation, params: Record<string, un
       continue;
     }
     if (JSON.stringify(value).includes('{{')) continue;
-    const converted = Value.Convert(prop as never, value);
+    const converted = convertStrict(prop as never, value);
     const err = Value.Errors(prop as never, converted).First();
     if (err) throw fail(key, err.message);
   }
+  const required = (schema as { required?: string[] }).required ?? [];
+  const missing = required.filter((key) => !(key in params) && (schema.properties?.[key] as { default?: unknown } | undefined)?.default === undefined);
+  if (missing.length > 0) throw fail('', `${remediation.name} needs param${missing.length > 1 ? 's' : ''} ${missing.join(', ')}`);
 }
 
 export function loadMatrix(path: string, catalogue: ReadonlyMap<string, Remediation>): Matrix {

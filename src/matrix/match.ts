@@ -3,6 +3,7 @@ import { TypeCompiler, type TypeCheck } from '@sinclair/typebox/compiler';
 import { Value } from '@sinclair/typebox/value';
 import type { Remediation } from '../../remediations/types.js';
 import type { AlertSnapshot } from '../store/types.js';
+import { convertStrict } from './convert.js';
 import { matchesAll } from './matchers.js';
 import type { Action, Matrix } from './types.js';
 
@@ -32,7 +33,7 @@ function checker(schema: TSchema): TypeCheck<TSchema> {
 
 /** Renders params from the alert and validates them against the remediation's schema. */
 export function prepareParams(remediation: Remediation, raw: Record<string, unknown>): Prepared {
-  const converted = Value.Default(remediation.params, Value.Convert(remediation.params, structuredClone(raw))) as Record<string, unknown>;
+  const converted = Value.Default(remediation.params, convertStrict(remediation.params, structuredClone(raw))) as Record<string, unknown>;
   const check = checker(remediation.params);
   if (!check.Check(converted)) {
     const first = check.Errors(converted).First();

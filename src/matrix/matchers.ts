@@ -12,6 +12,8 @@ export interface Matcher {
   test(labels: Readonly<Record<string, string>>): boolean;
 }
 
+const label = (labels: Readonly<Record<string, string>>, name: string) => (Object.hasOwn(labels, name) ? (labels[name] ?? '') : '');
+
 const matcherRe = /^\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)\s*(.*?)\s*$/;
 
 function unquote(raw: string): string {
@@ -19,12 +21,22 @@ function unquote(raw: string): string {
     if (/["{},]/.test(raw)) throw new Error(`unquoted value ${raw} contains a special character; quote it`);
     return raw;
   }
-  if (raw.length < 2 || !raw.endsWith('"')) throw new Error(`value ${raw} has no closing quote`);
-  try {
-    return JSON.parse(raw) as string;
-  } catch {
-    throw new Error(`value ${raw} is not a valid quoted string`);
+  // As Alertmanager's parser: \" \\ and \n are escapes; any other backslash stays, so `"db\d+"` is the regex db\d+.
+  let out = '';
+  for (let i = 1; i < raw.length; i++) {
+    const c = raw[i]!;
+    if (c === '"') {
+      if (i !== raw.length - 1) throw new Error(`value ${raw} has text after its closing quote`);
+      return out;
+    }
+    if (c === '\\' && i + 1 < raw.length) {
+      const next = raw[++i]!;
+      out += next === 'n' ? '\n' : next === '"' || next === '\\' ? next : `\\${next}`;
+    } else {
+      out += c;
+    }
   }
+  throw new Error(`value ${raw} has no closing quote`);
 }
 
 /** Parses one matcher; throws with a message saying what is wrong. */
@@ -36,16 +48,16 @@ export function parseMatcher(text: string): Matcher {
   if (op === '=' || op === '!=') {
     const equal = op === '=';
     // A missing label matches the empty string, as in Alertmanager.
-    return { name, op, value, test: (labels) => ((labels[name] ?? '') === value) === equal };
+    return { name, op, value, test: (labels) => ((label(labels, name) === value)) === equal };
   }
   let re: RegExp;
   try {
-    re = new RegExp(`^(?:${value})$`, 'u');
+    re = new RegExp(`^(?:${value})$`);
   } catch (err) {
     throw new Error(`invalid regex in "${text}": ${(err as Error).message}`);
   }
   const positive = op === '=~';
-  return { name, op, value, test: (labels) => re.test(labels[name] ?? '') === positive };
+  return { name, op, value, test: (labels) => re.test(label(labels, name)) === positive };
 }
 
 export function matchesAll(matchers: readonly Matcher[], labels: Readonly<Record<string, string>>): boolean {

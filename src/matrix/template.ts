@@ -21,7 +21,7 @@ function compileRef(ref: string): (scope: TemplateScope) => string {
     if (!ALERT_FIELDS.has(key)) throw new Error(`"alert.${key}" is not an alert field (fingerprint, startsAt, status)`);
     return (s) => s.alert[key as 'fingerprint' | 'startsAt' | 'status'];
   }
-  return (s) => s[scope][key] ?? '';
+  return (s) => (Object.hasOwn(s[scope], key) ? (s[scope][key] ?? '') : '');
 }
 
 /** Compiles a string into a renderer; strings without references render to themselves. */

@@ -228,3 +228,12 @@ test('other bad values are named', () => {
   refused({ WORKER_CONCURRENCY: '0' }, 'WORKER_CONCURRENCY');
   refused({ ARCHIVE_TABLES: 'request_logs;drop' }, 'ARCHIVE_TABLES');
 });
+
+test('numbers in the environment are read strictly, and paired variables must come together', () => {
+  for (const [variable, value] of [['PORT', '80.5'], ['PORT', '1e3'], ['WORKER_CONCURRENCY', '1e2'], ['JOB_ATTEMPTS', 'true']] as const) {
+    assert.throws(() => loadConfig({ [variable]: value }), (err: unknown) => err instanceof ConfigError && err.variable === variable, `${variable}=${value}`);
+  }
+  assert.throws(() => loadConfig({ CONDUIT_ADMIN_KEY: 'k' }), (err: unknown) => err instanceof ConfigError && err.variable === 'CONDUIT_ADMIN_URL');
+  const token = 'same-token-0123456789';
+  assert.throws(() => loadConfig({ API_TOKENS: `a:admin:${token},b:viewer:${token}` }), (err: unknown) => err instanceof ConfigError && err.variable === 'API_TOKENS' && !err.message.includes(token));
+});

@@ -101,7 +101,23 @@ test('malformed matchers are refused with a message saying what a matcher is', (
   }
   assert.throws(() => parseMatcher('severity="critical'), /no closing quote/);
   assert.throws(() => parseMatcher('severity="'), /no closing quote/);
-  assert.throws(() => parseMatcher('severity="crit"ical"'), /not a valid quoted string/);
+  assert.throws(() => parseMatcher('severity="crit"ical"'), /text after its closing quote/);
+});
+
+test('quoted values unescape as Alertmanager does: \\" \\\\ \\n, other backslashes kept for regexes', () => {
+  const digits = parseMatcher('instance=~"db\\d+"');
+  assert.equal(digits.value, 'db\\d+');
+  assert.equal(digits.test({ instance: 'db12' }), true);
+  assert.equal(digits.test({ instance: 'dbx' }), false);
+  assert.equal(parseMatcher('a="say \\"hi\\""').value, 'say "hi"');
+  assert.equal(parseMatcher('a="back\\\\slash"').value, 'back\\slash');
+  assert.equal(parseMatcher('instance=~"db\\-1"').test({ instance: 'db-1' }), true);
+});
+
+test('a label named like an Object property is missing unless the alert has it', () => {
+  assert.equal(parseMatcher('constructor=""').test({}), true);
+  assert.equal(parseMatcher('toString!=""').test({}), false);
+  assert.equal(parseMatcher('constructor="x"').test({ constructor: 'x' }), true);
 });
 
 test('matchesAll needs every matcher to hold', () => {

@@ -336,3 +336,10 @@ test('loadMatrix reads a file and names it in errors', () => {
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('a required param missing from an action stops the load, naming the remediation and the param', () => {
+  const yaml = `rules:\n  - name: r\n    matchers: ['alertname="A"']\n    actions:\n      - remediation: conduit.disable-provider\n`;
+  assert.throws(() => parseMatrix(yaml, 'm.yaml', createCatalogue()), /conduit\.disable-provider needs param provider/);
+  const zero = `rules:\n  - name: r\n    matchers: ['alertname="A"']\n    actions:\n      - remediation: conduit.disable-provider\n        params: { provider: x }\n        cooldown: 0\n`;
+  assert.equal(parseMatrix(zero, 'm.yaml', createCatalogue()).rules[0]!.actions[0]!.cooldownMs, 0);
+});

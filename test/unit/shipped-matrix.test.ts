@@ -4,6 +4,7 @@ import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { parse as parseYaml } from 'yaml';
 import { createCatalogue } from '../../remediations/catalogue.js';
+import { parseDuration } from '../../src/matrix/duration.js';
 import { loadMatrix } from '../../src/matrix/load.js';
 import { matchAlert, prepare } from '../../src/matrix/match.js';
 import type { Rule } from '../../src/matrix/types.js';
@@ -191,13 +192,31 @@ test('actions that change capacity or restart pods wait for approval; the others
 });
 
 test('the shipped defaults and per-action overrides are compiled', () => {
-  const [disable, notify] = ruleNamed('provider-down').actions;
+  const [disable] = ruleNamed('provider-down').actions;
   assert.equal(disable?.cooldownMs, 30 * MIN);
   assert.deepEqual(disable?.limit, { max: 3, perMs: 60 * MIN });
   assert.equal(disable?.approvalTimeoutMs, 30 * MIN);
-  assert.equal(notify?.cooldownMs, 0, 'notifications have no cooldown');
   const [enable] = ruleNamed('provider-down').onResolved;
   assert.equal(enable?.cooldownMs, 10 * MIN, 'the default cooldown');
+
+  // Every action: its own cooldown when the file sets one, else the file's default.
+  interface RawAction { cooldown?: string; approvalTimeout?: string }
+  const raw = parseYaml(readFileSync(root('config/response-matrix.yaml'), 'utf8')) as {
+    defaults: { cooldown: string; approvalTimeout: string };
+    rules: Array<{ name: string; actions?: RawAction[]; onResolved?: RawAction[] }>;
+  };
+  assert.equal(parseDuration(raw.defaults.cooldown), 10 * MIN);
+  assert.equal(parseDuration(raw.defaults.approvalTimeout), 30 * MIN);
+  for (const r of raw.rules) {
+    const compiled = ruleNamed(r.name);
+    for (const [list, actions] of [[r.actions ?? [], compiled.actions], [r.onResolved ?? [], compiled.onResolved]] as const) {
+      assert.equal(actions.length, list.length, r.name);
+      list.forEach((a, i) => {
+        assert.equal(actions[i]!.cooldownMs, parseDuration(a.cooldown ?? raw.defaults.cooldown), `${r.name} ${actions[i]!.key} cooldown`);
+        assert.equal(actions[i]!.approvalTimeoutMs, parseDuration(a.approvalTimeout ?? raw.defaults.approvalTimeout), `${r.name} ${actions[i]!.key} approvalTimeout`);
+      });
+    }
+  }
   for (const r of matrix.rules) for (const a of [...r.actions, ...r.onResolved]) assert.equal(a.dryRun, false);
 });
 

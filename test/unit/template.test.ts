@@ -85,3 +85,8 @@ test('params: a bad reference anywhere in the tree fails at compile time', () =>
   assert.throws(() => compileParams({ a: { b: ['ok', '{{ labels }}'] } }), /labels/);
   assert.throws(() => compileParams({ a: '{{ labels.x' }), /unbalanced/);
 });
+
+test('a reference named like an Object property renders empty when the alert lacks it', () => {
+  const render = compileTemplate('[{{ labels.constructor }}][{{ annotations.toString }}]');
+  assert.equal(render({ labels: {}, annotations: {}, alert: { fingerprint: 'f', startsAt: 's', status: 'firing' } }), '[][]');
+});
