@@ -2,14 +2,15 @@ import type { Log, TargetKind } from '../../remediations/types.js';
 import type { Budget } from '../gates/budget.js';
 import { decide } from '../gates/decide.js';
 import { matchAlert } from '../matrix/match.js';
-import type { Matrix } from '../matrix/types.js';
+import type { Action, Matrix } from '../matrix/types.js';
 import type { Metrics } from '../metrics.js';
 import type { Notifier } from '../notify/notifier.js';
 import type { RunQueue } from '../queue/queue.js';
 import type { WebhookAlert, WebhookMessage } from '../schemas/alertmanager.js';
 import type { ControlStore } from '../store/control.js';
-import type { RunStore } from '../store/runs.js';
+import { dedupKey, type RunStore } from '../store/runs.js';
 import type { AlertSnapshot, NewRun, Run } from '../store/types.js';
+import { createBatcher } from './batcher.js';
 
 export interface IntakeDeps {
   matrix: Matrix;
@@ -23,6 +24,8 @@ export interface IntakeDeps {
   dryRun: boolean;
   configured: ReadonlySet<TargetKind>;
   now: () => Date;
+  /** Alerts one batch of concurrent deliveries may carry; a bigger message goes alone. */
+  maxBatchAlerts?: number;
 }
 
 export interface IntakeResult {
@@ -49,42 +52,83 @@ export function observeNewRun(run: Run, metrics: Metrics, notifier: Notifier): v
   if (run.status === 'pending_approval') notifier.notify(run, run.reason === 'escalated' ? 'escalated' : 'pending_approval');
 }
 
+interface Matched {
+  message: number;
+  alert: AlertSnapshot;
+  action: Action;
+  key: string;
+}
+
 /**
- * The webhook's work: every alert is matched against the matrix, every matched action becomes a
- * run decided by the gates, all of them are stored in one statement and the queued ones enqueued.
- * It returns only when all of that is durable; any failure propagates so the caller answers 5xx
- * and Alertmanager retries. A re-delivery finds its runs by dedup key and enqueues the queued ones
- * again, which is how a run stored before a Redis failure still gets executed.
+ * The webhook's work. Every alert is matched against the matrix and every matched action becomes a
+ * run decided by the gates. Deliveries that arrive together are processed as one batch: one lookup
+ * of existing runs by dedup key, one INSERT for the new ones, one enqueue. A delivery is answered
+ * only when all of that is durable; any failure propagates, so the caller answers 5xx and
+ * Alertmanager retries. A re-delivery finds its runs by dedup key and re-adds the job of any still
+ * `queued` whose job is missing, which is how a run stored just before Redis failed gets executed.
  */
 export function createIntake(deps: IntakeDeps) {
-  return async function receive(message: WebhookMessage): Promise<IntakeResult> {
-    const { paused } = await deps.control.get();
-    const gateContext = { budget: deps.budget, paused, dryRun: deps.dryRun, configured: deps.configured, now: deps.now };
-    const newRuns: NewRun[] = [];
-    const decisions: Array<Promise<NewRun>> = [];
-    for (const alert of message.alerts) {
-      const snapshot = toSnapshot(alert);
-      const actions = matchAlert(deps.matrix, snapshot);
-      deps.metrics.alertsReceived.inc({ status: alert.status });
-      if (actions.length === 0) deps.metrics.alertsUnmatched.inc();
-      if (alert.status === 'resolved') {
-        for (const run of await deps.runs.resolveEpisode(snapshot.fingerprint, snapshot.startsAt)) {
-          deps.metrics.runs.inc({ rule: run.rule, remediation: run.remediation, status: 'cancelled' });
-          if (run.approval.required) deps.metrics.approvalWait.observe((Date.parse(run.updatedAt) - Date.parse(run.createdAt)) / 1000);
-        }
+  async function processBatch(messages: WebhookMessage[]): Promise<IntakeResult[]> {
+    const matched: Matched[] = [];
+    const resolved: AlertSnapshot[] = [];
+    messages.forEach((message, index) => {
+      for (const alert of message.alerts) {
+        const snapshot = toSnapshot(alert);
+        const actions = matchAlert(deps.matrix, snapshot);
+        deps.metrics.alertsReceived.inc({ status: alert.status });
+        if (actions.length === 0) deps.metrics.alertsUnmatched.inc();
+        if (alert.status === 'resolved') resolved.push(snapshot);
+        for (const action of actions) matched.push({ message: index, alert: snapshot, action, key: dedupKey(action.rule, action.key, snapshot) });
       }
-      decisions.push(...actions.map((action) => decide(action, snapshot, gateContext)));
-    }
-    newRuns.push(...(await Promise.all(decisions)));
+    });
 
-    const stored = await deps.runs.insert(newRuns);
-    await deps.queue.enqueue(stored.filter((s) => s.run.status === 'queued').map((s) => s.run.id));
-    for (const s of stored) if (!s.duplicate) observeNewRun(s.run, deps.metrics, deps.notifier);
-    return {
-      received: message.alerts.length,
-      runs: stored.map(({ run, duplicate }) => ({ id: run.id, rule: run.rule, remediation: run.remediation, status: run.status, duplicate })),
-    };
-  };
+    if (resolved.length > 0) {
+      for (const run of await deps.runs.resolveEpisodes(resolved)) {
+        deps.metrics.runs.inc({ rule: run.rule, remediation: run.remediation, status: 'cancelled' });
+        if (run.approval.required) deps.metrics.approvalWait.observe((Date.parse(run.updatedAt) - Date.parse(run.createdAt)) / 1000);
+      }
+    }
+    if (matched.length === 0) return messages.map((m) => ({ received: m.alerts.length, runs: [] }));
+
+    const existing = await deps.runs.findByKeys(matched.map((m) => m.key));
+    const decisions = new Map<string, Promise<NewRun>>();
+    const fresh = matched.filter((m) => !existing.has(m.key));
+    if (fresh.length > 0) {
+      const { paused } = await deps.control.get();
+      const gateContext = { budget: deps.budget, paused, dryRun: deps.dryRun, configured: deps.configured, now: deps.now };
+      for (const m of fresh) if (!decisions.has(m.key)) decisions.set(m.key, decide(m.action, m.alert, gateContext));
+    }
+    const stored = await deps.runs.insert(await Promise.all(decisions.values()));
+    const byKey = new Map<string, { run: Run; created: boolean }>();
+    for (const [key, run] of existing) byKey.set(key, { run, created: false });
+    for (const s of stored) byKey.set(dedupKey(s.run.rule, s.run.action, s.run.alert), { run: s.run, created: !s.duplicate });
+
+    const created = stored.filter((s) => !s.duplicate).map((s) => s.run);
+    const known = [...existing.values(), ...stored.filter((s) => s.duplicate).map((s) => s.run)];
+    await Promise.all([
+      deps.queue.enqueue(created.filter((r) => r.status === 'queued').map((r) => r.id)),
+      deps.queue.enqueueMissing(known.filter((r) => r.status === 'queued').map((r) => r.id)),
+    ]);
+    for (const run of created) observeNewRun(run, deps.metrics, deps.notifier);
+
+    // The first delivery in the batch to name a run it created answers `duplicate: false`; every other one, true.
+    const claimed = new Set<string>();
+    const results: IntakeResult[] = messages.map((m) => ({ received: m.alerts.length, runs: [] }));
+    for (const m of matched) {
+      const entry = byKey.get(m.key)!;
+      const duplicate = !entry.created || claimed.has(m.key);
+      claimed.add(m.key);
+      const { run } = entry;
+      results[m.message]!.runs.push({ id: run.id, rule: run.rule, remediation: run.remediation, status: run.status, duplicate });
+    }
+    return results;
+  }
+
+  return createBatcher(processBatch, {
+    weight: (m: WebhookMessage) => Math.max(1, m.alerts.length),
+    maxWeight: deps.maxBatchAlerts ?? 1000,
+    concurrency: 2,
+  });
 }
 
 export type Intake = ReturnType<typeof createIntake>;

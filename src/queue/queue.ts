@@ -58,6 +58,15 @@ export function createRunQueue(connection: Redis, opts: RunQueueOptions) {
     }
   }
 
+  /** Enqueues those of `runIds` whose job is not in Redis (lost with a Redis restart, or never added). */
+  async function enqueueMissing(runIds: readonly string[]): Promise<void> {
+    if (runIds.length === 0) return;
+    const exists = await withTimeout(Promise.all(runIds.map((id) => connection.exists(queue.toKey(id)))), timeoutMs, 'job lookup').catch((err: Error) => {
+      throw new EnqueueError(`could not look up ${runIds.length} job(s): ${err.message}`);
+    });
+    await enqueue(runIds.filter((_, i) => exists[i] === 0));
+  }
+
   /**
    * Re-adds a run whose job may be gone. A job that already finished is removed first, because
    * BullMQ ignores an add whose id exists; the worker's claim decides whether it still runs.
@@ -76,7 +85,7 @@ export function createRunQueue(connection: Redis, opts: RunQueueOptions) {
     return queue.getJobCounts('waiting', 'active', 'delayed', 'completed', 'failed', 'paused', 'prioritized');
   }
 
-  return { queue, enqueue, requeue, counts, close: () => queue.close() };
+  return { queue, enqueue, enqueueMissing, requeue, counts, close: () => queue.close() };
 }
 
 export type RunQueue = ReturnType<typeof createRunQueue>;

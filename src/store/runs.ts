@@ -104,8 +104,10 @@ SELECT r.* FROM runs r
 JOIN jsonb_to_recordset($1::jsonb) AS x(rule text, action text, fingerprint text, starts_at text)
   ON r.rule = x.rule AND r.action = x.action AND r.fingerprint = x.fingerprint AND r.starts_at = x.starts_at`;
 
-const dedupKey = (r: { rule: string; action: string; alert: { fingerprint: string; startsAt: string } }) =>
-  `${r.rule}\u0000${r.action}\u0000${r.alert.fingerprint}\u0000${r.alert.startsAt}`;
+/** The dedup key of a run: rule, action, alert fingerprint and `startsAt`, as the unique index has it. */
+export const dedupKey = (rule: string, action: string, alert: { fingerprint: string; startsAt: string }) =>
+  `${rule}\u0000${action}\u0000${alert.fingerprint}\u0000${alert.startsAt}`;
+const keyOf = (r: { rule: string; action: string; alert: { fingerprint: string; startsAt: string } }) => dedupKey(r.rule, r.action, r.alert);
 
 export function createRunStore(pool: pg.Pool) {
   /**
@@ -121,23 +123,34 @@ export function createRunStore(pool: pg.Pool) {
       dry_run: r.dryRun, gates: r.gates, plan: r.plan, error: r.error, events: r.events,
     }));
     const { rows } = await pool.query<RunRow>({ name: 'runs-insert', text: INSERT_SQL, values: [JSON.stringify(payload)] });
-    const byKey = new Map<string, StoredRun>();
-    for (const row of rows) byKey.set(dedupKey(toRun(row)), { run: toRun(row), duplicate: false });
-    const missing = runs.filter((r) => !byKey.has(dedupKey(r)));
+    const byKey = new Map<string, Run>();
+    for (const row of rows) byKey.set(keyOf(toRun(row)), toRun(row));
+    const missing = runs.filter((r) => !byKey.has(keyOf(r)));
     if (missing.length > 0) {
       // A new statement sees rows committed by concurrent inserts that the first one conflicted with.
-      const keys = missing.map((r) => ({ rule: r.rule, action: r.action, fingerprint: r.alert.fingerprint, starts_at: r.alert.startsAt }));
-      const existing = await pool.query<RunRow>({ name: 'runs-existing', text: EXISTING_SQL, values: [JSON.stringify(keys)] });
-      for (const row of existing.rows) {
-        const run = toRun(row);
-        if (!byKey.has(dedupKey(run))) byKey.set(dedupKey(run), { run, duplicate: true });
-      }
+      for (const [key, run] of await findByKeys(missing.map(keyOf))) byKey.set(key, run);
     }
     return runs.map((r) => {
-      const stored = byKey.get(dedupKey(r));
-      if (!stored) throw new Error(`run ${r.rule}/${r.action} was neither inserted nor found`);
-      return stored;
+      const run = byKey.get(keyOf(r));
+      if (!run) throw new Error(`run ${r.rule}/${r.action} was neither inserted nor found`);
+      return { run, duplicate: run.id !== r.id };
     });
+  }
+
+  /** Existing runs by dedup key (see `dedupKey`). */
+  async function findByKeys(keys: readonly string[]): Promise<Map<string, Run>> {
+    const found = new Map<string, Run>();
+    if (keys.length === 0) return found;
+    const payload = keys.map((k) => {
+      const [rule, action, fingerprint, starts_at] = k.split('\u0000');
+      return { rule, action, fingerprint, starts_at };
+    });
+    const { rows } = await pool.query<RunRow>({ name: 'runs-existing', text: EXISTING_SQL, values: [JSON.stringify(payload)] });
+    for (const row of rows) {
+      const run = toRun(row);
+      found.set(keyOf(run), run);
+    }
+    return found;
   }
 
   async function get(id: string, opts: { events?: boolean } = {}): Promise<Run | null> {
@@ -239,15 +252,18 @@ export function createRunStore(pool: pg.Pool) {
     return rows.map(toRun);
   }
 
-  /** Cancels the runs of one alert episode that have not started; the worker re-checks the same flag. */
-  async function resolveEpisode(fingerprint: string, startsAt: string): Promise<Run[]> {
-    await pool.query(
-      'UPDATE runs SET alert_resolved_at = now() WHERE fingerprint = $1 AND starts_at = $2 AND alert_resolved_at IS NULL',
-      [fingerprint, startsAt],
-    );
+  /**
+   * Marks alert episodes resolved and cancels their firing runs that have not started: those waiting
+   * for approval, and queued ones (the worker would find the alert resolved).
+   */
+  async function resolveEpisodes(episodes: ReadonlyArray<{ fingerprint: string; startsAt: string }>): Promise<Run[]> {
+    const fingerprints = episodes.map((e) => e.fingerprint);
+    const startsAts = episodes.map((e) => e.startsAt);
+    const episode = '(fingerprint, starts_at) IN (SELECT * FROM unnest($1::text[], $2::text[]))';
+    await pool.query(`UPDATE runs SET alert_resolved_at = now() WHERE ${episode} AND alert_resolved_at IS NULL`, [fingerprints, startsAts]);
     return transitionWhere(
-      `fingerprint = $1 AND starts_at = $2 AND phase = 'firing' AND status IN ('pending_approval', 'queued')`,
-      [fingerprint, startsAt],
+      `${episode} AND phase = 'firing' AND status IN ('pending_approval', 'queued')`,
+      [fingerprints, startsAts],
       'cancelled',
       { type: 'cancelled', detail: { reason: 'alert_resolved' } },
       'alert_resolved',
@@ -281,7 +297,7 @@ export function createRunStore(pool: pg.Pool) {
     return Number(rows[0]?.n ?? 0);
   }
 
-  return { insert, get, list, transition, addEvent, resolveEpisode, expireDue, staleQueued, countByStatus };
+  return { insert, findByKeys, get, list, transition, addEvent, resolveEpisodes, expireDue, staleQueued, countByStatus };
 }
 
 export type RunStore = ReturnType<typeof createRunStore>;
