@@ -142,9 +142,12 @@ test('the captured provider-down alert disables openai and notifies; its resolut
 
   const resolved = fixtureAlert('resolved-provider-down');
   const back = matchAlert(matrix, resolved);
-  assert.equal(back[0]?.remediation.name, 'conduit.enable-provider');
-  assert.equal(back[0]?.approval, 'required');
-  const enable = prepare(back[0]!, resolved);
+  assert.deepEqual(back.map((a) => [a.remediation.name, a.approval]), [
+    ['conduit.test-provider', 'auto'],
+    ['conduit.enable-provider', 'required'],
+    ['notify.webhook', 'auto'],
+  ]);
+  const enable = prepare(back[1]!, resolved);
   assert.ok(enable.ok);
   assert.equal(enable.target, 'conduit/provider/openai');
 });
@@ -170,7 +173,7 @@ test('each runbook row has its severity, response time and remediations', () => 
     ['provider-down', 'critical', 5 * MIN, ['conduit.disable-provider', 'notify.webhook']],
     ['high-error-rate', 'high', 15 * MIN, ['kubernetes.scale-deployment', 'notify.webhook']],
     ['database-connection-pool-exhausted', 'high', 10 * MIN, ['postgres.kill-idle-connections', 'kubernetes.rollout-restart', 'notify.webhook']],
-    ['memory-high', 'medium', 30 * MIN, ['redis.flush-cache', 'kubernetes.set-resources', 'notify.webhook']],
+    ['memory-high', 'medium', 30 * MIN, ['redis.flush-cache', 'kubernetes.set-resources', 'kubernetes.delete-pod', 'notify.webhook']],
     ['disk-high', 'medium', 60 * MIN, ['postgres.archive-old-data', 'notify.webhook']],
     ['certificate-expiring', 'low', 24 * 60 * MIN, ['cert-manager.renew-certificate']],
   ];
@@ -183,7 +186,7 @@ test('each runbook row has its severity, response time and remediations', () => 
 });
 
 test('actions that change capacity or restart pods wait for approval; the others run on their own', () => {
-  const required = new Set(['kubernetes.scale-deployment', 'kubernetes.rollout-restart', 'kubernetes.set-resources', 'conduit.enable-provider']);
+  const required = new Set(['kubernetes.scale-deployment', 'kubernetes.rollout-restart', 'kubernetes.set-resources', 'kubernetes.delete-pod', 'conduit.enable-provider']);
   for (const r of matrix.rules) {
     for (const a of [...r.actions, ...r.onResolved]) {
       assert.equal(a.approval, required.has(a.remediation.name) ? 'required' : 'auto', `${r.name} ${a.key} ${a.remediation.name}`);
@@ -196,7 +199,7 @@ test('the shipped defaults and per-action overrides are compiled', () => {
   assert.equal(disable?.cooldownMs, 30 * MIN);
   assert.deepEqual(disable?.limit, { max: 3, perMs: 60 * MIN });
   assert.equal(disable?.approvalTimeoutMs, 30 * MIN);
-  const [enable] = ruleNamed('provider-down').onResolved;
+  const enable = ruleNamed('provider-down').onResolved.find((a) => a.remediation.name === 'conduit.enable-provider');
   assert.equal(enable?.cooldownMs, 10 * MIN, 'the default cooldown');
 
   // Every action: its own cooldown when the file sets one, else the file's default.
