@@ -7,7 +7,7 @@ import { startConduitAdmin, type ConduitAdmin } from '../support/conduit-admin.j
 import { alertMessage, eventually, isolation, startService, TOKENS, WEBHOOK_TOKEN, type TestService } from '../support/harness.js';
 import { startNotifySink, type NotifySink } from '../support/notify-sink.js';
 
-const FIXTURES = new URL('../../../shared/fixtures/alertmanager/', import.meta.url);
+const FIXTURES = new URL('../fixtures/alertmanager/', import.meta.url);
 const firing = JSON.parse(readFileSync(new URL('firing-provider-down.json', FIXTURES), 'utf8'));
 
 const MATRIX = `

@@ -50,7 +50,7 @@ describe('service processes', () => {
       assert.ok(rows.length >= 1);
       assert.deepEqual(rows.map((r) => r.version), [...new Set(rows.map((r) => r.version))], 'each migration applied once');
 
-      const fixture = readFileSync(new URL('../../../shared/fixtures/alertmanager/firing-provider-down.json', import.meta.url), 'utf8');
+      const fixture = readFileSync(new URL('../fixtures/alertmanager/firing-provider-down.json', import.meta.url), 'utf8');
       const res = await fetch(`http://127.0.0.1:${one.port}/webhooks/alertmanager`, {
         method: 'POST', headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${WEBHOOK_TOKEN}` }, body: fixture,
       });

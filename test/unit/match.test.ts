@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import { createCatalogue } from '../../remediations/catalogue.js';
 import { parseMatrix } from '../../src/matrix/load.js';
 import { matchAlert, prepare, prepareParams } from '../../src/matrix/match.js';
-import { alert, fixtureAlert } from './alerts.js';
+import { alert, fixtureAlert } from '../support/alerts.js';
 
 const catalogue = createCatalogue();
 const remediation = (name: string) => {

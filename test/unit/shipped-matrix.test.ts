@@ -9,7 +9,7 @@ import { loadMatrix } from '../../src/matrix/load.js';
 import { matchAlert, prepare } from '../../src/matrix/match.js';
 import type { Rule } from '../../src/matrix/types.js';
 import type { AlertSnapshot } from '../../src/store/types.js';
-import { alert, fixtureAlert } from './alerts.js';
+import { alert, fixtureAlert } from '../support/alerts.js';
 
 const root = (p: string) => fileURLToPath(new URL(`../../${p}`, import.meta.url));
 const matrix = loadMatrix(root('config/response-matrix.yaml'), createCatalogue());

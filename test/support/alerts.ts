@@ -1,8 +1,9 @@
 /** Alerts for the unit tests: the captured Alertmanager fixtures and hand-made ones. */
 import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import type { AlertSnapshot } from '../../src/store/types.js';
 
-const FIXTURES = '/work/shared/fixtures/alertmanager';
+const FIXTURES = fileURLToPath(new URL('../fixtures/alertmanager', import.meta.url));
 
 interface FixtureMessage {
   alerts: Array<AlertSnapshot & { endsAt: string; generatorURL: string }>;
