@@ -65,7 +65,9 @@ export function summarizeProfile(profile: CpuProfile, root: string, top = 25): P
     const area = areaOf(node.callFrame, root);
     if (area === '(idle)') idle += us;
     areas.set(area, (areas.get(area) ?? 0) + us);
-    const name = `${node.callFrame.functionName || '(anonymous)'} ${node.callFrame.url ? `${areaOf(node.callFrame, root)}:${node.callFrame.lineNumber + 1}` : ''}`.trim();
+    // Line numbers of our TypeScript files are the transpiled code's (tsx), so only dependencies get one.
+    const where = !node.callFrame.url ? '' : area.includes('/') && !area.startsWith('@') ? area : `${area}:${node.callFrame.lineNumber + 1}`;
+    const name = `${node.callFrame.functionName || '(anonymous)'} ${where}`.trim();
     const entry = fns.get(name) ?? { area, us: 0 };
     entry.us += us;
     fns.set(name, entry);

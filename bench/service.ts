@@ -6,10 +6,13 @@
  * stdout protocol, one line each: `READY {json}` once listening, `PROFILE-DONE <path>` after a
  * profile was written, `MEM <rss bytes>` every 200 ms where /proc is missing (the orchestrator reads
  * /proc/<pid>/status otherwise), `MEM-REPORT {json}` after `mem`. stdin commands: `profile-start`,
- * `profile-stop <path>`, `mem` (process.memoryUsage() before and, with --expose-gc, after a full GC), `stop`.
+ * `profile-stop <path>`, `mem` (process.memoryUsage() before and, with --expose-gc, after a full GC),
+ * `counters` (`COUNTERS {pgQueries, redisCommands, timings}`: statements and commands sent so far, and
+ * the intake's step timings since the previous `counters`), `stop`.
  * The process stops on SIGTERM/SIGINT, on `stop`, and when stdin closes (the orchestrator died).
  */
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { getHeapSpaceStatistics } from 'node:v8';
 import { Session } from 'node:inspector/promises';
 import { createInterface } from 'node:readline';
 import pino from 'pino';
@@ -44,6 +47,63 @@ function benchMatrix(): { matrix: Matrix; shippedRules: number } {
 const { matrix, shippedRules } = benchMatrix();
 const services = await createServices(config, { log, catalogue, matrix });
 const app = await buildApp(services, { logger: log });
+
+/**
+ * Counts the statements the service sends to PostgreSQL through its pool and the commands it sends on
+ * its main Redis connection (the intake's gates and the queue's adds), so the bench can report round
+ * trips per alert. A counter increment per call: no measurable cost.
+ */
+const counters = { pgQueries: 0, redisCommands: 0 };
+function countCalls(target: object, method: string, key: keyof typeof counters): void {
+  const holder = target as Record<string, unknown>;
+  const original = holder[method];
+  if (typeof original !== 'function') return;
+  holder[method] = function counted(this: unknown, ...args: unknown[]) {
+    counters[key]++;
+    return (original as (...a: unknown[]) => unknown).apply(this, args);
+  };
+}
+countCalls(services.pool, 'query', 'pgQueries');
+countCalls(services.redis, 'sendCommand', 'redisCommands');
+
+/**
+ * Wall time of the intake's steps, wrapped where the intake reaches them through the service objects
+ * (property lookups at call time). A step the code no longer calls that way just shows no calls.
+ * Concurrent calls overlap, so the times are per call, not a share of the wall clock.
+ */
+interface OpTiming {
+  calls: number;
+  totalMs: number;
+  maxMs: number;
+}
+let timings: Record<string, OpTiming> = {};
+function timeCalls(target: object, method: string, label: string): void {
+  const holder = target as Record<string, unknown>;
+  const original = holder[method];
+  if (typeof original !== 'function') return;
+  holder[method] = function timed(this: unknown, ...args: unknown[]) {
+    const started = performance.now();
+    const done = () => {
+      const ms = performance.now() - started;
+      const t = (timings[label] ??= { calls: 0, totalMs: 0, maxMs: 0 });
+      t.calls++;
+      t.totalMs += ms;
+      t.maxMs = Math.max(t.maxMs, ms);
+    };
+    const result = (original as (...a: unknown[]) => unknown).apply(this, args);
+    if (result instanceof Promise) result.then(done, done);
+    else done();
+    return result;
+  };
+}
+timeCalls(services, 'intake', 'delivery (intake call, batching wait included)');
+timeCalls(services.runs, 'findByKeys', 'runs.findByKeys');
+timeCalls(services.runs, 'insert', 'runs.insert');
+timeCalls(services.runs, 'resolveEpisodes', 'runs.resolveEpisodes');
+timeCalls(services.control, 'get', 'control.get');
+timeCalls(services.budget, 'peek', 'budget.peek (gates)');
+timeCalls(services.queue, 'enqueue', 'queue.enqueue');
+timeCalls(services.queue, 'enqueueMissing', 'queue.enqueueMissing');
 await app.listen({ port: config.port, host: config.host });
 const address = app.server.address();
 const port = typeof address === 'object' && address ? address.port : config.port;
@@ -90,15 +150,28 @@ commands.on('line', (line) => {
         session.disconnect();
         session = undefined;
         out(`PROFILE-DONE ${arg}`);
+      } else if (command === 'counters') {
+        // Counters are cumulative; timings are since the previous `counters`.
+        out(`COUNTERS ${JSON.stringify({ ...counters, timings })}`);
+        timings = {};
       } else if (command === 'mem') {
         const before = process.memoryUsage();
+        const heapSpaces = Object.fromEntries(getHeapSpaceStatistics().map((h) => [h.space_name, h.space_size]));
+        let smaps: Record<string, number> | undefined;
+        try {
+          // Resident memory by kind: anonymous (heaps, malloc) versus file-backed (the node binary, shared libraries).
+          const text = readFileSync('/proc/self/smaps_rollup', 'utf8');
+          smaps = Object.fromEntries([...text.matchAll(/^(Rss|Anonymous|Shared_Clean|Private_Clean):\s+(\d+) kB/gm)].map((m) => [m[1]!, Number(m[2]) * 1024]));
+        } catch {
+          // not Linux
+        }
         const gc = (globalThis as { gc?: () => void }).gc;
         let afterGc: NodeJS.MemoryUsage | undefined;
         if (gc) {
           gc();
           afterGc = process.memoryUsage();
         }
-        out(`MEM-REPORT ${JSON.stringify({ before, ...(afterGc ? { afterGc } : {}) })}`);
+        out(`MEM-REPORT ${JSON.stringify({ before, heapSpaces, ...(smaps ? { smaps } : {}), ...(afterGc ? { afterGc } : {}) })}`);
       } else if (command === 'stop') {
         await stop();
       }
