@@ -21,7 +21,6 @@ export interface AppOptions {
 export async function buildApp(services: Services, opts: AppOptions) {
   const app = Fastify({
     loggerInstance: opts.logger,
-    disableRequestLogging: true,
     bodyLimit: services.config.bodyLimit,
     // Alertmanager's body is validated as sent: no coercion of wrong types, unknown fields kept.
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false } },
@@ -50,12 +49,14 @@ export async function buildApp(services: Services, opts: AppOptions) {
   });
   await app.register(swaggerUi, { routePrefix: '/docs' });
 
-  await app.register(healthRoutes(services));
+  // Request logs only at warn and above: under an alert storm a line per delivery would cost more than the work.
+  const quiet = { logLevel: 'warn' as const };
+  await app.register(healthRoutes(services), quiet);
   if (services.config.role !== 'worker') {
-    await app.register(webhookRoutes(services));
-    await app.register(runRoutes(services));
-    await app.register(controlRoutes(services));
-    await app.register(simulateRoutes(services));
+    await app.register(webhookRoutes(services), quiet);
+    await app.register(runRoutes(services), quiet);
+    await app.register(controlRoutes(services), quiet);
+    await app.register(simulateRoutes(services), quiet);
   }
   return app;
 }

@@ -61,7 +61,7 @@ export async function createServices(config: Config, opts: ServiceOptions) {
   const control = createControlStore(pool);
   const budget = createBudget(redis, config.queuePrefix, matrix.globalLimit);
   const queue = createRunQueue(redis, { prefix: config.queuePrefix, attempts: config.jobAttempts, backoffMs: config.jobBackoffMs });
-  const built = buildTargets(config);
+  const built = await buildTargets(config);
   const notifier = createNotifier({ target: built.targets.notify, runs, log, publicUrl: config.publicUrl });
   const intake = createIntake({ matrix, runs, control, budget, queue, metrics, notifier, log, dryRun: config.dryRun, configured: built.configured, now });
   const approvals = createApprovals({ runs, queue, budget, metrics, log });

@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import { KubeConfig } from '@kubernetes/client-node';
+import type { KubeConfig } from '@kubernetes/client-node';
 import { Redis } from 'ioredis';
 import pg from 'pg';
 import type { TargetKind, Targets } from '../remediations/types.js';
@@ -13,27 +13,24 @@ export interface BuiltTargets {
   close(): Promise<void>;
 }
 
-/** KUBECONFIG, then in-cluster, then ~/.kube/config, as kubectl looks. */
-function kubeConfig(config: Config): KubeConfig | undefined {
-  const kc = new KubeConfig();
-  if (config.kubeconfig) {
-    kc.loadFromFile(config.kubeconfig);
-    return kc;
-  }
-  if (process.env['KUBERNETES_SERVICE_HOST']) {
-    kc.loadFromCluster();
-    return kc;
-  }
+/**
+ * KUBECONFIG, then in-cluster, then ~/.kube/config, as kubectl looks. The client library is
+ * imported only when one of them exists: it is large, and a service without a cluster needs none of it.
+ */
+async function kubeConfig(config: Config): Promise<KubeConfig | undefined> {
   const home = join(homedir(), '.kube', 'config');
-  if (existsSync(home)) {
-    kc.loadFromFile(home);
-    return kc;
-  }
-  return undefined;
+  const inCluster = Boolean(process.env['KUBERNETES_SERVICE_HOST']);
+  if (!config.kubeconfig && !inCluster && !existsSync(home)) return undefined;
+  const { KubeConfig } = await import('@kubernetes/client-node');
+  const kc = new KubeConfig();
+  if (config.kubeconfig) kc.loadFromFile(config.kubeconfig);
+  else if (inCluster) kc.loadFromCluster();
+  else kc.loadFromFile(home);
+  return kc;
 }
 
 /** The clients of every configured target. Connections open lazily, on a remediation's first use. */
-export function buildTargets(config: Config): BuiltTargets {
+export async function buildTargets(config: Config): Promise<BuiltTargets> {
   const targets: Targets = { settings: { archiveTables: config.archiveTables, queuePrefix: config.queuePrefix } };
   const configured = new Set<TargetKind>(['none']);
   if (config.conduit) {
@@ -52,7 +49,7 @@ export function buildTargets(config: Config): BuiltTargets {
     targets.targetRedis = redis;
     configured.add('targetRedis');
   }
-  const kc = kubeConfig(config);
+  const kc = await kubeConfig(config);
   if (kc) {
     targets.kubernetes = kc;
     configured.add('kubernetes');

@@ -49,7 +49,7 @@ export default defineRemediation({
     'the object as read, so a concurrent change is a conflict, not an overwrite); skipped when it is already issuing',
   execute: async (p, ctx) => {
     checkParams(params, p);
-    const kube = kubeClients(ctx);
+    const kube = await kubeClients(ctx);
     const target = ref(p);
     const names = { ...CERTIFICATES, namespace: p.namespace, name: p.certificate };
     return retryOnConflict(ctx, async () => {

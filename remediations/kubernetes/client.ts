@@ -1,15 +1,12 @@
-import {
-  ApiException,
+import type {
   AppsV1Api,
   AutoscalingV2Api,
+  ConfigurationOptions,
   CoreV1Api,
   CustomObjectsApi,
-  Observable,
-  setHeaderOptions,
-  type ConfigurationOptions,
-  type KubeConfig,
-  type ObservableMiddleware,
-  type PatchStrategy,
+  KubeConfig,
+  ObservableMiddleware,
+  PatchStrategy,
 } from '@kubernetes/client-node';
 import type { Static, TSchema } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
@@ -27,6 +24,18 @@ export interface ObjectRef {
 
 export const describeRef = (ref: ObjectRef): string => `${ref.kind} ${ref.namespace}/${ref.name}`;
 
+/** The patch content types kubectl sends (client-node's PatchStrategy values). */
+export const MERGE_PATCH = 'application/merge-patch+json' as PatchStrategy;
+export const STRATEGIC_MERGE_PATCH = 'application/strategic-merge-patch+json' as PatchStrategy;
+
+type ClientNode = typeof import('@kubernetes/client-node');
+let clientNode: Promise<ClientNode> | undefined;
+/**
+ * The client library is loaded on the first Kubernetes run, not at start: it is large, and a
+ * service that never needs to touch the cluster should not carry it.
+ */
+export const loadClientNode = (): Promise<ClientNode> => (clientNode ??= import('@kubernetes/client-node'));
+
 export interface Kube {
   apps: AppsV1Api;
   core: CoreV1Api;
@@ -40,40 +49,41 @@ export interface Kube {
   request<T>(ref: ObjectRef, call: (options: ConfigurationOptions) => Promise<T>, contentType?: PatchStrategy): Promise<T>;
 }
 
-export function kubeClients(ctx: ExecutionContext): Kube {
+export async function kubeClients(ctx: ExecutionContext): Promise<Kube> {
   const kc: KubeConfig | undefined = ctx.targets.kubernetes;
   if (!kc) throw new RemediationError('target_not_configured', 'Kubernetes is not configured (KUBECONFIG or in-cluster service account)');
+  const k8s = await loadClientNode();
   return {
-    apps: kc.makeApiClient(AppsV1Api),
-    core: kc.makeApiClient(CoreV1Api),
-    autoscaling: kc.makeApiClient(AutoscalingV2Api),
-    custom: kc.makeApiClient(CustomObjectsApi),
-    request: (ref, call, contentType) => request(ctx, ref, call, contentType),
+    apps: kc.makeApiClient(k8s.AppsV1Api),
+    core: kc.makeApiClient(k8s.CoreV1Api),
+    autoscaling: kc.makeApiClient(k8s.AutoscalingV2Api),
+    custom: kc.makeApiClient(k8s.CustomObjectsApi),
+    request: (ref, call, contentType) => request(k8s, ctx, ref, call, contentType),
   };
 }
 
-async function request<T>(ctx: ExecutionContext, ref: ObjectRef, call: (options: ConfigurationOptions) => Promise<T>, contentType?: PatchStrategy): Promise<T> {
+async function request<T>(k8s: ClientNode, ctx: ExecutionContext, ref: ObjectRef, call: (options: ConfigurationOptions) => Promise<T>, contentType?: PatchStrategy): Promise<T> {
   throwIfAborted(ctx.signal);
   const timeout = AbortSignal.timeout(ctx.timeoutMs);
   const signal = AbortSignal.any([ctx.signal, timeout]);
-  const base: ConfigurationOptions = { middleware: [signalMiddleware(signal)], middlewareMergeStrategy: 'append' };
+  const base: ConfigurationOptions = { middleware: [signalMiddleware(k8s, signal)], middlewareMergeStrategy: 'append' };
   try {
-    return await call(contentType === undefined ? base : setHeaderOptions('Content-Type', contentType, base));
+    return await call(contentType === undefined ? base : k8s.setHeaderOptions('Content-Type', contentType, base));
   } catch (err) {
     if (ctx.signal.aborted) throw new RemediationError('aborted', `aborted while calling Kubernetes for ${describeRef(ref)}`, { retryable: true, cause: err });
     if (timeout.aborted) throw new RemediationError('timeout', `Kubernetes did not answer within ${ctx.timeoutMs} ms for ${describeRef(ref)}`, { retryable: true, cause: err });
-    throw toRemediationError(err, ref);
+    throw toRemediationError(err, ref, k8s.ApiException);
   }
 }
 
 /** client-node 1.x hands the request's signal to node-fetch; a middleware is the one place to set it per call. */
-function signalMiddleware(signal: AbortSignal): ObservableMiddleware {
+function signalMiddleware(k8s: ClientNode, signal: AbortSignal): ObservableMiddleware {
   return {
     pre: (req) => {
       req.setSignal(signal);
-      return new Observable(Promise.resolve(req));
+      return new k8s.Observable(Promise.resolve(req));
     },
-    post: (res) => new Observable(Promise.resolve(res)),
+    post: (res) => new k8s.Observable(Promise.resolve(res)),
   };
 }
 
@@ -91,7 +101,7 @@ function statusMessage(body: unknown): string | undefined {
   return typeof message === 'string' ? message : undefined;
 }
 
-export function toRemediationError(err: unknown, ref: ObjectRef): RemediationError {
+export function toRemediationError(err: unknown, ref: ObjectRef, ApiException: ClientNode['ApiException']): RemediationError {
   if (err instanceof RemediationError) return err;
   const what = describeRef(ref);
   if (!(err instanceof ApiException)) {

@@ -23,7 +23,7 @@ export default defineRemediation({
     'refused when no controller owns it (nothing would start it again), a no-op when it is already gone',
   execute: async (p, ctx) => {
     checkParams(params, p);
-    const kube = kubeClients(ctx);
+    const kube = await kubeClients(ctx);
     const target = ref(p);
     const names = { name: p.pod, namespace: p.namespace };
     let uid: string | undefined;

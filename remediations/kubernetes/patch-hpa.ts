@@ -1,8 +1,7 @@
-import { PatchStrategy } from '@kubernetes/client-node';
 import { Type, type Static } from '@sinclair/typebox';
 import { defineRemediation, RemediationError } from '../types.js';
 import { DnsLabel, DnsSubdomain } from '../validation.js';
-import { checkParams, describeRef, FIELD_MANAGER, kubeClients, retryOnConflict } from './client.js';
+import { checkParams, describeRef, FIELD_MANAGER, kubeClients, MERGE_PATCH, retryOnConflict } from './client.js';
 
 const Replicas = Type.Integer({ minimum: 1, maximum: 10_000 });
 
@@ -50,7 +49,7 @@ export default defineRemediation({
   execute: async (p, ctx) => {
     checkParams(params, p);
     checkChange(p);
-    const kube = kubeClients(ctx);
+    const kube = await kubeClients(ctx);
     const target = ref(p);
     const names = { name: p.name, namespace: p.namespace };
     return retryOnConflict(ctx, async () => {
@@ -68,7 +67,7 @@ export default defineRemediation({
       await kube.request(
         target,
         (o) => kube.autoscaling.patchNamespacedHorizontalPodAutoscaler({ ...names, body: { spec }, fieldManager: FIELD_MANAGER }, o),
-        PatchStrategy.MergePatch,
+        MERGE_PATCH,
       );
       ctx.log.info({ runId: ctx.runId, hpa: describeRef(target), from, to }, 'patched horizontal pod autoscaler');
       return { from, to, changed: true };

@@ -1,8 +1,7 @@
-import { PatchStrategy } from '@kubernetes/client-node';
 import { Type, type Static } from '@sinclair/typebox';
 import { defineRemediation, RemediationError } from '../types.js';
 import { DnsLabel, DnsSubdomain } from '../validation.js';
-import { checkParams, describeRef, FIELD_MANAGER, kubeClients, retryOnConflict, rfc3339 } from './client.js';
+import { checkParams, describeRef, FIELD_MANAGER, kubeClients, STRATEGIC_MERGE_PATCH, retryOnConflict, rfc3339 } from './client.js';
 
 export const RESTARTED_AT = 'kubectl.kubernetes.io/restartedAt';
 
@@ -30,7 +29,7 @@ export default defineRemediation({
     `refused when the deployment is paused, skipped when it was restarted less than ${RECENT_RESTART_MS / 1000}s ago`,
   execute: async (p, ctx) => {
     checkParams(params, p);
-    const kube = kubeClients(ctx);
+    const kube = await kubeClients(ctx);
     const target = ref(p);
     const names = { name: p.deployment, namespace: p.namespace };
     return retryOnConflict(ctx, async () => {
@@ -48,7 +47,7 @@ export default defineRemediation({
       await kube.request(
         target,
         (o) => kube.apps.patchNamespacedDeployment({ ...names, body, fieldManager: FIELD_MANAGER }, o),
-        PatchStrategy.StrategicMergePatch,
+        STRATEGIC_MERGE_PATCH,
       );
       ctx.log.info({ runId: ctx.runId, deployment: describeRef(target), restartedAt }, 'restarted deployment');
       return { restarted: true, restartedAt, ...(previous === undefined ? {} : { previousRestartAt: previous }) };

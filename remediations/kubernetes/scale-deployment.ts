@@ -1,8 +1,7 @@
-import { PatchStrategy } from '@kubernetes/client-node';
 import { Type, type Static } from '@sinclair/typebox';
 import { defineRemediation, RemediationError } from '../types.js';
 import { DnsLabel, DnsSubdomain } from '../validation.js';
-import { checkParams, describeRef, FIELD_MANAGER, kubeClients, retryOnConflict } from './client.js';
+import { checkParams, describeRef, FIELD_MANAGER, kubeClients, MERGE_PATCH, retryOnConflict } from './client.js';
 
 const params = Type.Object(
   {
@@ -62,7 +61,7 @@ export default defineRemediation({
   execute: async (p, ctx) => {
     checkParams(params, p);
     const c = change(p);
-    const kube = kubeClients(ctx);
+    const kube = await kubeClients(ctx);
     const target = ref(p);
     const names = { name: p.deployment, namespace: p.namespace };
     return retryOnConflict(ctx, async () => {
@@ -73,7 +72,7 @@ export default defineRemediation({
       await kube.request(
         target,
         (o) => kube.apps.patchNamespacedDeploymentScale({ ...names, body: { spec: { replicas: to } }, fieldManager: FIELD_MANAGER }, o),
-        PatchStrategy.MergePatch,
+        MERGE_PATCH,
       );
       ctx.log.info({ runId: ctx.runId, deployment: describeRef(target), from, to }, 'scaled deployment');
       return { from, to, changed: true };

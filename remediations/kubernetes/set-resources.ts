@@ -1,8 +1,8 @@
-import { PatchStrategy, type V1Container } from '@kubernetes/client-node';
+import type { V1Container } from '@kubernetes/client-node';
 import { Type, type Static } from '@sinclair/typebox';
 import { defineRemediation, RemediationError } from '../types.js';
 import { DnsLabel, DnsSubdomain } from '../validation.js';
-import { checkParams, describeRef, FIELD_MANAGER, kubeClients, retryOnConflict } from './client.js';
+import { checkParams, describeRef, FIELD_MANAGER, kubeClients, STRATEGIC_MERGE_PATCH, retryOnConflict } from './client.js';
 
 /** A non-negative Kubernetes resource quantity (`500m`, `2`, `4Gi`, `1e3`), as apimachinery's parser accepts it. */
 export const QUANTITY_PATTERN = '^(?:[0-9]+(?:\\.[0-9]*)?|\\.[0-9]+)(?:[KMGTPE]i|[numkMGTPE]|[eE][+-]?[0-9]+)?$';
@@ -74,7 +74,7 @@ export default defineRemediation({
   execute: async (p, ctx) => {
     checkParams(params, p);
     checkChange(p);
-    const kube = kubeClients(ctx);
+    const kube = await kubeClients(ctx);
     const target = ref(p);
     const names = { name: p.deployment, namespace: p.namespace };
     return retryOnConflict(ctx, async () => {
@@ -104,7 +104,7 @@ export default defineRemediation({
       await kube.request(
         target,
         (o) => kube.apps.patchNamespacedDeployment({ ...names, body, fieldManager: FIELD_MANAGER }, o),
-        PatchStrategy.StrategicMergePatch,
+        STRATEGIC_MERGE_PATCH,
       );
       ctx.log.info({ runId: ctx.runId, deployment: describeRef(target), container: p.container, resources }, 'set container resources');
       return { container: p.container, from, to, changed: true };

@@ -7,38 +7,52 @@ import type { Limit } from '../matrix/types.js';
  * none: a run stopped by one gate consumes nothing of the others. Time is Redis's own clock, so
  * replicas with skewed clocks still agree.
  */
-const SCRIPT = `
+const CHECK = `
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+-- The first gate that stops a run, with how long until it would pass; nil when every gate passes.
+local function check(cooldownKey, limitKey, globalKey, heldKey, streakKey, cooldownMs, limitMax, limitPer, globalMax, globalPer, escalateAfter, now)
+  -- A retry of a run that already passed keeps its place: it must not be stopped by its own cooldown.
+  if redis.call('EXISTS', heldKey) == 1 then return nil end
+  if escalateAfter > 0 then
+    local streak = tonumber(redis.call('GET', streakKey) or '0')
+    if streak >= escalateAfter then return 'escalated', streak end
+  end
+  if cooldownMs > 0 then
+    local ttl = redis.call('PTTL', cooldownKey)
+    if ttl > 0 then return 'cooldown', ttl end
+  end
+  if limitMax > 0 then
+    redis.call('ZREMRANGEBYSCORE', limitKey, '-inf', now - limitPer)
+    if redis.call('ZCARD', limitKey) >= limitMax then
+      local oldest = redis.call('ZRANGE', limitKey, 0, 0, 'WITHSCORES')
+      return 'rate_limit', tonumber(oldest[2]) + limitPer - now
+    end
+  end
+  if globalMax > 0 then
+    redis.call('ZREMRANGEBYSCORE', globalKey, '-inf', now - globalPer)
+    if redis.call('ZCARD', globalKey) >= globalMax then
+      local oldest = redis.call('ZRANGE', globalKey, 0, 0, 'WITHSCORES')
+      return 'global_budget', tonumber(oldest[2]) + globalPer - now
+    end
+  end
+  return nil
+end
+`;
+
+/** One run: peek, or take from every gate at once. */
+const SCRIPT = `${CHECK}
 local cooldownKey, limitKey, globalKey, heldKey, streakKey = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local cooldownMs = tonumber(ARGV[1])
 local limitMax, limitPer = tonumber(ARGV[2]), tonumber(ARGV[3])
 local globalMax, globalPer = tonumber(ARGV[4]), tonumber(ARGV[5])
 local member, mode, escalateAfter = ARGV[6], ARGV[7], tonumber(ARGV[8])
--- A retry of a run that already passed keeps its place: it must not be stopped by its own cooldown.
 if redis.call('EXISTS', heldKey) == 1 then return {'ok', 0} end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-if escalateAfter > 0 then
-  local streak = tonumber(redis.call('GET', streakKey) or '0')
-  if streak >= escalateAfter then return {'escalated', streak} end
-end
-if cooldownMs > 0 then
-  local ttl = redis.call('PTTL', cooldownKey)
-  if ttl > 0 then return {'cooldown', ttl} end
-end
-if limitMax > 0 then
-  redis.call('ZREMRANGEBYSCORE', limitKey, '-inf', now - limitPer)
-  if redis.call('ZCARD', limitKey) >= limitMax then
-    local oldest = redis.call('ZRANGE', limitKey, 0, 0, 'WITHSCORES')
-    return {'rate_limit', tonumber(oldest[2]) + limitPer - now}
-  end
-end
-if globalMax > 0 then
-  redis.call('ZREMRANGEBYSCORE', globalKey, '-inf', now - globalPer)
-  if redis.call('ZCARD', globalKey) >= globalMax then
-    local oldest = redis.call('ZRANGE', globalKey, 0, 0, 'WITHSCORES')
-    return {'global_budget', tonumber(oldest[2]) + globalPer - now}
-  end
-end
+local now = now_ms()
+local verdict, ms = check(cooldownKey, limitKey, globalKey, heldKey, streakKey, cooldownMs, limitMax, limitPer, globalMax, globalPer, escalateAfter, now)
+if verdict then return {verdict, ms} end
 if mode == 'take' then
   if cooldownMs > 0 then redis.call('SET', cooldownKey, member, 'PX', cooldownMs) end
   if limitMax > 0 then
@@ -52,6 +66,21 @@ if mode == 'take' then
   redis.call('SET', heldKey, '1', 'PX', math.max(cooldownMs, limitPer, globalPer, 86400000))
 end
 return {'ok', 0}
+`;
+
+/** Many runs at once, peek only: one round trip for a whole intake batch. KEYS: 5 per run; ARGV: globals, then 4 per run. */
+const PEEK_MANY = `${CHECK}
+local globalMax, globalPer = tonumber(ARGV[1]), tonumber(ARGV[2])
+local now = now_ms()
+local out = {}
+for i = 0, (#KEYS / 5) - 1 do
+  local k, a = i * 5, 2 + i * 4
+  local verdict, ms = check(KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4], KEYS[k + 5],
+    tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3]), globalMax, globalPer, tonumber(ARGV[a + 4]), now)
+  out[#out + 1] = verdict or 'ok'
+  out[#out + 1] = ms or 0
+end
+return out
 `;
 
 /** Gives back what `take` took for a run that did not execute after all. */
@@ -88,6 +117,7 @@ export function createBudget(redis: Redis, prefix: string, globalLimit: Limit | 
   if (typeof r['remediatorGates'] !== 'function') {
     r.defineCommand('remediatorGates', { numberOfKeys: 5, lua: SCRIPT });
     r.defineCommand('remediatorRelease', { numberOfKeys: 4, lua: RELEASE });
+    r.defineCommand('remediatorPeekMany', { lua: PEEK_MANY });
   }
   const key = (...parts: string[]) => `${prefix}:gates:${parts.join(':')}`;
   const streakKey = (remediation: string, target: string) => key('streak', remediation, target);
@@ -115,6 +145,22 @@ export function createBudget(redis: Redis, prefix: string, globalLimit: Limit | 
   return {
     /** What the gates would say now, taking nothing. */
     peek: (req: BudgetRequest) => evaluate(req, 'peek'),
+    /** `peek` for many runs in one round trip. */
+    async peekMany(reqs: readonly BudgetRequest[]): Promise<GateVerdict[]> {
+      if (reqs.length === 0) return [];
+      const keys = reqs.flatMap((req) => [
+        key('cooldown', req.remediation, req.target), key('limit', req.rule, req.actionKey), key('global'), key('held', req.runId),
+        streakKey(req.remediation, req.target),
+      ]);
+      const args = reqs.flatMap((req) => [req.cooldownMs, req.limit?.max ?? 0, req.limit?.perMs ?? 0, req.escalateAfter]);
+      const flat = await (r['remediatorPeekMany'] as (...a: Array<string | number>) => Promise<Array<string | number>>).call(
+        r, keys.length, ...keys, globalLimit?.max ?? 0, globalLimit?.perMs ?? 0, ...args,
+      );
+      return reqs.map((_, i): GateVerdict => {
+        const verdict = String(flat[i * 2]);
+        return verdict === 'ok' ? { ok: true } : { ok: false, reason: verdict as 'cooldown', retryInMs: Number(flat[i * 2 + 1]) };
+      });
+    },
     /** Passes and takes from every gate at once, or takes nothing. Idempotent per run. */
     take: (req: BudgetRequest) => evaluate(req, 'take'),
     async release(req: BudgetRequest): Promise<void> {

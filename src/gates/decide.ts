@@ -3,7 +3,7 @@ import type { TargetKind } from '../../remediations/types.js';
 import { prepare } from '../matrix/match.js';
 import type { Action } from '../matrix/types.js';
 import type { AlertSnapshot, NewRun } from '../store/types.js';
-import { ESCALATE_AFTER, type Budget } from './budget.js';
+import { ESCALATE_AFTER, type Budget, type BudgetRequest } from './budget.js';
 
 export interface IntakeGateContext {
   budget: Budget;
@@ -13,12 +13,60 @@ export interface IntakeGateContext {
   now: () => Date;
 }
 
+interface Pending {
+  run: NewRun;
+  action: Action;
+  request: BudgetRequest;
+}
+
 /**
- * Decides the first status of a new run, in gate order: params valid, target configured, kill switch,
+ * Decides the first status of new runs, in gate order: params valid, target configured, kill switch,
  * approval (a required one, or escalation after repeated failures), then cooldown, rate limit and
- * global budget. Nothing is taken from the budget here: that happens when the run executes.
+ * global budget. The budget is only peeked at, for all runs in one round trip: it is taken when a
+ * run executes.
  */
+export async function decideAll(items: ReadonlyArray<{ action: Action; alert: AlertSnapshot }>, ctx: IntakeGateContext): Promise<NewRun[]> {
+  const runs: NewRun[] = [];
+  const pending: Pending[] = [];
+  for (const { action, alert } of items) {
+    const { run, request } = precheck(action, alert, ctx);
+    runs.push(run);
+    if (request) pending.push({ run, action, request });
+  }
+  const verdicts = await ctx.budget.peekMany(pending.map((p) => p.request));
+  pending.forEach(({ run, action }, i) => {
+    const verdict = verdicts[i]!;
+    if (!verdict.ok && verdict.reason === 'escalated') askApproval(run, action, ctx, 'escalated');
+    else if (action.approval === 'required') askApproval(run, action, ctx, null);
+    else if (!verdict.ok) end(run, 'suppressed', verdict.reason, { retryInMs: verdict.retryInMs });
+    else run.events.push({ type: 'queued', detail: run.dryRun ? { dryRun: true } : {} });
+  });
+  return runs;
+}
+
 export async function decide(action: Action, alert: AlertSnapshot, ctx: IntakeGateContext): Promise<NewRun> {
+  const [run] = await decideAll([{ action, alert }], ctx);
+  return run!;
+}
+
+function end(run: NewRun, status: NewRun['status'], reason: string, detail: Record<string, unknown> = {}): NewRun {
+  run.status = status;
+  run.reason = reason;
+  run.events.push({ type: status, detail: { reason, ...detail } });
+  return run;
+}
+
+function askApproval(run: NewRun, action: Action, ctx: IntakeGateContext, reason: string | null): NewRun {
+  run.status = 'pending_approval';
+  run.reason = reason;
+  run.approvalRequired = true;
+  run.expiresAt = new Date(ctx.now().getTime() + action.approvalTimeoutMs).toISOString();
+  run.events.push({ type: 'pending_approval', detail: { reason, expiresAt: run.expiresAt } });
+  return run;
+}
+
+/** The gates decided without Redis; a run still open needs the budget's verdict (`request`). */
+function precheck(action: Action, alert: AlertSnapshot, ctx: IntakeGateContext): { run: NewRun; request?: BudgetRequest } {
   const prepared = prepare(action, alert);
   const run: NewRun = {
     id: randomUUID(),
@@ -39,42 +87,24 @@ export async function decide(action: Action, alert: AlertSnapshot, ctx: IntakeGa
     error: null,
     events: [{ type: 'created', detail: { rule: action.rule, action: action.key, alertStatus: alert.status } }],
   };
-  const end = (status: NewRun['status'], reason: string, detail: Record<string, unknown> = {}) => {
-    run.status = status;
-    run.reason = reason;
-    run.events.push({ type: status, detail: { reason, ...detail } });
-    return run;
-  };
-  const askApproval = (reason: string | null) => {
-    run.status = 'pending_approval';
-    run.reason = reason;
-    run.approvalRequired = true;
-    run.expiresAt = new Date(ctx.now().getTime() + action.approvalTimeoutMs).toISOString();
-    run.events.push({ type: 'pending_approval', detail: { reason, expiresAt: run.expiresAt } });
-    return run;
-  };
-
   if (!prepared.ok) {
     run.error = prepared.error;
-    return end('failed', 'invalid_params', { error: prepared.error });
+    return { run: end(run, 'failed', 'invalid_params', { error: prepared.error }) };
   }
   const requires = action.remediation.requires;
-  if (!run.dryRun && requires !== 'none' && !ctx.configured.has(requires)) return end('failed', 'target_not_configured', { requires });
-  if (ctx.paused) return end('suppressed', 'paused');
-
-  const verdict = await ctx.budget.peek({
-    runId: run.id,
-    rule: run.rule,
-    actionKey: run.action,
-    remediation: run.remediation,
-    target: prepared.target,
-    cooldownMs: action.cooldownMs,
-    limit: action.limit,
-    escalateAfter: ESCALATE_AFTER,
-  });
-  if (!verdict.ok && verdict.reason === 'escalated') return askApproval('escalated');
-  if (action.approval === 'required') return askApproval(null);
-  if (!verdict.ok) return end('suppressed', verdict.reason, { retryInMs: verdict.retryInMs });
-  run.events.push({ type: 'queued', detail: run.dryRun ? { dryRun: true } : {} });
-  return run;
+  if (!run.dryRun && requires !== 'none' && !ctx.configured.has(requires)) return { run: end(run, 'failed', 'target_not_configured', { requires }) };
+  if (ctx.paused) return { run: end(run, 'suppressed', 'paused') };
+  return {
+    run,
+    request: {
+      runId: run.id,
+      rule: run.rule,
+      actionKey: run.action,
+      remediation: run.remediation,
+      target: prepared.target,
+      cooldownMs: action.cooldownMs,
+      limit: action.limit,
+      escalateAfter: ESCALATE_AFTER,
+    },
+  };
 }

@@ -1,6 +1,6 @@
 import type { Log, TargetKind } from '../../remediations/types.js';
 import type { Budget } from '../gates/budget.js';
-import { decide } from '../gates/decide.js';
+import { decideAll } from '../gates/decide.js';
 import { matchAlert } from '../matrix/match.js';
 import type { Action, Matrix } from '../matrix/types.js';
 import type { Metrics } from '../metrics.js';
@@ -9,7 +9,7 @@ import type { RunQueue } from '../queue/queue.js';
 import type { WebhookAlert, WebhookMessage } from '../schemas/alertmanager.js';
 import type { ControlStore } from '../store/control.js';
 import { dedupKey, type RunStore } from '../store/runs.js';
-import type { AlertSnapshot, NewRun, Run } from '../store/types.js';
+import type { AlertSnapshot, Run } from '../store/types.js';
 import { createBatcher } from './batcher.js';
 
 export interface IntakeDeps {
@@ -90,15 +90,13 @@ export function createIntake(deps: IntakeDeps) {
     }
     if (matched.length === 0) return messages.map((m) => ({ received: m.alerts.length, runs: [] }));
 
-    const existing = await deps.runs.findByKeys(matched.map((m) => m.key));
-    const decisions = new Map<string, Promise<NewRun>>();
-    const fresh = matched.filter((m) => !existing.has(m.key));
-    if (fresh.length > 0) {
-      const { paused } = await deps.control.get();
-      const gateContext = { budget: deps.budget, paused, dryRun: deps.dryRun, configured: deps.configured, now: deps.now };
-      for (const m of fresh) if (!decisions.has(m.key)) decisions.set(m.key, decide(m.action, m.alert, gateContext));
-    }
-    const stored = await deps.runs.insert(await Promise.all(decisions.values()));
+    const [existing, { paused }] = await Promise.all([deps.runs.findByKeys(matched.map((m) => m.key)), deps.control.get()]);
+    // One decision per dedup key, even when several deliveries in the batch carry the same alert.
+    const fresh = new Map<string, Matched>();
+    for (const m of matched) if (!existing.has(m.key) && !fresh.has(m.key)) fresh.set(m.key, m);
+    const gateContext = { budget: deps.budget, paused, dryRun: deps.dryRun, configured: deps.configured, now: deps.now };
+    const newRuns = await decideAll([...fresh.values()], gateContext);
+    const stored = await deps.runs.insert(newRuns);
     const byKey = new Map<string, { run: Run; created: boolean }>();
     for (const [key, run] of existing) byKey.set(key, { run, created: false });
     for (const s of stored) byKey.set(dedupKey(s.run.rule, s.run.action, s.run.alert), { run: s.run, created: !s.duplicate });
@@ -127,7 +125,7 @@ export function createIntake(deps: IntakeDeps) {
   return createBatcher(processBatch, {
     weight: (m: WebhookMessage) => Math.max(1, m.alerts.length),
     maxWeight: deps.maxBatchAlerts ?? 1000,
-    concurrency: 2,
+    concurrency: 3,
   });
 }
 

@@ -60,6 +60,30 @@ export function toRun(row: RunRow): Run {
   };
 }
 
+function fromNewRun(r: NewRun, createdAt: Date, updatedAt: Date): Run {
+  return {
+    id: r.id,
+    rule: r.rule,
+    action: r.action,
+    phase: r.phase,
+    remediation: r.remediation,
+    target: r.target,
+    params: r.params,
+    status: r.status,
+    reason: r.reason,
+    alert: r.alert,
+    approval: { required: r.approvalRequired, expiresAt: r.expiresAt, decidedBy: null, decidedAt: null, comment: null },
+    dryRun: r.dryRun,
+    gates: r.gates,
+    attempts: 0,
+    plan: r.plan,
+    result: null,
+    error: r.error,
+    createdAt: createdAt.toISOString(),
+    updatedAt: updatedAt.toISOString(),
+  };
+}
+
 /** Columns a transition may set; `attempts` is only ever incremented. */
 export interface RunPatch {
   reason?: string | null;
@@ -90,7 +114,7 @@ WITH input AS (
   SELECT id, rule, action, phase, remediation, target, params, status, reason, fingerprint, starts_at,
          alert, approval_required, expires_at, dry_run, gates, plan, error FROM input
   ON CONFLICT ON CONSTRAINT runs_dedup_key DO NOTHING
-  RETURNING *
+  RETURNING id, seq, created_at, updated_at
 ), events AS (
   INSERT INTO run_events (run_id, type, detail)
   SELECT i.id, e.value->>'type', COALESCE(e.value->'detail', '{}'::jsonb)
@@ -122,9 +146,18 @@ export function createRunStore(pool: pg.Pool) {
       starts_at: r.alert.startsAt, alert: r.alert, approval_required: r.approvalRequired, expires_at: r.expiresAt,
       dry_run: r.dryRun, gates: r.gates, plan: r.plan, error: r.error, events: r.events,
     }));
-    const { rows } = await pool.query<RunRow>({ name: 'runs-insert', text: INSERT_SQL, values: [JSON.stringify(payload)] });
+    const { rows } = await pool.query<{ id: string; created_at: Date; updated_at: Date }>({
+      name: 'runs-insert',
+      text: INSERT_SQL,
+      values: [JSON.stringify(payload)],
+    });
+    // What was inserted is what was sent: only the ids and timestamps come back.
+    const sent = new Map(runs.map((r) => [r.id, r]));
     const byKey = new Map<string, Run>();
-    for (const row of rows) byKey.set(keyOf(toRun(row)), toRun(row));
+    for (const row of rows) {
+      const run = fromNewRun(sent.get(row.id)!, row.created_at, row.updated_at);
+      byKey.set(keyOf(run), run);
+    }
     const missing = runs.filter((r) => !byKey.has(keyOf(r)));
     if (missing.length > 0) {
       // A new statement sees rows committed by concurrent inserts that the first one conflicted with.
@@ -145,7 +178,9 @@ export function createRunStore(pool: pg.Pool) {
       const [rule, action, fingerprint, starts_at] = k.split('\u0000');
       return { rule, action, fingerprint, starts_at };
     });
-    const { rows } = await pool.query<RunRow>({ name: 'runs-existing', text: EXISTING_SQL, values: [JSON.stringify(payload)] });
+    // Unnamed on purpose: a prepared statement's generic plan, made while the table was small,
+    // scans the whole table once it is big; a fresh plan uses the unique index.
+    const { rows } = await pool.query<RunRow>(EXISTING_SQL, [JSON.stringify(payload)]);
     for (const row of rows) {
       const run = toRun(row);
       found.set(keyOf(run), run);
