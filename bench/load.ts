@@ -42,6 +42,8 @@ function cannonRun(spec: CannonSpec, source: BodySource, durationSec: number | u
   const next = bodies(source);
   const latencies: number[] = [];
   let sent = 0;
+  // autocannon's own `duration` is whole sample ticks; time the run here for an exact rate.
+  const started = performance.now();
   return new Promise((resolve, reject) => {
     const instance = autocannon(
       {
@@ -67,7 +69,7 @@ function cannonRun(spec: CannonSpec, source: BodySource, durationSec: number | u
         for (const [code, { count }] of Object.entries(result.statusCodeStats ?? {})) statusCodes[code] = Number(count);
         resolve({
           mode: 'cannon',
-          durationSec: result.duration,
+          durationSec: (performance.now() - started) / 1000,
           requests: result['2xx'] + result.non2xx,
           ok: result['2xx'],
           non2xx: result.non2xx,

@@ -123,10 +123,14 @@ WITH input AS (
 )
 SELECT * FROM inserted`;
 
+// LATERAL makes each key one probe of the unique index: as a join, the planner would rather scan
+// the whole table when its statistics are older than a burst of new runs.
 const EXISTING_SQL = `
-SELECT r.* FROM runs r
-JOIN jsonb_to_recordset($1::jsonb) AS x(rule text, action text, fingerprint text, starts_at text)
-  ON r.rule = x.rule AND r.action = x.action AND r.fingerprint = x.fingerprint AND r.starts_at = x.starts_at`;
+SELECT r.* FROM jsonb_to_recordset($1::jsonb) AS x(rule text, action text, fingerprint text, starts_at text)
+CROSS JOIN LATERAL (
+  SELECT * FROM runs
+  WHERE rule = x.rule AND action = x.action AND fingerprint = x.fingerprint AND starts_at = x.starts_at
+) r`;
 
 /** The dedup key of a run: rule, action, alert fingerprint and `startsAt`, as the unique index has it. */
 export const dedupKey = (rule: string, action: string, alert: { fingerprint: string; startsAt: string }) =>
@@ -178,8 +182,8 @@ export function createRunStore(pool: pg.Pool) {
       const [rule, action, fingerprint, starts_at] = k.split('\u0000');
       return { rule, action, fingerprint, starts_at };
     });
-    // Unnamed on purpose: a prepared statement's generic plan, made while the table was small,
-    // scans the whole table once it is big; a fresh plan uses the unique index.
+    // Unnamed on purpose: a named statement's cached generic plan, made while the table was empty,
+    // keeps scanning it whole long after it has grown.
     const { rows } = await pool.query<RunRow>(EXISTING_SQL, [JSON.stringify(payload)]);
     for (const row of rows) {
       const run = toRun(row);
@@ -189,7 +193,7 @@ export function createRunStore(pool: pg.Pool) {
   }
 
   async function get(id: string, opts: { events?: boolean } = {}): Promise<Run | null> {
-    const { rows } = await pool.query<RunRow>({ name: 'runs-get', text: 'SELECT * FROM runs WHERE id = $1', values: [id] });
+    const { rows } = await pool.query<RunRow>('SELECT * FROM runs WHERE id = $1', [id]);
     const row = rows[0];
     if (!row) return null;
     if (opts.events === false) return toRun(row);
