@@ -8,7 +8,7 @@ import type { Notifier } from '../notify/notifier.js';
 import type { RunQueue } from '../queue/queue.js';
 import type { WebhookAlert, WebhookMessage } from '../schemas/alertmanager.js';
 import type { ControlStore } from '../store/control.js';
-import { dedupKey, type RunStore } from '../store/runs.js';
+import { dedupKey, type RunRef, type RunStore } from '../store/runs.js';
 import type { AlertSnapshot, Run } from '../store/types.js';
 import { createBatcher } from './batcher.js';
 
@@ -97,12 +97,12 @@ export function createIntake(deps: IntakeDeps) {
     const gateContext = { budget: deps.budget, paused, dryRun: deps.dryRun, configured: deps.configured, now: deps.now };
     const newRuns = await decideAll([...fresh.values()], gateContext);
     const stored = await deps.runs.insert(newRuns);
-    const byKey = new Map<string, { run: Run; created: boolean }>();
+    const byKey = new Map<string, { run: Run | RunRef; created: boolean }>();
     for (const [key, run] of existing) byKey.set(key, { run, created: false });
     for (const s of stored) byKey.set(dedupKey(s.run.rule, s.run.action, s.run.alert), { run: s.run, created: !s.duplicate });
 
-    const created = stored.filter((s) => !s.duplicate).map((s) => s.run);
-    const known = [...existing.values(), ...stored.filter((s) => s.duplicate).map((s) => s.run)];
+    const created = stored.flatMap((s) => (s.duplicate ? [] : [s.run]));
+    const known = [...existing.values(), ...stored.flatMap((s) => (s.duplicate ? [s.run] : []))];
     await Promise.all([
       deps.queue.enqueue(created.filter((r) => r.status === 'queued').map((r) => r.id)),
       deps.queue.enqueueMissing(known.filter((r) => r.status === 'queued').map((r) => r.id)),

@@ -97,10 +97,17 @@ export interface RunPatch {
   expiresAt?: string | null;
 }
 
-export interface StoredRun {
-  run: Run;
-  duplicate: boolean;
+/** What a delivery needs of an existing run: who it is and where it stands. */
+export interface RunRef {
+  id: string;
+  rule: string;
+  action: string;
+  remediation: string;
+  status: RunStatus;
+  alert: { fingerprint: string; startsAt: string };
 }
+
+export type StoredRun = { run: Run; duplicate: false } | { run: RunRef; duplicate: true };
 
 const INSERT_SQL = `
 WITH input AS (
@@ -135,6 +142,7 @@ CROSS JOIN LATERAL (
 /** The dedup key of a run: rule, action, alert fingerprint and `startsAt`, as the unique index has it. */
 export const dedupKey = (rule: string, action: string, alert: { fingerprint: string; startsAt: string }) =>
   `${rule}\u0000${action}\u0000${alert.fingerprint}\u0000${alert.startsAt}`;
+const EXISTING_REFS_SQL = EXISTING_SQL.replace('SELECT r.*', 'SELECT r.id, r.rule, r.action, r.remediation, r.status, r.fingerprint, r.starts_at');
 const keyOf = (r: { rule: string; action: string; alert: { fingerprint: string; startsAt: string } }) => dedupKey(r.rule, r.action, r.alert);
 
 export function createRunStore(pool: pg.Pool) {
@@ -157,7 +165,7 @@ export function createRunStore(pool: pg.Pool) {
     });
     // What was inserted is what was sent: only the ids and timestamps come back.
     const sent = new Map(runs.map((r) => [r.id, r]));
-    const byKey = new Map<string, Run>();
+    const byKey = new Map<string, Run | RunRef>();
     for (const row of rows) {
       const run = fromNewRun(sent.get(row.id)!, row.created_at, row.updated_at);
       byKey.set(keyOf(run), run);
@@ -170,13 +178,13 @@ export function createRunStore(pool: pg.Pool) {
     return runs.map((r) => {
       const run = byKey.get(keyOf(r));
       if (!run) throw new Error(`run ${r.rule}/${r.action} was neither inserted nor found`);
-      return { run, duplicate: run.id !== r.id };
+      return run.id === r.id ? { run: run as Run, duplicate: false as const } : { run, duplicate: true as const };
     });
   }
 
-  /** Existing runs by dedup key (see `dedupKey`). */
-  async function findByKeys(keys: readonly string[]): Promise<Map<string, Run>> {
-    const found = new Map<string, Run>();
+  /** Existing runs by dedup key (see `dedupKey`), only the columns a delivery answers with. */
+  async function findByKeys(keys: readonly string[]): Promise<Map<string, RunRef>> {
+    const found = new Map<string, RunRef>();
     if (keys.length === 0) return found;
     const payload = keys.map((k) => {
       const [rule, action, fingerprint, starts_at] = k.split('\u0000');
@@ -184,10 +192,13 @@ export function createRunStore(pool: pg.Pool) {
     });
     // Unnamed on purpose: a named statement's cached generic plan, made while the table was empty,
     // keeps scanning it whole long after it has grown.
-    const { rows } = await pool.query<RunRow>(EXISTING_SQL, [JSON.stringify(payload)]);
+    const { rows } = await pool.query<{ id: string; rule: string; action: string; remediation: string; status: RunStatus; fingerprint: string; starts_at: string }>(
+      EXISTING_REFS_SQL,
+      [JSON.stringify(payload)],
+    );
     for (const row of rows) {
-      const run = toRun(row);
-      found.set(keyOf(run), run);
+      const ref: RunRef = { id: row.id, rule: row.rule, action: row.action, remediation: row.remediation, status: row.status, alert: { fingerprint: row.fingerprint, startsAt: row.starts_at } };
+      found.set(keyOf(ref), ref);
     }
     return found;
   }
