@@ -3,8 +3,8 @@
 #   docker build -t conduit-remediator .
 #   docker run -p 8080:8080 -e REDIS_URL=... -e DATABASE_URL=... -e WEBHOOK_TOKEN=... conduit-remediator
 #
-# The service runs its TypeScript sources through tsx (a production dependency),
-# so the image holds the sources and the production node_modules, nothing else.
+# The service is compiled to JavaScript in a build stage; the image holds the
+# compiled code, the configuration and the production node_modules, nothing else.
 
 ARG NODE_IMAGE=node:20-slim
 
@@ -19,7 +19,17 @@ COPY package.json package-lock.json ./
 RUN npm ci --omit=dev \
  && npm cache clean --force
 
-# --- 2. runtime ----------------------------------------------------------------
+# --- 2. build -------------------------------------------------------------------
+FROM ${NODE_IMAGE} AS build
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci --ignore-scripts
+COPY tsconfig.json ./
+COPY src ./src
+COPY remediations ./remediations
+RUN npm run build
+
+# --- 3. runtime ----------------------------------------------------------------
 FROM ${NODE_IMAGE} AS runtime
 WORKDIR /app
 ENV NODE_ENV=production \
@@ -29,9 +39,8 @@ ENV NODE_ENV=production \
 
 # Code and dependencies belong to root and are read-only for the service user.
 COPY --from=deps /app/node_modules ./node_modules
-COPY package.json package-lock.json tsconfig.json ./
-COPY src ./src
-COPY remediations ./remediations
+COPY --from=build /app/dist ./dist
+COPY package.json package-lock.json ./
 COPY config ./config
 
 # The image's unprivileged `node` user (uid 1000).
@@ -44,4 +53,4 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
 
 # node is PID 1 and gets SIGTERM directly (no npm/npx wrapper in between), so
 # the service's graceful shutdown runs on `docker stop` and on pod termination.
-CMD ["node", "--import", "tsx", "src/server.ts"]
+CMD ["node", "dist/src/server.js"]

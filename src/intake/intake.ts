@@ -9,7 +9,7 @@ import type { RunQueue } from '../queue/queue.js';
 import type { WebhookAlert, WebhookMessage } from '../schemas/alertmanager.js';
 import type { ControlStore } from '../store/control.js';
 import { dedupKey, type RunRef, type RunStore } from '../store/runs.js';
-import type { AlertSnapshot, Run } from '../store/types.js';
+import type { AlertSnapshot, NewRun, Run } from '../store/types.js';
 import { createBatcher } from './batcher.js';
 
 export interface IntakeDeps {
@@ -90,12 +90,16 @@ export function createIntake(deps: IntakeDeps) {
     }
     if (matched.length === 0) return messages.map((m) => ({ received: m.alerts.length, runs: [] }));
 
-    const [existing, { paused }] = await Promise.all([deps.runs.findByKeys(matched.map((m) => m.key)), deps.control.get()]);
+    const existing = await deps.runs.findByKeys(matched.map((m) => m.key));
     // One decision per dedup key, even when several deliveries in the batch carry the same alert.
     const fresh = new Map<string, Matched>();
     for (const m of matched) if (!existing.has(m.key) && !fresh.has(m.key)) fresh.set(m.key, m);
-    const gateContext = { budget: deps.budget, paused, dryRun: deps.dryRun, configured: deps.configured, now: deps.now };
-    const newRuns = await decideAll([...fresh.values()], gateContext);
+    let newRuns: NewRun[] = [];
+    if (fresh.size > 0) {
+      const { paused } = await deps.control.get();
+      const gateContext = { budget: deps.budget, paused, dryRun: deps.dryRun, configured: deps.configured, now: deps.now };
+      newRuns = await decideAll([...fresh.values()], gateContext);
+    }
     const stored = await deps.runs.insert(newRuns);
     const byKey = new Map<string, { run: Run | RunRef; created: boolean }>();
     for (const [key, run] of existing) byKey.set(key, { run, created: false });

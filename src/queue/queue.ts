@@ -16,6 +16,11 @@ export interface RunQueueOptions {
   timeoutMs?: number;
 }
 
+/** EXISTS for each key, in one round trip. */
+const EXISTS_EACH = `local out = {}
+for i, key in ipairs(KEYS) do out[i] = redis.call('EXISTS', key) end
+return out`;
+
 export class EnqueueError extends Error {
   override readonly name = 'EnqueueError';
 }
@@ -61,9 +66,10 @@ export function createRunQueue(connection: Redis, opts: RunQueueOptions) {
   /** Enqueues those of `runIds` whose job is not in Redis (lost with a Redis restart, or never added). */
   async function enqueueMissing(runIds: readonly string[]): Promise<void> {
     if (runIds.length === 0) return;
-    const exists = await withTimeout(Promise.all(runIds.map((id) => connection.exists(queue.toKey(id)))), timeoutMs, 'job lookup').catch((err: Error) => {
+    const keys = runIds.map((id) => queue.toKey(id));
+    const exists = (await withTimeout(connection.eval(EXISTS_EACH, keys.length, ...keys), timeoutMs, 'job lookup').catch((err: Error) => {
       throw new EnqueueError(`could not look up ${runIds.length} job(s): ${err.message}`);
-    });
+    })) as number[];
     await enqueue(runIds.filter((_, i) => exists[i] === 0));
   }
 
