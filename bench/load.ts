@@ -42,8 +42,10 @@ function cannonRun(spec: CannonSpec, source: BodySource, durationSec: number | u
   const next = bodies(source);
   const latencies: number[] = [];
   let sent = 0;
-  // autocannon's own `duration` is whole sample ticks; time the run here for an exact rate.
-  const started = performance.now();
+  // autocannon's own `duration` is whole sample ticks, and its callback waits for the next tick:
+  // the rate is requests over the time from the first request to the last response.
+  let firstSent: number | undefined;
+  let lastResponse = 0;
   return new Promise((resolve, reject) => {
     const instance = autocannon(
       {
@@ -57,6 +59,7 @@ function cannonRun(spec: CannonSpec, source: BodySource, durationSec: number | u
             path: WEBHOOK_PATH,
             headers,
             setupRequest: (req) => {
+              firstSent ??= performance.now();
               sent++;
               return { ...req, body: next() };
             },
@@ -69,7 +72,7 @@ function cannonRun(spec: CannonSpec, source: BodySource, durationSec: number | u
         for (const [code, { count }] of Object.entries(result.statusCodeStats ?? {})) statusCodes[code] = Number(count);
         resolve({
           mode: 'cannon',
-          durationSec: (performance.now() - started) / 1000,
+          durationSec: firstSent === undefined ? result.duration : (lastResponse - firstSent) / 1000,
           requests: result['2xx'] + result.non2xx,
           ok: result['2xx'],
           non2xx: result.non2xx,
@@ -83,6 +86,7 @@ function cannonRun(spec: CannonSpec, source: BodySource, durationSec: number | u
     );
     instance.on('response', (_client: unknown, _status: number, _bytes: number, ms: number) => {
       latencies.push(ms);
+      lastResponse = performance.now();
     });
   });
 }

@@ -129,7 +129,7 @@ export function createIntake(deps: IntakeDeps) {
   return createBatcher(processBatch, {
     weight: (m: WebhookMessage) => Math.max(1, m.alerts.length),
     maxWeight: deps.maxBatchAlerts ?? 1000,
-    concurrency: 3,
+    concurrency: 6,
   });
 }
 
