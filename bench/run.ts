@@ -38,7 +38,8 @@ const DURATION = Number(process.env['BENCH_DURATION'] ?? 10);
 const CONNECTIONS = Number(process.env['BENCH_CONNECTIONS'] ?? 50);
 const PROFILE = process.env['BENCH_PROFILE'] === '1';
 /** Extra node flags for the service processes only, e.g. `--max-old-space-size=128`. */
-const SERVICE_NODE_ARGS = (process.env['BENCH_SERVICE_NODE_ARGS'] ?? '').split(/\s+/).filter(Boolean);
+// The service's node flags as `npm start` and the image use them, unless overridden.
+const SERVICE_NODE_ARGS = (process.env['BENCH_SERVICE_NODE_ARGS'] ?? '--max-semi-space-size=8').split(/\s+/).filter(Boolean);
 const WARMUP_SEC = 2;
 const STORM_MESSAGES = 20;
 const STORM_ALERTS = 1000;

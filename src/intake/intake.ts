@@ -7,7 +7,6 @@ import type { Metrics } from '../metrics.js';
 import type { Notifier } from '../notify/notifier.js';
 import type { RunQueue } from '../queue/queue.js';
 import type { WebhookAlert, WebhookMessage } from '../schemas/alertmanager.js';
-import type { ControlStore } from '../store/control.js';
 import { dedupKey, type RunRef, type RunStore } from '../store/runs.js';
 import type { AlertSnapshot, NewRun, Run } from '../store/types.js';
 import { createBatcher } from './batcher.js';
@@ -15,7 +14,6 @@ import { createBatcher } from './batcher.js';
 export interface IntakeDeps {
   matrix: Matrix;
   runs: RunStore;
-  control: ControlStore;
   budget: Budget;
   queue: RunQueue;
   metrics: Metrics;
@@ -90,13 +88,12 @@ export function createIntake(deps: IntakeDeps) {
     }
     if (matched.length === 0) return messages.map((m) => ({ received: m.alerts.length, runs: [] }));
 
-    const existing = await deps.runs.findByKeys(matched.map((m) => m.key));
+    const { existing, paused } = await deps.runs.findByKeys(matched.map((m) => m.key));
     // One decision per dedup key, even when several deliveries in the batch carry the same alert.
     const fresh = new Map<string, Matched>();
     for (const m of matched) if (!existing.has(m.key) && !fresh.has(m.key)) fresh.set(m.key, m);
     let newRuns: NewRun[] = [];
     if (fresh.size > 0) {
-      const { paused } = await deps.control.get();
       const gateContext = { budget: deps.budget, paused, dryRun: deps.dryRun, configured: deps.configured, now: deps.now };
       newRuns = await decideAll([...fresh.values()], gateContext);
     }

@@ -142,7 +142,8 @@ CROSS JOIN LATERAL (
 /** The dedup key of a run: rule, action, alert fingerprint and `startsAt`, as the unique index has it. */
 export const dedupKey = (rule: string, action: string, alert: { fingerprint: string; startsAt: string }) =>
   `${rule}\u0000${action}\u0000${alert.fingerprint}\u0000${alert.startsAt}`;
-const EXISTING_REFS_SQL = EXISTING_SQL.replace('SELECT r.*', 'SELECT r.id, r.rule, r.action, r.remediation, r.status, r.fingerprint, r.starts_at');
+const EXISTING_REFS_SQL = `${EXISTING_SQL.replace('SELECT r.*', 'SELECT r.id, r.rule, r.action, r.remediation, r.status, r.fingerprint, r.starts_at, false AS paused')}
+UNION ALL SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, paused FROM control`;
 const keyOf = (r: { rule: string; action: string; alert: { fingerprint: string; startsAt: string } }) => dedupKey(r.rule, r.action, r.alert);
 
 export function createRunStore(pool: pg.Pool) {
@@ -173,7 +174,7 @@ export function createRunStore(pool: pg.Pool) {
     const missing = runs.filter((r) => !byKey.has(keyOf(r)));
     if (missing.length > 0) {
       // A new statement sees rows committed by concurrent inserts that the first one conflicted with.
-      for (const [key, run] of await findByKeys(missing.map(keyOf))) byKey.set(key, run);
+      for (const [key, run] of (await findByKeys(missing.map(keyOf))).existing) byKey.set(key, run);
     }
     return runs.map((r) => {
       const run = byKey.get(keyOf(r));
@@ -182,25 +183,32 @@ export function createRunStore(pool: pg.Pool) {
     });
   }
 
-  /** Existing runs by dedup key (see `dedupKey`), only the columns a delivery answers with. */
-  async function findByKeys(keys: readonly string[]): Promise<Map<string, RunRef>> {
+  /**
+   * Existing runs by dedup key (see `dedupKey`), only the columns a delivery answers with, and the
+   * kill switch read in the same round trip (an extra row with a null id).
+   */
+  async function findByKeys(keys: readonly string[]): Promise<{ existing: Map<string, RunRef>; paused: boolean }> {
     const found = new Map<string, RunRef>();
-    if (keys.length === 0) return found;
     const payload = keys.map((k) => {
       const [rule, action, fingerprint, starts_at] = k.split('\u0000');
       return { rule, action, fingerprint, starts_at };
     });
     // Unnamed on purpose: a named statement's cached generic plan, made while the table was empty,
     // keeps scanning it whole long after it has grown.
-    const { rows } = await pool.query<{ id: string; rule: string; action: string; remediation: string; status: RunStatus; fingerprint: string; starts_at: string }>(
+    const { rows } = await pool.query<{ id: string | null; rule: string; action: string; remediation: string; status: RunStatus; fingerprint: string; starts_at: string; paused: boolean }>(
       EXISTING_REFS_SQL,
       [JSON.stringify(payload)],
     );
+    let paused = false;
     for (const row of rows) {
+      if (row.id === null) {
+        paused = row.paused;
+        continue;
+      }
       const ref: RunRef = { id: row.id, rule: row.rule, action: row.action, remediation: row.remediation, status: row.status, alert: { fingerprint: row.fingerprint, startsAt: row.starts_at } };
       found.set(keyOf(ref), ref);
     }
-    return found;
+    return { existing: found, paused };
   }
 
   async function get(id: string, opts: { events?: boolean } = {}): Promise<Run | null> {
