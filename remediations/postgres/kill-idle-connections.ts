@@ -2,6 +2,7 @@ import { Type } from '@sinclair/typebox';
 import { parseDuration } from '../../src/matrix/duration.js';
 import { defineRemediation, RemediationError, throwIfAborted } from '../types.js';
 import { Duration, SqlIdentifier } from '../validation.js';
+import { inTransaction, pgFailure } from './transaction.js';
 
 const DEFAULT_IDLE_FOR = '5m';
 // Below a second "idle" is just a pooled connection between two queries.
@@ -54,13 +55,6 @@ function describe(p: { database: string; idleFor?: string; max?: number }): stri
   );
 }
 
-function pgFailure(err: unknown): RemediationError {
-  const code = (err as { code?: unknown }).code;
-  const message = err instanceof Error ? err.message : String(err);
-  if (code === '42501') return new RemediationError('unauthorized', `permission denied: ${message}`, { cause: err });
-  if (code === '57014') return new RemediationError('timeout', `statement timed out: ${message}`, { retryable: true, cause: err });
-  return new RemediationError('target_error', `PostgreSQL: ${message}`, { retryable: true, cause: err });
-}
 
 export default defineRemediation({
   name: 'postgres.kill-idle-connections',
@@ -80,30 +74,11 @@ export default defineRemediation({
     if (!pool) throw new RemediationError('target_not_configured', 'TARGET_DATABASE_URL is not configured');
     throwIfAborted(ctx.signal);
 
-    let rows: Array<{ pid: number; terminated: boolean }>;
-    const client = await pool.connect().catch((err: unknown) => {
+    const { rows } = await inTransaction(pool, ctx.timeoutMs, (client) =>
+      client.query<{ pid: number; terminated: boolean }>(TERMINATE_SQL, [p.database, `${idleMs} milliseconds`, p.max ?? null]),
+    ).catch((err: unknown) => {
       throw pgFailure(err);
     });
-    let broken: Error | undefined;
-    // Detached by the pool while checked out; without it a backend killed mid-run is an uncaught 'error'.
-    const onError = (err: Error): void => {
-      broken = err;
-    };
-    client.on('error', onError);
-    try {
-      // Server-side, so a statement past the timeout is cancelled rather than left running.
-      await client.query('BEGIN');
-      await client.query("SELECT set_config('statement_timeout', $1, true)", [String(ctx.timeoutMs)]);
-      ({ rows } = await client.query<{ pid: number; terminated: boolean }>(TERMINATE_SQL, [p.database, `${idleMs} milliseconds`, p.max ?? null]));
-      await client.query('COMMIT');
-    } catch (err) {
-      broken = err instanceof Error ? err : new Error(String(err));
-      await client.query('ROLLBACK').catch(() => undefined);
-      throw pgFailure(err);
-    } finally {
-      client.removeListener('error', onError);
-      client.release(broken);
-    }
     // `false` means the session ended on its own between the snapshot and the signal.
     const pids = rows.filter((r) => r.terminated).map((r) => r.pid);
     ctx.log.info({ database: p.database, idleFor, terminated: pids.length, pids }, 'terminated idle sessions');
