@@ -1,7 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Control, ErrorResponse, PauseBody } from '../schemas/runs.js';
 import type { Services } from '../services.js';
-import { bearerSecurity, requireRole } from './hooks.js';
+import { bearerSecurity, emptyBodyAsObject, requireRole } from './hooks.js';
 
 export const controlRoutes = (services: Services): FastifyPluginAsyncTypebox => async (app) => {
   const errors = { 401: ErrorResponse, 403: ErrorResponse };
@@ -14,6 +14,7 @@ export const controlRoutes = (services: Services): FastifyPluginAsyncTypebox => 
 
   app.post('/api/control/pause', {
     onRequest: requireRole(services, 'admin'),
+    preValidation: emptyBodyAsObject,
     schema: { summary: 'Kill switch on: new runs are suppressed, queued jobs wait', tags: ['control'], security: bearerSecurity, body: PauseBody, response: { 200: Control, ...errors } },
   }, async (req) => {
     await services.control.set(true, req.caller!.name, req.body?.reason ?? null);

@@ -2,7 +2,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { notFound } from '../errors.js';
 import { ApproveBody, ErrorResponse, RejectBody, Run, RunIdParams, RunList, RunListQuery } from '../schemas/runs.js';
 import type { Services } from '../services.js';
-import { bearerSecurity, requireRole } from './hooks.js';
+import { bearerSecurity, emptyBodyAsObject, requireRole } from './hooks.js';
 
 export const runRoutes = (services: Services): FastifyPluginAsyncTypebox => async (app) => {
   const errors = { 400: ErrorResponse, 401: ErrorResponse, 403: ErrorResponse, 404: ErrorResponse, 409: ErrorResponse };
@@ -32,6 +32,7 @@ export const runRoutes = (services: Services): FastifyPluginAsyncTypebox => asyn
 
   app.post('/api/runs/:id/approve', {
     onRequest: requireRole(services, 'approver'),
+    preValidation: emptyBodyAsObject,
     schema: {
       summary: 'Approve a pending run: pending_approval -> queued', tags: ['runs'], security: bearerSecurity,
       params: RunIdParams, body: ApproveBody, response: { 200: Run, ...errors },
@@ -40,6 +41,7 @@ export const runRoutes = (services: Services): FastifyPluginAsyncTypebox => asyn
 
   app.post('/api/runs/:id/reject', {
     onRequest: requireRole(services, 'approver'),
+    preValidation: emptyBodyAsObject,
     schema: {
       summary: 'Reject a pending run: pending_approval -> rejected', tags: ['runs'], security: bearerSecurity,
       params: RunIdParams, body: RejectBody, response: { 200: Run, ...errors },

@@ -65,7 +65,8 @@ export const RunListQuery = Type.Object(
   { additionalProperties: false },
 );
 
-export const RunIdParams = Type.Object({ id: Type.String({ format: 'uuid' }) });
+// Any string: an id that is not a run's (not even a UUID) is simply not found.
+export const RunIdParams = Type.Object({ id: Type.String({ minLength: 1, maxLength: 100 }) });
 export const ApproveBody = Type.Object({ comment: Type.Optional(Type.String({ maxLength: 2000 })) }, { additionalProperties: false });
 export const RejectBody = Type.Object({ reason: Type.Optional(Type.String({ maxLength: 2000 })) }, { additionalProperties: false });
 

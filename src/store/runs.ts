@@ -28,6 +28,10 @@ interface RunRow {
   updated_at: Date;
 }
 
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+/** Only a UUID can name a run; anything else is not found without asking PostgreSQL (the column is uuid). */
+export const isRunId = (id: string): boolean => UUID.test(id);
+
 const iso = (d: Date | null) => (d ? d.toISOString() : null);
 
 export function toRun(row: RunRow): Run {
@@ -212,6 +216,7 @@ export function createRunStore(pool: pg.Pool) {
   }
 
   async function get(id: string, opts: { events?: boolean } = {}): Promise<Run | null> {
+    if (!isRunId(id)) return null;
     const { rows } = await pool.query<RunRow>('SELECT * FROM runs WHERE id = $1', [id]);
     const row = rows[0];
     if (!row) return null;
@@ -256,6 +261,7 @@ export function createRunStore(pool: pg.Pool) {
     patch: RunPatch = {},
     extraWhere = '',
   ): Promise<Run | null> {
+    if (!isRunId(id)) return null;
     const values: unknown[] = [id, from, to, event.type, JSON.stringify(event.detail ?? {})];
     const sets = ['status = $3', 'updated_at = now()'];
     const set = (column: string, value: unknown) => {

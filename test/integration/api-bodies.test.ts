@@ -1,0 +1,72 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import request from 'supertest';
+import { alertMessage, isolation, REDIS_URL, startService, TOKENS, WEBHOOK_TOKEN, type TestService } from '../support/harness.js';
+
+const MATRIX = `
+rules:
+  - name: approve
+    matchers: ['alertname="NeedsApproval"']
+    actions:
+      - remediation: test.count
+        params: { key: '{{ labels.key }}' }
+        approval: required
+`;
+
+describe('decisions and the kill switch as curl sends them', () => {
+  const iso = isolation('bodies');
+  let svc: TestService;
+  before(async () => {
+    svc = await startService({ databaseUrl: iso.databaseUrl, prefix: iso.prefix, matrix: MATRIX, env: { TARGET_REDIS_URL: REDIS_URL } });
+  });
+  after(async () => {
+    await svc.close();
+    await iso.drop();
+  });
+
+  const pending = async (key: string) =>
+    (await request(svc.url).post('/webhooks/alertmanager').set('Authorization', `Bearer ${WEBHOOK_TOKEN}`)
+      .send(alertMessage([{ labels: { alertname: 'NeedsApproval', key } }])).expect(200)).body.runs[0].id as string;
+
+  it('approves and rejects with no body at all, and with an empty JSON body', async () => {
+    const a = await pending('no-body');
+    const approved = await request(svc.url).post(`/api/runs/${a}/approve`).set('Authorization', `Bearer ${TOKENS.approver}`);
+    assert.equal(approved.status, 200, JSON.stringify(approved.body));
+    assert.equal(approved.body.approval.comment, null);
+    const r = await pending('empty-json');
+    const rejected = await request(svc.url).post(`/api/runs/${r}/reject`).set('Authorization', `Bearer ${TOKENS.approver}`)
+      .set('Content-Type', 'application/json').send('{}');
+    assert.equal(rejected.status, 200, JSON.stringify(rejected.body));
+    assert.equal(rejected.body.status, 'rejected');
+  });
+
+  it('pauses and resumes with no body', async () => {
+    const paused = await request(svc.url).post('/api/control/pause').set('Authorization', `Bearer ${TOKENS.admin}`);
+    assert.equal(paused.status, 200, JSON.stringify(paused.body));
+    assert.equal(paused.body.paused, true);
+    const resumed = await request(svc.url).post('/api/control/resume').set('Authorization', `Bearer ${TOKENS.admin}`);
+    assert.equal(resumed.status, 200, JSON.stringify(resumed.body));
+    assert.equal(resumed.body.paused, false);
+  });
+
+  it('refuses a malformed decision body with 400, and answers 404 for an id that names no run', async () => {
+    const id = await pending('bad-body');
+    const bad = await request(svc.url).post(`/api/runs/${id}/approve`).set('Authorization', `Bearer ${TOKENS.approver}`).send({ comment: 5 });
+    assert.equal(bad.status, 400);
+    assert.match(bad.body.message, /comment/);
+    await request(svc.url).post('/api/runs/not-a-uuid/approve').set('Authorization', `Bearer ${TOKENS.approver}`).send({}).expect(404);
+    await request(svc.url).post('/api/runs/not-a-uuid/reject').set('Authorization', `Bearer ${TOKENS.approver}`).expect(404);
+    await request(svc.url).get('/api/runs/not-a-uuid').set('Authorization', `Bearer ${TOKENS.viewer}`).expect(404);
+    const still = await request(svc.url).get(`/api/runs/${id}`).set('Authorization', `Bearer ${TOKENS.viewer}`).expect(200);
+    assert.equal(still.body.status, 'pending_approval');
+  });
+
+  it('serves the OpenAPI document', async () => {
+    const doc = await request(svc.url).get('/docs/json').expect(200);
+    assert.equal(doc.body.openapi.startsWith('3.'), true);
+    for (const path of ['/webhooks/alertmanager', '/api/runs', '/api/runs/{id}', '/api/runs/{id}/approve', '/api/simulate', '/api/control/pause']) {
+      assert.ok(doc.body.paths[path], `${path} documented`);
+    }
+    await request(svc.url).get('/docs').expect((res) => assert.ok([200, 302].includes(res.status)));
+  });
+});
