@@ -38,7 +38,8 @@ export function createApprovals(deps: ApprovalDeps) {
     deps.metrics.runs.inc({ rule: run.rule, remediation: run.remediation, status: 'queued' });
     observeWait(run);
     try {
-      await deps.queue.enqueue([run.id]);
+      // requeue, not enqueue: an escalated run's earlier job may still be kept as completed under the same id.
+      await deps.queue.requeue(run.id);
     } catch (err) {
       // The approval is stored; the sweeper enqueues queued runs whose job went missing.
       deps.log.warn({ runId: run.id, err: (err as Error).message }, 'approved run not enqueued yet; the sweeper will retry');
@@ -51,7 +52,7 @@ export function createApprovals(deps: ApprovalDeps) {
       decidedBy: by,
       decisionComment: reason,
       reason: 'rejected',
-    });
+    }, 'AND expires_at > now()');
     if (!run) return refuse(id);
     deps.metrics.runs.inc({ rule: run.rule, remediation: run.remediation, status: 'rejected' });
     observeWait(run);

@@ -2,14 +2,16 @@ import { RemediationError, type Log, type Remediation, type TargetKind, type Tar
 import { ESCALATE_AFTER, type Budget, type BudgetRequest } from '../gates/budget.js';
 import type { Metrics } from '../metrics.js';
 import type { Notifier } from '../notify/notifier.js';
+import type { RunQueue } from '../queue/queue.js';
 import type { ControlStore } from '../store/control.js';
-import type { RunStore } from '../store/runs.js';
+import { EPISODE_RESOLVED, type RunPatch, type RunStore } from '../store/runs.js';
 import type { Run } from '../store/types.js';
 
 export interface ExecutorDeps {
   runs: RunStore;
   control: ControlStore;
   budget: Budget;
+  queue: Pick<RunQueue, 'markExecuted' | 'executedResult'>;
   catalogue: ReadonlyMap<string, Remediation>;
   targets: Targets;
   configured: ReadonlySet<TargetKind>;
@@ -26,9 +28,15 @@ export interface ExecutorDeps {
 export type Outcome =
   | { kind: 'done' }
   | { kind: 'paused' }
+  /** Another worker holds the run (its lease has not run out): look again after `delayMs`. */
+  | { kind: 'later'; delayMs: number }
   | { kind: 'retry'; error: Error };
 
 const IN_FLIGHT = ['queued', 'running'] as const;
+/** Beyond the remediation's timeout, how long a claim lasts before another worker may take the run over. */
+const LEASE_MARGIN_MS = 2000;
+/** A queued run, or a running one whose worker's lease ran out: only then may a worker take it. */
+const CLAIMABLE = `AND (status = 'queued' OR lease_until IS NULL OR lease_until < now())`;
 
 function asRemediationError(err: unknown): RemediationError {
   if (err instanceof RemediationError) return err;
@@ -46,12 +54,14 @@ function untilAborted(signal: AbortSignal): Promise<never> {
 }
 
 /**
- * Executes one run: the last gates (kill switch, escalation, cooldown, rate limit, global budget),
- * then the remediation, then the outcome with its timeline. Every status change is one conditional
- * UPDATE, so a run decided elsewhere (cancelled, rejected, already succeeded) is never executed.
+ * Executes one run: the last gates (kill switch, resolved alert, escalation, cooldown, rate limit,
+ * global budget), then the remediation, then the outcome with its timeline. Every status change is
+ * one conditional UPDATE, so a run decided elsewhere (cancelled, rejected, already succeeded) is never
+ * executed, and a running run is only taken over once its worker's lease has run out.
  */
 export function createExecutor(deps: ExecutorDeps) {
-  const budgetRequest = (run: Run, approved: boolean): BudgetRequest => ({
+  const leaseMs = deps.timeoutMs + LEASE_MARGIN_MS;
+  const budgetRequest = (run: Run): BudgetRequest => ({
     runId: run.id,
     rule: run.rule,
     actionKey: run.action,
@@ -59,11 +69,11 @@ export function createExecutor(deps: ExecutorDeps) {
     target: run.target ?? run.remediation,
     cooldownMs: run.gates.cooldownMs,
     limit: run.gates.limit ?? undefined,
-    escalateAfter: approved ? 0 : ESCALATE_AFTER,
+    escalateAfter: run.approval.decidedBy !== null ? 0 : ESCALATE_AFTER,
   });
 
-  async function finish(run: Run, to: Run['status'], event: { type: string; detail?: Record<string, unknown> }, patch: Parameters<RunStore['transition']>[4]) {
-    const moved = await deps.runs.transition(run.id, IN_FLIGHT, to, event, patch);
+  async function finish(run: Run, to: Run['status'], event: { type: string; detail?: Record<string, unknown> }, patch: RunPatch, from: readonly Run['status'][] = IN_FLIGHT, where = CLAIMABLE) {
+    const moved = await deps.runs.transition(run.id, from, to, event, { leaseMs: null, ...patch }, where);
     if (moved) deps.metrics.runs.inc({ rule: moved.rule, remediation: moved.remediation, status: to });
     return moved;
   }
@@ -71,16 +81,21 @@ export function createExecutor(deps: ExecutorDeps) {
   async function execute(runId: string, attempt: { number: number; last: boolean }): Promise<Outcome> {
     const run = await deps.runs.get(runId, { events: false });
     if (!run || !(IN_FLIGHT as readonly string[]).includes(run.status)) return { kind: 'done' };
+    if (run.status === 'running' && run.leaseUntil && Date.parse(run.leaseUntil) > Date.now()) {
+      return { kind: 'later', delayMs: Date.parse(run.leaseUntil) - Date.now() + 100 };
+    }
     if ((await deps.control.get()).paused) return { kind: 'paused' };
+    if (run.phase === 'firing') {
+      const cancelled = await finish(run, 'cancelled', { type: 'cancelled', detail: { reason: 'alert_resolved', at: 'execution' } }, { reason: 'alert_resolved' }, IN_FLIGHT, `${CLAIMABLE} AND ${EPISODE_RESOLVED}`);
+      if (cancelled) return { kind: 'done' };
+    }
 
     const remediation = deps.catalogue.get(run.remediation);
     if (!remediation) {
       await finish(run, 'failed', { type: 'failed', detail: { reason: 'unknown_remediation' } }, { reason: 'unknown_remediation', error: `no remediation named ${run.remediation}` });
       return { kind: 'done' };
     }
-    const approved = run.approval.decidedBy !== null;
-    const request = budgetRequest(run, approved);
-
+    const request = budgetRequest(run);
     if (run.dryRun) {
       const verdict = await deps.budget.peek(request);
       if (!verdict.ok && verdict.reason !== 'escalated') return suppress(run, verdict.reason, verdict.retryInMs);
@@ -92,14 +107,25 @@ export function createExecutor(deps: ExecutorDeps) {
       return { kind: 'done' };
     }
 
+    // A previous attempt finished the remediation but could not record it: record it, do not run it again.
+    const executed = await deps.queue.executedResult(run.id);
+    if (executed) return recordSuccess(run, executed, 0);
+
     const verdict = await deps.budget.take(request);
     if (!verdict.ok) {
       if (verdict.reason === 'escalated') return escalate(run);
       return suppress(run, verdict.reason, verdict.retryInMs);
     }
-    const started = await deps.runs.transition(run.id, IN_FLIGHT, 'running', { type: 'started', detail: { attempt: attempt.number } }, { incrementAttempts: true });
+    let started: Run | null;
+    try {
+      started = await deps.runs.transition(run.id, IN_FLIGHT, 'running', { type: 'started', detail: { attempt: attempt.number } }, { incrementAttempts: true, leaseMs }, CLAIMABLE);
+    } catch (err) {
+      if (verdict.took) await deps.budget.release(request).catch(() => {});
+      throw err;
+    }
     if (!started) {
-      await deps.budget.release(request);
+      // Decided elsewhere meanwhile (cancelled, taken over): give back only what this call took.
+      if (verdict.took) await deps.budget.release(request);
       return { kind: 'done' };
     }
     if (run.status !== 'running') deps.metrics.runs.inc({ rule: run.rule, remediation: run.remediation, status: 'running' });
@@ -123,68 +149,64 @@ export function createExecutor(deps: ExecutorDeps) {
     return { kind: 'done' };
   }
 
+  async function recordSuccess(run: Run, result: Record<string, unknown>, durationMs: number): Promise<Outcome> {
+    const moved = await finish(run, 'succeeded', { type: 'succeeded', detail: { result, durationMs } }, { result, error: null, reason: null }, IN_FLIGHT, '');
+    if (moved) await deps.budget.recordSuccess(run.remediation, run.target ?? run.remediation);
+    return { kind: 'done' };
+  }
+
   async function runRemediation(run: Run, remediation: Remediation, attempt: { number: number; last: boolean }): Promise<Outcome> {
     const controller = new AbortController();
     const timer = setTimeout(() => controller.abort('timeout'), deps.timeoutMs);
     const onShutdown = () => controller.abort('shutdown');
     deps.shutdown.addEventListener('abort', onShutdown, { once: true });
     const startedAt = performance.now();
-    const log = deps.log;
+    let result: Record<string, unknown> | undefined;
+    let failure: RemediationError | undefined;
     try {
-      const result = await Promise.race([
-        remediation.execute(run.params, {
-          runId: run.id,
-          signal: controller.signal,
-          timeoutMs: deps.timeoutMs,
-          targets: deps.targets,
-          log,
-          now: deps.now,
-        }),
+      result = await Promise.race([
+        remediation.execute(run.params, { runId: run.id, signal: controller.signal, timeoutMs: deps.timeoutMs, targets: deps.targets, log: deps.log, now: deps.now }),
         untilAborted(controller.signal),
       ]);
-      const seconds = (performance.now() - startedAt) / 1000;
-      deps.metrics.runDuration.observe({ remediation: run.remediation }, seconds);
-      await deps.runs.transition(run.id, ['running'], 'succeeded', { type: 'succeeded', detail: { result, durationMs: Math.round(seconds * 1000) } }, {
-        result,
-        error: null,
-        reason: null,
-      });
-      deps.metrics.runs.inc({ rule: run.rule, remediation: run.remediation, status: 'succeeded' });
-      await deps.budget.recordSuccess(run.remediation, run.target ?? run.remediation);
-      return { kind: 'done' };
     } catch (raw) {
-      const err = asRemediationError(raw);
-      const seconds = (performance.now() - startedAt) / 1000;
-      deps.metrics.runDuration.observe({ remediation: run.remediation }, seconds);
-      const detail = { attempt: attempt.number, code: err.code, error: err.message, ...(err.detail ? { detail: err.detail } : {}) };
-      if (err.retryable && !attempt.last && err.code !== 'aborted') {
-        await deps.runs.transition(run.id, ['running'], 'queued', { type: 'attempt_failed', detail }, { error: err.message });
-        return { kind: 'retry', error: err };
-      }
-      if (err.code === 'aborted' && String(controller.signal.reason) === 'shutdown') {
-        // Not the remediation's fault: leave the run to the next worker.
-        await deps.runs.transition(run.id, ['running'], 'queued', { type: 'interrupted', detail }, {});
-        return { kind: 'retry', error: err };
-      }
-      const failed = await deps.runs.transition(run.id, ['running'], 'failed', { type: 'failed', detail }, { error: err.message, reason: err.code });
-      deps.metrics.runs.inc({ rule: run.rule, remediation: run.remediation, status: 'failed' });
-      const streak = await deps.budget.recordFailure(run.remediation, run.target ?? run.remediation);
-      if (failed) {
-        if (streak >= ESCALATE_AFTER) await deps.runs.addEvent(run.id, 'escalation_armed', { consecutiveFailures: streak });
-        deps.notifier.notify(failed, 'failed');
-      }
-      return { kind: 'done' };
+      failure = asRemediationError(raw);
     } finally {
       clearTimeout(timer);
       deps.shutdown.removeEventListener('abort', onShutdown);
     }
+    const seconds = (performance.now() - startedAt) / 1000;
+    deps.metrics.runDuration.observe({ remediation: run.remediation }, seconds);
+
+    // Bookkeeping failures below are not the remediation's: they propagate, the job is retried, and
+    // the retry records the outcome from the marker instead of executing again.
+    if (!failure) {
+      await deps.queue.markExecuted(run.id, result ?? {}).catch((err: Error) => deps.log.warn({ runId: run.id, err: err.message }, 'could not mark the run executed'));
+      return recordSuccess(run, result ?? {}, Math.round(seconds * 1000));
+    }
+    const detail = { attempt: attempt.number, code: failure.code, error: failure.message, ...(failure.detail ? { detail: failure.detail } : {}) };
+    if (failure.code === 'aborted' && String(controller.signal.reason) === 'shutdown') {
+      // Not the remediation's fault: leave the run to the next worker.
+      await deps.runs.transition(run.id, ['running'], 'queued', { type: 'interrupted', detail }, { leaseMs: null });
+      return { kind: 'retry', error: failure };
+    }
+    if (failure.retryable && !attempt.last) {
+      await deps.runs.transition(run.id, ['running'], 'queued', { type: 'attempt_failed', detail }, { error: failure.message, leaseMs: null });
+      return { kind: 'retry', error: failure };
+    }
+    const failed = await finish(run, 'failed', { type: 'failed', detail }, { error: failure.message, reason: failure.code }, ['running'], '');
+    if (failed) {
+      const streak = await deps.budget.recordFailure(run.remediation, run.target ?? run.remediation);
+      if (streak >= ESCALATE_AFTER) await deps.runs.addEvent(run.id, 'escalation_armed', { consecutiveFailures: streak });
+      deps.notifier.notify(failed, 'failed');
+    }
+    return { kind: 'done' };
   }
 
-  /** A job that BullMQ gave up on (stalled too often, or its processor crashed): its run must not hang in flight. */
+  /** A job that BullMQ gave up on (stalled too often): its run must not hang in flight. */
   async function abandon(runId: string, reason: string): Promise<void> {
     const run = await deps.runs.get(runId, { events: false });
     if (!run) return;
-    const moved = await finish(run, 'failed', { type: 'failed', detail: { reason: 'worker_lost', error: reason } }, { reason: 'worker_lost', error: reason });
+    const moved = await finish(run, 'failed', { type: 'failed', detail: { reason: 'worker_lost', error: reason } }, { reason: 'worker_lost', error: reason }, IN_FLIGHT, '');
     if (moved) deps.notifier.notify(moved, 'failed');
   }
 

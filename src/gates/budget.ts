@@ -64,6 +64,7 @@ if mode == 'take' then
     redis.call('PEXPIRE', globalKey, globalPer)
   end
   redis.call('SET', heldKey, '1', 'PX', math.max(cooldownMs, limitPer, globalPer, 86400000))
+  return {'ok', 1}
 end
 return {'ok', 0}
 `;
@@ -95,7 +96,8 @@ return 1
 `;
 
 export type GateVerdict =
-  | { ok: true }
+  /** `took`: this call took from the budget (false for a peek, or for a run that already held its place). */
+  | { ok: true; took?: boolean }
   | { ok: false; reason: 'cooldown' | 'rate_limit' | 'global_budget' | 'escalated'; retryInMs: number };
 
 export interface BudgetRequest {
@@ -138,7 +140,7 @@ export function createBudget(redis: Redis, prefix: string, globalLimit: Limit | 
       mode,
       req.escalateAfter,
     );
-    if (verdict === 'ok') return { ok: true };
+    if (verdict === 'ok') return { ok: true, took: Number(ms) === 1 };
     return { ok: false, reason: verdict as 'cooldown', retryInMs: Number(ms) };
   }
 

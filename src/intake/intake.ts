@@ -103,12 +103,18 @@ export function createIntake(deps: IntakeDeps) {
     for (const s of stored) byKey.set(dedupKey(s.run.rule, s.run.action, s.run.alert), { run: s.run, created: !s.duplicate });
 
     const created = stored.flatMap((s) => (s.duplicate ? [] : [s.run]));
+    // A resolution that raced these firing runs (another message of the batch, another replica): cancel them now.
+    const late = await deps.runs.cancelResolved(created.filter((r) => r.phase === 'firing' && r.status === 'pending_approval').map((r) => r.id));
+    const cancelled = new Map(late.map((r) => [r.id, r]));
+    const final = created.map((r) => cancelled.get(r.id) ?? r);
+    for (const [key, entry] of byKey) if (cancelled.has(entry.run.id)) byKey.set(key, { run: cancelled.get(entry.run.id)!, created: entry.created });
+    // Observed before the enqueue: a notice about a stored pending approval must go out even if Redis then fails.
+    for (const run of final) observeNewRun(run, deps.metrics, deps.notifier);
     const known = [...existing.values(), ...stored.flatMap((s) => (s.duplicate ? [s.run] : []))];
     await Promise.all([
-      deps.queue.enqueue(created.filter((r) => r.status === 'queued').map((r) => r.id)),
+      deps.queue.enqueue(final.filter((r) => r.status === 'queued').map((r) => r.id)),
       deps.queue.enqueueMissing(known.filter((r) => r.status === 'queued').map((r) => r.id)),
     ]);
-    for (const run of created) observeNewRun(run, deps.metrics, deps.notifier);
 
     // The first delivery in the batch to name a run it created answers `duplicate: false`; every other one, true.
     const claimed = new Set<string>();

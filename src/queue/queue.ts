@@ -87,11 +87,24 @@ export function createRunQueue(connection: Redis, opts: RunQueueOptions) {
     await enqueue([runId]);
   }
 
+  /**
+   * Remembers that a run's remediation finished, with its result, before the outcome is written to
+   * PostgreSQL: if that write fails, the job's retry records the outcome instead of executing again.
+   */
+  const executedKey = (runId: string) => `${opts.prefix}:executed:${runId}`;
+  async function markExecuted(runId: string, result: Record<string, unknown>): Promise<void> {
+    await connection.set(executedKey(runId), JSON.stringify(result), 'PX', 7 * 24 * 3600_000);
+  }
+  async function executedResult(runId: string): Promise<Record<string, unknown> | undefined> {
+    const stored = await connection.get(executedKey(runId));
+    return stored === null ? undefined : (JSON.parse(stored) as Record<string, unknown>);
+  }
+
   async function counts(): Promise<Record<string, number>> {
     return queue.getJobCounts('waiting', 'active', 'delayed', 'completed', 'failed', 'paused', 'prioritized');
   }
 
-  return { queue, enqueue, enqueueMissing, requeue, counts, close: () => queue.close() };
+  return { queue, enqueue, enqueueMissing, requeue, markExecuted, executedResult, counts, close: () => queue.close() };
 }
 
 export type RunQueue = ReturnType<typeof createRunQueue>;

@@ -26,8 +26,8 @@ export function createRunWorker(connection: Redis, executor: Executor, log: Log,
       const attempts = job.opts.attempts ?? 1;
       const number = job.attemptsMade + 1;
       const outcome = await executor.execute(job.data.runId, { number, last: number >= attempts });
-      if (outcome.kind === 'paused') {
-        await job.moveToDelayed(Date.now() + pauseRecheckMs, token);
+      if (outcome.kind === 'paused' || outcome.kind === 'later') {
+        await job.moveToDelayed(Date.now() + (outcome.kind === 'later' ? outcome.delayMs : pauseRecheckMs), token);
         throw new DelayedError();
       }
       if (outcome.kind === 'retry') throw outcome.error;

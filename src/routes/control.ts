@@ -32,8 +32,6 @@ export const controlRoutes = (services: Services): FastifyPluginAsyncTypebox => 
     await services.control.set(false, req.caller!.name, null);
     services.metrics.paused.set(0);
     await services.queue.queue.resume().catch((err: Error) => req.log.warn({ err: err.message }, 'queue not resumed yet'));
-    // Jobs put back while paused wait a few seconds in `delayed`; run them now.
-    await services.queue.queue.promoteJobs().catch(() => {});
     req.log.warn({ by: req.caller!.name }, 'remediation resumed');
     return view();
   });

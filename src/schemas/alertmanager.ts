@@ -1,6 +1,8 @@
 import { Type, type Static } from '@sinclair/typebox';
 
-const Labels = Type.Record(Type.String(), Type.String());
+// PostgreSQL text cannot hold U+0000: refused here, with a 400, rather than failing a whole batch later.
+const NoNul = (opts: { maxLength?: number } = {}) => Type.String({ pattern: '^[^\\u0000]*$', ...opts });
+const Labels = Type.Record(Type.String(), NoNul());
 
 /** One alert of an Alertmanager webhook message (version 4). Fields added by newer versions are kept. */
 export const WebhookAlert = Type.Object(
@@ -9,8 +11,8 @@ export const WebhookAlert = Type.Object(
     labels: Labels,
     annotations: Labels,
     startsAt: Type.String({ minLength: 1, maxLength: 64, pattern: '^\\d{4}-\\d{2}-\\d{2}T' }),
-    endsAt: Type.String({ maxLength: 64 }),
-    generatorURL: Type.Optional(Type.String()),
+    endsAt: NoNul({ maxLength: 64 }),
+    generatorURL: Type.Optional(NoNul()),
     fingerprint: Type.String({ minLength: 1, maxLength: 64, pattern: '^[0-9a-fA-F]+$' }),
   },
   { additionalProperties: true },

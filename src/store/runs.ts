@@ -21,12 +21,17 @@ interface RunRow {
   dry_run: boolean;
   gates: Run['gates'];
   attempts: number;
+  lease_until: Date | null;
   plan: string | null;
   result: Record<string, unknown> | null;
   error: string | null;
   created_at: Date;
   updated_at: Date;
 }
+
+/** SQL: the run's alert episode was reported resolved. */
+export const EPISODE_RESOLVED =
+  'EXISTS (SELECT 1 FROM resolved_episodes e WHERE e.fingerprint = runs.fingerprint AND e.starts_at = runs.starts_at)';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 /** Only a UUID can name a run; anything else is not found without asking PostgreSQL (the column is uuid). */
@@ -56,6 +61,7 @@ export function toRun(row: RunRow): Run {
     dryRun: row.dry_run,
     gates: row.gates,
     attempts: row.attempts,
+    leaseUntil: iso(row.lease_until),
     plan: row.plan,
     result: row.result,
     error: row.error,
@@ -80,6 +86,7 @@ function fromNewRun(r: NewRun, createdAt: Date, updatedAt: Date): Run {
     dryRun: r.dryRun,
     gates: r.gates,
     attempts: 0,
+    leaseUntil: null,
     plan: r.plan,
     result: null,
     error: r.error,
@@ -99,6 +106,8 @@ export interface RunPatch {
   error?: string | null;
   approvalRequired?: boolean;
   expiresAt?: string | null;
+  /** Sets `lease_until` to now plus this many milliseconds; null clears it. */
+  leaseMs?: number | null;
 }
 
 /** What a delivery needs of an existing run: who it is and where it stands. */
@@ -157,7 +166,9 @@ export function createRunStore(pool: pg.Pool) {
    */
   async function insert(runs: NewRun[]): Promise<StoredRun[]> {
     if (runs.length === 0) return [];
-    const payload = runs.map((r) => ({
+    // In dedup-key order, so concurrent inserts with overlapping keys wait on each other instead of deadlocking.
+    const ordered = [...runs].sort((x, y) => (keyOf(x) < keyOf(y) ? -1 : keyOf(x) > keyOf(y) ? 1 : 0));
+    const payload = ordered.map((r) => ({
       id: r.id, rule: r.rule, action: r.action, phase: r.phase, remediation: r.remediation, target: r.target,
       params: r.params, status: r.status, reason: r.reason, fingerprint: r.alert.fingerprint,
       starts_at: r.alert.startsAt, alert: r.alert, approval_required: r.approvalRequired, expires_at: r.expiresAt,
@@ -280,6 +291,11 @@ export function createRunStore(pool: pg.Pool) {
     if (patch.error !== undefined) set('error', patch.error);
     if (patch.approvalRequired !== undefined) set('approval_required', patch.approvalRequired);
     if (patch.expiresAt !== undefined) set('expires_at', patch.expiresAt);
+    if (patch.leaseMs === null) sets.push('lease_until = NULL');
+    else if (patch.leaseMs !== undefined) {
+      values.push(patch.leaseMs);
+      sets.push(`lease_until = now() + $${values.length} * interval '1 millisecond'`);
+    }
     const sql = `
       WITH updated AS (
         UPDATE runs SET ${sets.join(', ')} WHERE id = $1 AND status = ANY($2::text[]) ${extraWhere} RETURNING *
@@ -317,17 +333,32 @@ export function createRunStore(pool: pg.Pool) {
   }
 
   /**
-   * Marks alert episodes resolved and cancels their firing runs that have not started: those waiting
-   * for approval, and queued ones (the worker would find the alert resolved).
+   * Records alert episodes as resolved, then cancels their firing runs still waiting for approval.
+   * The record is committed before the cancel reads, and `cancelResolved` runs after new firing runs
+   * are committed: of a resolution and a firing delivery racing on two replicas, one always sees the other.
    */
   async function resolveEpisodes(episodes: ReadonlyArray<{ fingerprint: string; startsAt: string }>): Promise<Run[]> {
     const fingerprints = episodes.map((e) => e.fingerprint);
     const startsAts = episodes.map((e) => e.startsAt);
-    const episode = '(fingerprint, starts_at) IN (SELECT * FROM unnest($1::text[], $2::text[]))';
-    await pool.query(`UPDATE runs SET alert_resolved_at = now() WHERE ${episode} AND alert_resolved_at IS NULL`, [fingerprints, startsAts]);
-    return transitionWhere(
-      `${episode} AND phase = 'firing' AND status IN ('pending_approval', 'queued')`,
+    await pool.query(
+      'INSERT INTO resolved_episodes (fingerprint, starts_at) SELECT * FROM unnest($1::text[], $2::text[]) ON CONFLICT DO NOTHING',
       [fingerprints, startsAts],
+    );
+    return transitionWhere(
+      `(fingerprint, starts_at) IN (SELECT * FROM unnest($1::text[], $2::text[])) AND phase = 'firing' AND status = 'pending_approval'`,
+      [fingerprints, startsAts],
+      'cancelled',
+      { type: 'cancelled', detail: { reason: 'alert_resolved' } },
+      'alert_resolved',
+    );
+  }
+
+  /** Cancels those of `ids` (new firing runs) waiting for approval whose episode resolved meanwhile. */
+  async function cancelResolved(ids: readonly string[]): Promise<Run[]> {
+    if (ids.length === 0) return [];
+    return transitionWhere(
+      `id = ANY($1::uuid[]) AND phase = 'firing' AND status = 'pending_approval' AND ${EPISODE_RESOLVED}`,
+      [ids],
       'cancelled',
       { type: 'cancelled', detail: { reason: 'alert_resolved' } },
       'alert_resolved',
@@ -361,7 +392,7 @@ export function createRunStore(pool: pg.Pool) {
     return Number(rows[0]?.n ?? 0);
   }
 
-  return { insert, findByKeys, get, list, transition, addEvent, resolveEpisodes, expireDue, staleQueued, countByStatus };
+  return { insert, findByKeys, get, list, transition, addEvent, resolveEpisodes, cancelResolved, expireDue, staleQueued, countByStatus };
 }
 
 export type RunStore = ReturnType<typeof createRunStore>;
@@ -377,7 +408,7 @@ export function createRunLookup(pool: pg.Pool) {
     },
     async cancellable(fingerprint: string, startsAt: string): Promise<Run[]> {
       const { rows } = await pool.query<RunRow>(
-        `SELECT * FROM runs WHERE fingerprint = $1 AND starts_at = $2 AND phase = 'firing' AND status IN ('pending_approval', 'queued')`,
+        `SELECT * FROM runs WHERE fingerprint = $1 AND starts_at = $2 AND phase = 'firing' AND status = 'pending_approval'`,
         [fingerprint, startsAt],
       );
       return rows.map(toRun);

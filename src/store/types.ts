@@ -49,6 +49,8 @@ export interface Run {
   dryRun: boolean;
   gates: RunGates;
   attempts: number;
+  /** While `running`: until when the worker that claimed it holds it. */
+  leaseUntil?: string | null;
   plan: string | null;
   result: Record<string, unknown> | null;
   error: string | null;

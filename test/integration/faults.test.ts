@@ -131,7 +131,8 @@ describe('faults: retries, Redis outages, dead workers, concurrent starts', () =
   });
 
   it('picks up a run whose worker was killed mid-run, and never executes a succeeded run again', async () => {
-    const env = { TARGET_REDIS_URL: REDIS_URL, STALLED_INTERVAL: '1s' };
+    // The lease of a running run is the remediation timeout plus a margin: short here, so the takeover is quick.
+    const env = { TARGET_REDIS_URL: REDIS_URL, STALLED_INTERVAL: '1s', REMEDIATION_TIMEOUT: '3s' };
     const api = await startService({ databaseUrl: iso.databaseUrl, prefix: iso.prefix, matrix: MATRIX, env: { ...env, ROLE: 'api' } });
     const matrixPath = writeMatrix(MATRIX);
     const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', 'test/support/worker-process.ts'], {

@@ -15,7 +15,6 @@ CREATE TABLE runs (
   -- startsAt exactly as Alertmanager sent it (nanoseconds do not fit a timestamptz).
   starts_at text NOT NULL,
   alert jsonb NOT NULL,
-  alert_resolved_at timestamptz,
   approval_required boolean NOT NULL DEFAULT false,
   expires_at timestamptz,
   decided_by text,
@@ -25,6 +24,8 @@ CREATE TABLE runs (
   -- The gate settings of the action when the run was created, so a matrix change does not alter them.
   gates jsonb NOT NULL DEFAULT '{}',
   attempts integer NOT NULL DEFAULT 0,
+  -- While running: no other worker may take the run over before this (the remediation's timeout has passed).
+  lease_until timestamptz,
   plan text,
   result jsonb,
   error text,
@@ -39,6 +40,14 @@ CREATE INDEX runs_remediation_seq ON runs (remediation, seq DESC);
 CREATE INDEX runs_episode ON runs (fingerprint, starts_at);
 CREATE INDEX runs_pending_expiry ON runs (expires_at) WHERE status = 'pending_approval';
 CREATE INDEX runs_in_flight ON runs (updated_at) WHERE status IN ('queued', 'running');
+
+-- Alert episodes Alertmanager reported resolved: their firing runs that have not started are cancelled.
+CREATE TABLE resolved_episodes (
+  fingerprint text NOT NULL,
+  starts_at text NOT NULL,
+  resolved_at timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (fingerprint, starts_at)
+);
 
 -- The timeline: every decision about a run, in order.
 CREATE TABLE run_events (
