@@ -68,7 +68,7 @@ export async function createServices(config: Config, opts: ServiceOptions) {
   const auth = createAuth(config.webhookToken, config.apiTokens);
   const shutdown = new AbortController();
   const executor = createExecutor({
-    runs, control, budget, queue, catalogue, targets: built.targets, configured: built.configured, metrics, notifier, log,
+    runs, budget, queue, catalogue, targets: built.targets, configured: built.configured, metrics, notifier, log,
     timeoutMs: config.remediationTimeoutMs, shutdown: shutdown.signal, now,
   });
   const sweeper = createSweeper({ runs, control, queue, metrics, notifier, log, intervalMs: config.sweepIntervalMs, requeueAfterMs: config.requeueAfterMs });

@@ -3,13 +3,11 @@ import { ESCALATE_AFTER, type Budget, type BudgetRequest } from '../gates/budget
 import type { Metrics } from '../metrics.js';
 import type { Notifier } from '../notify/notifier.js';
 import type { RunQueue } from '../queue/queue.js';
-import type { ControlStore } from '../store/control.js';
-import { EPISODE_RESOLVED, type RunPatch, type RunStore } from '../store/runs.js';
+import type { RunPatch, RunStore } from '../store/runs.js';
 import type { Run } from '../store/types.js';
 
 export interface ExecutorDeps {
   runs: RunStore;
-  control: ControlStore;
   budget: Budget;
   queue: Pick<RunQueue, 'markExecuted' | 'executedResult'>;
   catalogue: ReadonlyMap<string, Remediation>;
@@ -79,15 +77,16 @@ export function createExecutor(deps: ExecutorDeps) {
   }
 
   async function execute(runId: string, attempt: { number: number; last: boolean }): Promise<Outcome> {
-    const run = await deps.runs.get(runId, { events: false });
-    if (!run || !(IN_FLIGHT as readonly string[]).includes(run.status)) return { kind: 'done' };
+    const found = await deps.runs.getForExecution(runId);
+    if (!found || !(IN_FLIGHT as readonly string[]).includes(found.run.status)) return { kind: 'done' };
+    const { run } = found;
     if (run.status === 'running' && run.leaseUntil && Date.parse(run.leaseUntil) > Date.now()) {
       return { kind: 'later', delayMs: Date.parse(run.leaseUntil) - Date.now() + 100 };
     }
-    if ((await deps.control.get()).paused) return { kind: 'paused' };
-    if (run.phase === 'firing') {
-      const cancelled = await finish(run, 'cancelled', { type: 'cancelled', detail: { reason: 'alert_resolved', at: 'execution' } }, { reason: 'alert_resolved' }, IN_FLIGHT, `${CLAIMABLE} AND ${EPISODE_RESOLVED}`);
-      if (cancelled) return { kind: 'done' };
+    if (found.paused) return { kind: 'paused' };
+    if (run.phase === 'firing' && found.episodeResolved) {
+      await finish(run, 'cancelled', { type: 'cancelled', detail: { reason: 'alert_resolved', at: 'execution' } }, { reason: 'alert_resolved' });
+      return { kind: 'done' };
     }
 
     const remediation = deps.catalogue.get(run.remediation);
@@ -108,7 +107,7 @@ export function createExecutor(deps: ExecutorDeps) {
     }
 
     // A previous attempt finished the remediation but could not record it: record it, do not run it again.
-    const executed = await deps.queue.executedResult(run.id);
+    const executed = run.status === 'running' ? await deps.queue.executedResult(run.id) : undefined;
     if (executed) return recordSuccess(run, executed, 0);
 
     const verdict = await deps.budget.take(request);

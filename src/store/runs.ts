@@ -226,6 +226,17 @@ export function createRunStore(pool: pg.Pool) {
     return { existing: found, paused };
   }
 
+  /** A run as a worker needs it, with whether its episode resolved and the kill switch, in one round trip. */
+  async function getForExecution(id: string): Promise<{ run: Run; episodeResolved: boolean; paused: boolean } | null> {
+    if (!isRunId(id)) return null;
+    const { rows } = await pool.query<RunRow & { episode_resolved: boolean; paused: boolean }>(
+      `SELECT runs.*, ${EPISODE_RESOLVED} AS episode_resolved, (SELECT paused FROM control) AS paused FROM runs WHERE id = $1`,
+      [id],
+    );
+    const row = rows[0];
+    return row ? { run: toRun(row), episodeResolved: row.episode_resolved, paused: row.paused } : null;
+  }
+
   async function get(id: string, opts: { events?: boolean } = {}): Promise<Run | null> {
     if (!isRunId(id)) return null;
     const { rows } = await pool.query<RunRow>('SELECT * FROM runs WHERE id = $1', [id]);
@@ -392,7 +403,7 @@ export function createRunStore(pool: pg.Pool) {
     return Number(rows[0]?.n ?? 0);
   }
 
-  return { insert, findByKeys, get, list, transition, addEvent, resolveEpisodes, cancelResolved, expireDue, staleQueued, countByStatus };
+  return { insert, findByKeys, get, getForExecution, list, transition, addEvent, resolveEpisodes, cancelResolved, expireDue, staleQueued, countByStatus };
 }
 
 export type RunStore = ReturnType<typeof createRunStore>;

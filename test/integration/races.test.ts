@@ -104,7 +104,7 @@ describe('races and partial failures', () => {
       },
     };
     const executor = createExecutor({
-      runs, control: s.control, budget: s.budget, queue: s.queue, catalogue: s.catalogue, targets: s.targets.targets,
+      runs, budget: s.budget, queue: s.queue, catalogue: s.catalogue, targets: s.targets.targets,
       configured: s.targets.configured, metrics: s.metrics, notifier: s.notifier, log: s.log, timeoutMs: 2000,
       shutdown: new AbortController().signal, now: () => new Date(),
     });
