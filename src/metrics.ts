@@ -12,6 +12,10 @@ export function createMetrics() {
   let sources: MetricSources | undefined;
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'remediator_' });
+  // Gauges named `_total` fail `promtool check metrics`; their counts say little about this service anyway.
+  for (const name of ['active_handles_total', 'active_requests_total', 'active_resources_total']) {
+    registry.removeSingleMetric(`remediator_nodejs_${name}`);
+  }
   const metrics = {
     registry,
     alertsReceived: new Counter({

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
@@ -182,6 +183,12 @@ describe('the alert path: webhook -> matrix -> run -> queue -> remediation', () 
       assert.ok(res.text.includes(name), `${name} missing`);
     }
     assert.match(res.text, /remediator_runs_total\{rule="provider-down",remediation="conduit.disable-provider",status="succeeded"\} [1-9]/);
+  });
+
+  it('exports names that pass promtool check metrics', { skip: spawnSync('sh', ['-c', 'command -v promtool']).status === 0 ? false : 'promtool not installed' }, async () => {
+    const res = await request(svc.url).get('/metrics').expect(200);
+    const check = spawnSync('promtool', ['check', 'metrics'], { input: res.text, encoding: 'utf8', timeout: 30_000 });
+    assert.equal(check.status, 0, check.stdout + check.stderr);
   });
 
   it('is live and ready while Redis and PostgreSQL answer', async () => {
