@@ -18,7 +18,7 @@ const EnvSchema = Type.Object({
   DATABASE_URL: Type.String({ pattern: '^postgres(ql)?://', default: 'postgres://postgres@127.0.0.1:5432/remediator' }),
   QUEUE_PREFIX: Type.String({ pattern: '^[A-Za-z0-9_.-]{1,64}$', default: 'remediator' }),
   MATRIX_PATH: Type.String({ minLength: 1, default: 'config/response-matrix.yaml' }),
-  WEBHOOK_TOKEN: Type.Optional(Type.String({ minLength: 16 })),
+  WEBHOOK_TOKEN: Type.Optional(Type.String({ minLength: 1 })),
   API_TOKENS: Type.Optional(Type.String({ minLength: 1 })),
   DRY_RUN: Type.Union([Bool], { default: 'false' }),
   CONDUIT_ADMIN_URL: Type.Optional(Type.String({ pattern: '^https?://' })),
@@ -93,7 +93,7 @@ function parseTokens(text: string): ApiToken[] {
     const [name, role, token] = parts as [string, string, string];
     if (!/^[A-Za-z0-9_.@-]{1,64}$/.test(name)) throw new ConfigError('API_TOKENS', `entry ${i + 1}: invalid name`);
     if (!ROLES.includes(role as Role)) throw new ConfigError('API_TOKENS', `entry ${i + 1}: role must be one of ${ROLES.join(', ')}`);
-    if (token.length < 16) throw new ConfigError('API_TOKENS', `entry ${i + 1}: token must be at least 16 characters`);
+    if (token.length === 0) throw new ConfigError('API_TOKENS', `entry ${i + 1}: empty token`);
     return { name, role: role as Role, token };
   });
   const names = new Set(tokens.map((t) => t.name));
@@ -111,7 +111,10 @@ function duration(env: Env, key: keyof Env): number {
 const secret = () => randomBytes(24).toString('base64url');
 
 /** Reads and validates the environment. Throws `ConfigError` naming the first bad variable. */
-export function loadConfig(source: NodeJS.ProcessEnv): { config: Config; generated: GeneratedSecrets } {
+/** Tokens shorter than this start the service with a warning: guessable, but the operator's call. */
+const SHORT_TOKEN = 16;
+
+export function loadConfig(source: NodeJS.ProcessEnv): { config: Config; generated: GeneratedSecrets; warnings: string[] } {
   const raw: Record<string, unknown> = {};
   for (const key of Object.keys(EnvSchema.properties)) {
     const value = source[key];
@@ -166,5 +169,9 @@ export function loadConfig(source: NodeJS.ProcessEnv): { config: Config; generat
     shutdownTimeoutMs: duration(env, 'SHUTDOWN_TIMEOUT'),
     archiveTables: env.ARCHIVE_TABLES.split(','),
   };
-  return { config, generated };
+  const warnings: string[] = [];
+  if (webhookToken.length < SHORT_TOKEN) warnings.push(`WEBHOOK_TOKEN is shorter than ${SHORT_TOKEN} characters`);
+  const short = apiTokens.filter((t) => t.token.length < SHORT_TOKEN).map((t) => t.name);
+  if (short.length > 0) warnings.push(`API_TOKENS: the tokens of ${short.join(', ')} are shorter than ${SHORT_TOKEN} characters`);
+  return { config, generated, warnings };
 }

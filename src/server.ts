@@ -19,12 +19,13 @@ async function main(): Promise<void> {
     process.stderr.write(`conduit-remediator: bad configuration: ${(err as Error).message}\n`);
     process.exit(2);
   }
-  const { config, generated } = loaded;
+  const { config, generated, warnings } = loaded;
   const logger = pino({
     level: config.logLevel,
     redact: { paths: ['req.headers.authorization', '*.token', '*.apiKey', '*.password', 'headers.authorization'], censor: '[redacted]' },
   });
 
+  for (const warning of warnings) logger.warn(warning);
   let services;
   try {
     services = await createServices(config, { log: logger });
