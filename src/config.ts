@@ -88,9 +88,10 @@ const ROLES: readonly Role[] = ['viewer', 'approver', 'admin'];
 
 function parseTokens(text: string): ApiToken[] {
   const tokens = text.split(',').map((entry, i) => {
-    const parts = entry.trim().split(':');
-    if (parts.length !== 3) throw new ConfigError('API_TOKENS', `entry ${i + 1} is not name:role:token`);
-    const [name, role, token] = parts as [string, string, string];
+    // The token is everything after the second colon: it may contain colons itself.
+    const m = /^([^:]*):([^:]*):(.*)$/.exec(entry.trim());
+    if (!m) throw new ConfigError('API_TOKENS', `entry ${i + 1} is not name:role:token`);
+    const [, name, role, token] = m as unknown as [string, string, string, string];
     if (!/^[A-Za-z0-9_.@-]{1,64}$/.test(name)) throw new ConfigError('API_TOKENS', `entry ${i + 1}: invalid name`);
     if (!ROLES.includes(role as Role)) throw new ConfigError('API_TOKENS', `entry ${i + 1}: role must be one of ${ROLES.join(', ')}`);
     if (token.length === 0) throw new ConfigError('API_TOKENS', `entry ${i + 1}: empty token`);
@@ -118,7 +119,7 @@ export function loadConfig(source: NodeJS.ProcessEnv): { config: Config; generat
   const raw: Record<string, unknown> = {};
   for (const key of Object.keys(EnvSchema.properties)) {
     const value = source[key];
-    if (value !== undefined && value !== '') raw[key] = value;
+    if (value !== undefined && value !== '') raw[key] = key === 'DRY_RUN' ? value.toLowerCase() : value;
   }
   const env = convertStrict(EnvSchema, Value.Default(EnvSchema, raw)) as Env;
   const first = Value.Errors(EnvSchema, env).First();
