@@ -16,7 +16,7 @@ const EnvSchema = Type.Object({
   LOG_LEVEL: Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)), { default: 'info' }),
   REDIS_URL: Type.String({ pattern: '^rediss?://', default: 'redis://127.0.0.1:6379' }),
   DATABASE_URL: Type.String({ pattern: '^postgres(ql)?://', default: 'postgres://postgres@127.0.0.1:5432/remediator' }),
-  QUEUE_PREFIX: Type.String({ pattern: '^[A-Za-z0-9_.-]{1,64}$', default: 'remediator' }),
+  QUEUE_PREFIX: Type.String({ pattern: '^[A-Za-z0-9_.:-]{1,64}$', default: 'remediator' }),
   MATRIX_PATH: Type.String({ minLength: 1, default: 'config/response-matrix.yaml' }),
   WEBHOOK_TOKEN: Type.Optional(Type.String({ minLength: 1 })),
   API_TOKENS: Type.Optional(Type.String({ minLength: 1 })),
