@@ -1,5 +1,6 @@
 import { createServer, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { faultInjection } from './faults.js';
 
 /** A provider as Conduit's Admin API lists it (camelCase JSON). */
 export interface Provider {
@@ -121,9 +122,6 @@ export async function startConduitAdmin(opts: { apiKey?: string; providers?: Arr
   const keys = opts.keys ?? defaultKeys();
   const clearedCaches: string[] = [];
   const requests: RecordedRequest[] = [];
-  const failures: number[] = [];
-  let pendingDelay = 0;
-  const timers = new Set<NodeJS.Timeout>();
 
   const provider = (id: string | undefined) => providers.find((p) => String(p.id) === id);
   const listed = (p: Provider) => ({ ...p, keyCount: keys.filter((k) => k.providerId === p.id).length });
@@ -215,17 +213,9 @@ export async function startConduitAdmin(opts: { apiKey?: string; providers?: Arr
     const body = await readBody(req);
     requests.push({ method, path: url.pathname, headers: req.headers, body });
 
-    const delay = pendingDelay;
-    pendingDelay = 0;
-    if (delay > 0) {
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(() => { timers.delete(t); resolve(); }, delay);
-        timers.add(t);
-      });
-      if (res.destroyed) return;
-    }
+    if (!(await faults.delay(res))) return;
 
-    const failure = failures.shift();
+    const failure = faults.nextFailure();
     if (failure !== undefined) return send(res, failure, 'Service Unavailable');
     if (req.headers['x-api-key'] !== apiKey) return send(res, 401);
 
@@ -238,6 +228,7 @@ export async function startConduitAdmin(opts: { apiKey?: string; providers?: Arr
       if (!res.headersSent) send(res, 500, 'An unexpected error occurred.');
     });
   });
+  const faults = faultInjection(server);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
 
@@ -248,19 +239,8 @@ export async function startConduitAdmin(opts: { apiKey?: string; providers?: Arr
     keys,
     clearedCaches,
     requests,
-    failNext(count, status = 503) {
-      for (let i = 0; i < count; i++) failures.push(status);
-    },
-    delayNext(ms) {
-      pendingDelay = ms;
-    },
-    close() {
-      for (const t of timers) clearTimeout(t);
-      timers.clear();
-      server.closeAllConnections();
-      // Idempotent, so a test may close it early to simulate an outage and still clean up after.
-      if (!server.listening) return Promise.resolve();
-      return new Promise<void>((resolve, reject) => server.close((err) => (err ? reject(err) : resolve())));
-    },
+    failNext: (count, status = 503) => faults.failNext(count, status),
+    delayNext: (ms) => faults.delayNext(ms),
+    close: () => faults.close(),
   };
 }

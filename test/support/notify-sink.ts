@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { faultInjection } from './faults.js';
 
 export interface NotifySink {
   /** The webhook URL; its path carries a random secret, as a Slack one does, so tests can assert it never leaks. */
@@ -30,9 +31,6 @@ export async function startNotifySink(opts: { secret?: string } = {}): Promise<N
   const path = `/services/T0000/B0000/${secret}`;
   const messages: NotifySink['messages'] = [];
   const requests: NotifySink['requests'] = [];
-  const failures: number[] = [];
-  let pendingDelay = 0;
-  const timers = new Set<NodeJS.Timeout>();
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const chunks: Buffer[] = [];
@@ -46,17 +44,9 @@ export async function startNotifySink(opts: { secret?: string } = {}): Promise<N
     }
     requests.push({ method: req.method ?? 'GET', path: req.url ?? '/', headers: req.headers, body });
 
-    const delay = pendingDelay;
-    pendingDelay = 0;
-    if (delay > 0) {
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(() => { timers.delete(t); resolve(); }, delay);
-        timers.add(t);
-      });
-      if (res.destroyed) return;
-    }
+    if (!(await faults.delay(res))) return;
 
-    const failure = failures.shift();
+    const failure = faults.nextFailure();
     if (failure !== undefined) return reply(res, failure, failure >= 500 ? 'internal_error' : 'invalid_token');
     if (req.method !== 'POST' || req.url !== path) return reply(res, 404, 'no_service');
     if (typeof body !== 'object' || body === null || Array.isArray(body)) return reply(res, 400, 'invalid_payload');
@@ -71,6 +61,7 @@ export async function startNotifySink(opts: { secret?: string } = {}): Promise<N
       if (!res.headersSent) reply(res, 500, 'internal_error');
     });
   });
+  const faults = faultInjection(server);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
 
@@ -79,19 +70,8 @@ export async function startNotifySink(opts: { secret?: string } = {}): Promise<N
     secret,
     messages,
     requests,
-    failNext(count, status = 500) {
-      for (let i = 0; i < count; i++) failures.push(status);
-    },
-    delayNext(ms) {
-      pendingDelay = ms;
-    },
-    close() {
-      for (const t of timers) clearTimeout(t);
-      timers.clear();
-      server.closeAllConnections();
-      // Idempotent, so a test may close it early to simulate an outage and still clean up after.
-      if (!server.listening) return Promise.resolve();
-      return new Promise<void>((resolve, reject) => server.close((err) => (err ? reject(err) : resolve())));
-    },
+    failNext: (count, status = 500) => faults.failNext(count, status),
+    delayNext: (ms) => faults.delayNext(ms),
+    close: () => faults.close(),
   };
 }
