@@ -12,6 +12,14 @@ local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
+-- A sliding window of \`max\` per \`per\` ms: how long until it has room, or nil when it has room now.
+local function full(key, max, per, now)
+  if max <= 0 then return nil end
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now - per)
+  if redis.call('ZCARD', key) < max then return nil end
+  local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+  return tonumber(oldest[2]) + per - now
+end
 -- The first gate that stops a run, with how long until it would pass; nil when every gate passes.
 local function check(cooldownKey, limitKey, globalKey, heldKey, streakKey, cooldownMs, limitMax, limitPer, globalMax, globalPer, escalateAfter, now)
   -- A retry of a run that already passed keeps its place: it must not be stopped by its own cooldown.
@@ -24,20 +32,10 @@ local function check(cooldownKey, limitKey, globalKey, heldKey, streakKey, coold
     local ttl = redis.call('PTTL', cooldownKey)
     if ttl > 0 then return 'cooldown', ttl end
   end
-  if limitMax > 0 then
-    redis.call('ZREMRANGEBYSCORE', limitKey, '-inf', now - limitPer)
-    if redis.call('ZCARD', limitKey) >= limitMax then
-      local oldest = redis.call('ZRANGE', limitKey, 0, 0, 'WITHSCORES')
-      return 'rate_limit', tonumber(oldest[2]) + limitPer - now
-    end
-  end
-  if globalMax > 0 then
-    redis.call('ZREMRANGEBYSCORE', globalKey, '-inf', now - globalPer)
-    if redis.call('ZCARD', globalKey) >= globalMax then
-      local oldest = redis.call('ZRANGE', globalKey, 0, 0, 'WITHSCORES')
-      return 'global_budget', tonumber(oldest[2]) + globalPer - now
-    end
-  end
+  local wait = full(limitKey, limitMax, limitPer, now)
+  if wait then return 'rate_limit', wait end
+  wait = full(globalKey, globalMax, globalPer, now)
+  if wait then return 'global_budget', wait end
   return nil
 end
 `;
