@@ -14,7 +14,6 @@ export class AppError extends Error {
 export const notFound = (what: string) => new AppError(404, 'NOT_FOUND', `${what} not found`);
 export const conflict = (message: string) => new AppError(409, 'CONFLICT', message);
 export const unavailable = (message: string) => new AppError(503, 'UNAVAILABLE', message);
-export const badRequest = (message: string) => new AppError(400, 'BAD_REQUEST', message);
 
 /** Bad configuration: names the variable (or the matrix file and line) and stops the process at start. */
 export class ConfigError extends Error {

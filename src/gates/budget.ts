@@ -172,9 +172,6 @@ export function createBudget(redis: Redis, prefix: string, globalLimit: Limit | 
         req.runId,
       );
     },
-    async failureStreak(remediation: string, target: string): Promise<number> {
-      return Number((await redis.get(streakKey(remediation, target))) ?? 0);
-    },
     async recordFailure(remediation: string, target: string): Promise<number> {
       return redis.incr(streakKey(remediation, target));
     },

@@ -44,11 +44,6 @@ export async function decideAll(items: ReadonlyArray<{ action: Action; alert: Al
   return runs;
 }
 
-export async function decide(action: Action, alert: AlertSnapshot, ctx: IntakeGateContext): Promise<NewRun> {
-  const [run] = await decideAll([{ action, alert }], ctx);
-  return run!;
-}
-
 function end(run: NewRun, status: NewRun['status'], reason: string, detail: Record<string, unknown> = {}): NewRun {
   run.status = status;
   run.reason = reason;

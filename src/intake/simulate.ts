@@ -1,8 +1,8 @@
-import { decide } from '../gates/decide.js';
+import { decideAll } from '../gates/decide.js';
 import { matchAlert } from '../matrix/match.js';
 import type { WebhookMessage } from '../schemas/alertmanager.js';
 import type { Services } from '../services.js';
-import { createRunLookup } from '../store/runs.js';
+import { dedupKey } from '../store/runs.js';
 import { toSnapshot } from './intake.js';
 
 const OUTCOME: Record<string, string> = {
@@ -17,8 +17,12 @@ const OUTCOME: Record<string, string> = {
  * the budget only peeked at and nothing written. Existing runs with the same dedup key show as duplicates.
  */
 export async function simulate(services: Services, message: WebhookMessage) {
-  const lookup = createRunLookup(services.pool);
-  const { paused } = await services.control.get();
+  const matched = message.alerts.map((alert) => {
+    const snapshot = toSnapshot(alert);
+    return { snapshot, actions: matchAlert(services.matrix, snapshot) };
+  });
+  const keys = matched.flatMap(({ snapshot, actions }) => actions.map((a) => dedupKey(a.rule, a.key, snapshot)));
+  const { existing, paused } = await services.runs.findByKeys(keys);
   const gateContext = {
     budget: services.budget,
     paused,
@@ -27,14 +31,9 @@ export async function simulate(services: Services, message: WebhookMessage) {
     now: () => new Date(),
   };
   const alerts = [];
-  for (const alert of message.alerts) {
-    const snapshot = toSnapshot(alert);
-    const actions = matchAlert(services.matrix, snapshot);
-    const decisions = await Promise.all(actions.map((a) => decide(a, snapshot, gateContext)));
-    const existing = await lookup.byDedupKey(
-      decisions.map((d) => ({ rule: d.rule, action: d.action, fingerprint: snapshot.fingerprint, startsAt: snapshot.startsAt })),
-    );
-    const wouldCancel = alert.status === 'resolved' ? await lookup.cancellable(snapshot.fingerprint, snapshot.startsAt) : [];
+  for (const { snapshot, actions } of matched) {
+    const decisions = await decideAll(actions.map((action) => ({ action, alert: snapshot })), gateContext);
+    const wouldCancel = snapshot.status === 'resolved' ? await services.runs.pendingOfEpisode(snapshot.fingerprint, snapshot.startsAt) : [];
     alerts.push({
       fingerprint: snapshot.fingerprint,
       status: snapshot.status,
@@ -42,7 +41,7 @@ export async function simulate(services: Services, message: WebhookMessage) {
       matched: actions.length > 0,
       wouldCancel: wouldCancel.map((r) => ({ id: r.id, status: r.status })),
       actions: decisions.map((d) => {
-        const found = existing.find((r) => r.rule === d.rule && r.action === d.action);
+        const found = existing.get(dedupKey(d.rule, d.action, snapshot));
         return {
           rule: d.rule,
           action: d.action,

@@ -146,7 +146,8 @@ SELECT * FROM inserted`;
 // LATERAL makes each key one probe of the unique index: as a join, the planner would rather scan
 // the whole table when its statistics are older than a burst of new runs.
 const EXISTING_SQL = `
-SELECT r.* FROM jsonb_to_recordset($1::jsonb) AS x(rule text, action text, fingerprint text, starts_at text)
+SELECT r.id, r.rule, r.action, r.remediation, r.status, r.fingerprint, r.starts_at, false AS paused
+FROM jsonb_to_recordset($1::jsonb) AS x(rule text, action text, fingerprint text, starts_at text)
 CROSS JOIN LATERAL (
   SELECT * FROM runs
   WHERE rule = x.rule AND action = x.action AND fingerprint = x.fingerprint AND starts_at = x.starts_at
@@ -155,7 +156,7 @@ CROSS JOIN LATERAL (
 /** The dedup key of a run: rule, action, alert fingerprint and `startsAt`, as the unique index has it. */
 export const dedupKey = (rule: string, action: string, alert: { fingerprint: string; startsAt: string }) =>
   `${rule}\u0000${action}\u0000${alert.fingerprint}\u0000${alert.startsAt}`;
-const EXISTING_REFS_SQL = `${EXISTING_SQL.replace('SELECT r.*', 'SELECT r.id, r.rule, r.action, r.remediation, r.status, r.fingerprint, r.starts_at, false AS paused')}
+const EXISTING_REFS_SQL = `${EXISTING_SQL}
 UNION ALL SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, paused FROM control`;
 const keyOf = (r: { rule: string; action: string; alert: { fingerprint: string; startsAt: string } }) => dedupKey(r.rule, r.action, r.alert);
 
@@ -398,31 +399,21 @@ export function createRunStore(pool: pg.Pool) {
     return rows.map((r) => r.id);
   }
 
+  /** The firing runs of an episode still waiting for approval: what its resolution would cancel. */
+  async function pendingOfEpisode(fingerprint: string, startsAt: string): Promise<Array<{ id: string; status: RunStatus }>> {
+    const { rows } = await pool.query<{ id: string; status: RunStatus }>(
+      `SELECT id, status FROM runs WHERE fingerprint = $1 AND starts_at = $2 AND phase = 'firing' AND status = 'pending_approval'`,
+      [fingerprint, startsAt],
+    );
+    return rows;
+  }
+
   async function countByStatus(status: RunStatus): Promise<number> {
     const { rows } = await pool.query<{ n: string }>('SELECT count(*) AS n FROM runs WHERE status = $1', [status]);
     return Number(rows[0]?.n ?? 0);
   }
 
-  return { insert, findByKeys, get, getForExecution, list, transition, addEvent, resolveEpisodes, cancelResolved, expireDue, staleQueued, countByStatus };
+  return { insert, findByKeys, get, getForExecution, list, transition, addEvent, resolveEpisodes, cancelResolved, pendingOfEpisode, expireDue, staleQueued, countByStatus };
 }
 
 export type RunStore = ReturnType<typeof createRunStore>;
-
-/** Read-only lookups by dedup key and episode, for simulation. */
-export function createRunLookup(pool: pg.Pool) {
-  return {
-    async byDedupKey(keys: Array<{ rule: string; action: string; fingerprint: string; startsAt: string }>): Promise<Run[]> {
-      if (keys.length === 0) return [];
-      const payload = keys.map((k) => ({ rule: k.rule, action: k.action, fingerprint: k.fingerprint, starts_at: k.startsAt }));
-      const { rows } = await pool.query<RunRow>(EXISTING_SQL, [JSON.stringify(payload)]);
-      return rows.map(toRun);
-    },
-    async cancellable(fingerprint: string, startsAt: string): Promise<Run[]> {
-      const { rows } = await pool.query<RunRow>(
-        `SELECT * FROM runs WHERE fingerprint = $1 AND starts_at = $2 AND phase = 'firing' AND status = 'pending_approval'`,
-        [fingerprint, startsAt],
-      );
-      return rows.map(toRun);
-    },
-  };
-}
