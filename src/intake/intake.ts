@@ -8,7 +8,7 @@ import type { Notifier } from '../notify/notifier.js';
 import type { RunQueue } from '../queue/queue.js';
 import type { WebhookAlert, WebhookMessage } from '../schemas/alertmanager.js';
 import { dedupKey, type RunRef, type RunStore } from '../store/runs.js';
-import type { AlertSnapshot, NewRun, Run } from '../store/types.js';
+import type { AlertSnapshot, Run } from '../store/types.js';
 import { createBatcher } from './batcher.js';
 
 export interface IntakeDeps {
@@ -92,27 +92,22 @@ export function createIntake(deps: IntakeDeps) {
     // One decision per dedup key, even when several deliveries in the batch carry the same alert.
     const fresh = new Map<string, Matched>();
     for (const m of matched) if (!existing.has(m.key) && !fresh.has(m.key)) fresh.set(m.key, m);
-    let newRuns: NewRun[] = [];
-    if (fresh.size > 0) {
-      const gateContext = { budget: deps.budget, paused, dryRun: deps.dryRun, configured: deps.configured, now: deps.now };
-      newRuns = await decideAll([...fresh.values()], gateContext);
-    }
-    const stored = await deps.runs.insert(newRuns);
-    const byKey = new Map<string, { run: Run | RunRef; created: boolean }>();
-    for (const [key, run] of existing) byKey.set(key, { run, created: false });
-    for (const s of stored) byKey.set(dedupKey(s.run.rule, s.run.action, s.run.alert), { run: s.run, created: !s.duplicate });
+    const gateContext = { budget: deps.budget, paused, dryRun: deps.dryRun, configured: deps.configured, now: deps.now };
+    const stored = await deps.runs.insert(await decideAll([...fresh.values()], gateContext));
 
-    const created = stored.flatMap((s) => (s.duplicate ? [] : [s.run]));
+    const inserted = stored.flatMap((s) => (s.duplicate ? [] : [s.run]));
     // A resolution that raced these firing runs (another message of the batch, another replica): cancel them now.
-    const late = await deps.runs.cancelResolved(created.filter((r) => r.phase === 'firing' && r.status === 'pending_approval').map((r) => r.id));
+    const late = await deps.runs.cancelResolved(inserted.filter((r) => r.phase === 'firing' && r.status === 'pending_approval').map((r) => r.id));
     const cancelled = new Map(late.map((r) => [r.id, r]));
-    const final = created.map((r) => cancelled.get(r.id) ?? r);
-    for (const [key, entry] of byKey) if (cancelled.has(entry.run.id)) byKey.set(key, { run: cancelled.get(entry.run.id)!, created: entry.created });
-    // Observed before the enqueue: a notice about a stored pending approval must go out even if Redis then fails.
-    for (const run of final) observeNewRun(run, deps.metrics, deps.notifier);
+    const created = inserted.map((r) => cancelled.get(r.id) ?? r);
     const known = [...existing.values(), ...stored.flatMap((s) => (s.duplicate ? [s.run] : []))];
+    const byKey = new Map<string, { run: Run | RunRef; created: boolean }>();
+    for (const run of known) byKey.set(dedupKey(run.rule, run.action, run.alert), { run, created: false });
+    for (const run of created) byKey.set(dedupKey(run.rule, run.action, run.alert), { run, created: true });
+    // Observed before the enqueue: a notice about a stored pending approval must go out even if Redis then fails.
+    for (const run of created) observeNewRun(run, deps.metrics, deps.notifier);
     await Promise.all([
-      deps.queue.enqueue(final.filter((r) => r.status === 'queued').map((r) => r.id)),
+      deps.queue.enqueue(created.filter((r) => r.status === 'queued').map((r) => r.id)),
       deps.queue.enqueueMissing(known.filter((r) => r.status === 'queued').map((r) => r.id)),
     ]);
 
