@@ -64,7 +64,7 @@ export async function createServices(config: Config, opts: ServiceOptions) {
   const built = await buildTargets(config);
   const notifier = createNotifier({ target: built.targets.notify, runs, log, publicUrl: config.publicUrl });
   const intake = createIntake({ matrix, runs, budget, queue, metrics, notifier, log, dryRun: config.dryRun, configured: built.configured, now });
-  const approvals = createApprovals({ runs, queue, budget, metrics, log });
+  const approvals = createApprovals({ runs, queue, metrics, log });
   const auth = createAuth(config.webhookToken, config.apiTokens);
   const shutdown = new AbortController();
   const executor = createExecutor({

@@ -1,6 +1,5 @@
 import type { Log } from '../../remediations/types.js';
 import { conflict, notFound } from '../errors.js';
-import type { Budget } from '../gates/budget.js';
 import type { Metrics } from '../metrics.js';
 import type { RunQueue } from '../queue/queue.js';
 import type { RunStore } from '../store/runs.js';
@@ -9,7 +8,6 @@ import type { Run } from '../store/types.js';
 export interface ApprovalDeps {
   runs: RunStore;
   queue: RunQueue;
-  budget: Budget;
   metrics: Metrics;
   log: Log;
 }

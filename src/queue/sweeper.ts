@@ -37,7 +37,6 @@ export function createSweeper(deps: SweeperDeps) {
       await deps.queue.requeue(id);
     }
     const { paused } = await deps.control.get();
-    deps.metrics.paused.set(paused ? 1 : 0);
     if (paused !== (await deps.queue.queue.isPaused())) {
       if (paused) await deps.queue.queue.pause();
       else await deps.queue.queue.resume();

@@ -18,7 +18,6 @@ export const controlRoutes = (services: Services): FastifyPluginAsyncTypebox => 
     schema: { summary: 'Kill switch on: new runs are suppressed, queued jobs wait', tags: ['control'], security: bearerSecurity, body: PauseBody, response: { 200: Control, ...errors } },
   }, async (req) => {
     await services.control.set(true, req.caller!.name, req.body?.reason ?? null);
-    services.metrics.paused.set(1);
     // The flag in PostgreSQL is what counts; pausing the queue only spares workers a fetch. The sweeper re-syncs it.
     await services.queue.queue.pause().catch((err: Error) => req.log.warn({ err: err.message }, 'queue not paused yet'));
     req.log.warn({ by: req.caller!.name, reason: req.body?.reason ?? null }, 'remediation paused');
@@ -30,7 +29,6 @@ export const controlRoutes = (services: Services): FastifyPluginAsyncTypebox => 
     schema: { summary: 'Kill switch off', tags: ['control'], security: bearerSecurity, response: { 200: Control, ...errors } },
   }, async (req) => {
     await services.control.set(false, req.caller!.name, null);
-    services.metrics.paused.set(0);
     await services.queue.queue.resume().catch((err: Error) => req.log.warn({ err: err.message }, 'queue not resumed yet'));
     req.log.warn({ by: req.caller!.name }, 'remediation resumed');
     return view();
