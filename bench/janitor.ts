@@ -1,6 +1,6 @@
 /**
  * Cleans up after the bench even when the orchestrator dies without warning (SIGKILL, or `tsx`'s
- * signal relay killing it on Ctrl-C): started detached by run.ts, in its own process group, told on
+ * signal relay killing it on Ctrl-C): started detached by processes.ts, in its own process group, told on
  * stdin what exists (`db <name>`, `prefix <name>`, `pid <pid>`, `dir <path>`). When its stdin closes,
  * for whatever reason, it kills the pids still alive, drops the databases (WITH FORCE), unlinks every
  * Redis key under the prefixes, removes the directories, and exits. Signals do not stop it.

@@ -1,0 +1,44 @@
+/** What the scenarios record, for the report: one entry per scenario that completed. */
+import type { CannonResult, PacedResult, StormResult, Summary } from '../common.js';
+import type { TableStats } from '../groups.js';
+import type { Sampled } from '../proc-measurements.js';
+import type { Loaded } from '../processes.js';
+import type { Counters } from '../round-trips.js';
+
+export type Stripped = Omit<Sampled<unknown>, 'value'>;
+
+export interface Scenarios {
+  baseline?: { load: Loaded<CannonResult>; sampled: Stripped };
+  /** `sent`: PostgreSQL statements and Redis commands the service sent during the scenario, warm-up included. */
+  intake?: { load: Loaded<CannonResult>; sampled: Stripped; runsStored: number; sent: Counters; alertsSent: number; scans: TableStats };
+  intakeAll?: { load: Loaded<CannonResult>; sampled: Stripped; runsStored: number; executedDuring: number };
+  storm?: { load: Loaded<StormResult>; sampled: Stripped; runsStored: number; sent: Counters; alertsSent: number; scans: TableStats };
+  duplicates?: { load: Loaded<CannonResult>; sampled: Stripped; knownAlerts: number; runsBefore: number; runsAfter: number; sent: Counters; alertsSent: number; scans: TableStats };
+  memory?: { vmHwm: number; peakSampled: number; perScenario: Record<string, number>; process?: MemReport };
+  execAll?: ExecResult;
+  execSplit?: ExecResult;
+}
+
+/** process.memoryUsage() of the service at the end of scenario 4, before and after a full GC. */
+export interface MemReport {
+  before: NodeJS.MemoryUsage;
+  /** V8 heap spaces (bytes reserved) before the GC. */
+  heapSpaces: Record<string, number>;
+  /** /proc/self/smaps_rollup: Rss, Anonymous, Shared_Clean, Private_Clean (bytes). */
+  smaps?: Record<string, number>;
+  afterGc?: NodeJS.MemoryUsage;
+}
+
+export interface ExecResult {
+  role: string;
+  load: Loaded<PacedResult>;
+  webhookMs: Summary;
+  /** Webhook 200 (client clock) to bench.noop start (service clock), ms. */
+  execMs: Summary;
+  executed: number;
+  missing: number;
+  peakRss: Record<string, number>;
+  cpu: Record<string, number>;
+}
+
+export const strip = <T>(s: Sampled<T>) => ({ wallSec: s.wallSec, peakRss: s.peakRss, cpu: s.cpu });
