@@ -2,6 +2,7 @@ import type { Static, TSchema } from '@sinclair/typebox';
 import type { KubeConfig } from '@kubernetes/client-node';
 import type { Redis } from 'ioredis';
 import type pg from 'pg';
+import type { Log } from '../src/kernel/log.js';
 
 /** Which configured target a remediation acts on; a run whose target is missing fails with `target_not_configured`. */
 export type TargetKind = 'conduit' | 'targetDatabase' | 'targetRedis' | 'kubernetes' | 'notify' | 'none';
@@ -14,8 +15,8 @@ export interface ConduitTarget {
 }
 
 export interface NotifyTarget {
-  /** Slack-compatible incoming webhook URL. Never logged (it carries a secret). */
-  url: string;
+  /** Posts `{ "text": ... }` to the Slack-compatible webhook, whose URL (a secret) the target keeps to itself. */
+  post(text: string, opts: { signal: AbortSignal; timeoutMs: number }): Promise<{ status: number }>;
 }
 
 /** The clients of everything a remediation may act on. Built once per process from configuration. */
@@ -31,13 +32,6 @@ export interface Targets {
     /** The service's own Redis key prefix (QUEUE_PREFIX): `redis.flush-cache` never touches it. */
     queuePrefix: string;
   };
-}
-
-export interface Log {
-  debug(obj: object, msg?: string): void;
-  info(obj: object, msg?: string): void;
-  warn(obj: object, msg?: string): void;
-  error(obj: object, msg?: string): void;
 }
 
 export interface ExecutionContext {

@@ -1,5 +1,5 @@
 import { Type } from '@sinclair/typebox';
-import { DURATION_PATTERN } from '../src/matrix/duration.js';
+import { DURATION_PATTERN } from '../src/kernel/duration.js';
 
 /** A Kubernetes object name (RFC 1123 subdomain: lowercase alphanumerics, `-` and `.`, at most 253). */
 export const DnsSubdomain = Type.String({

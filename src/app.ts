@@ -2,6 +2,7 @@ import Fastify, { type FastifyBaseLogger, type FastifyError } from 'fastify';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import { notFound, toApiError } from './errors.js';
 import { controlRoutes } from './routes/control.js';
 import { healthRoutes } from './routes/health.js';
 import { runRoutes } from './routes/runs.js';
@@ -27,19 +28,14 @@ export async function buildApp(services: Services, opts: AppOptions) {
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   app.setErrorHandler((err: FastifyError, req, reply) => {
-    const statusCode = err.statusCode && err.statusCode >= 400 ? err.statusCode : 500;
-    if (statusCode >= 500) req.log.error({ err: err.message, code: err.code, url: req.url }, 'request failed');
-    const internal = statusCode === 500;
-    return reply.code(statusCode).send({
-      statusCode,
-      code: internal ? 'INTERNAL' : (err.code ?? (err.validation ? 'VALIDATION' : 'ERROR')),
-      error: httpReason(statusCode),
-      message: internal ? 'internal error; see the service log' : err.message,
-    });
+    const answer = toApiError(err);
+    if (answer.statusCode >= 500) req.log.error({ err: err.message, code: answer.code, url: req.url }, 'request failed');
+    return reply.code(answer.statusCode).send({ statusCode: answer.statusCode, code: answer.code, error: httpReason(answer.statusCode), message: answer.message });
   });
-  app.setNotFoundHandler((req, reply) =>
-    reply.code(404).send({ statusCode: 404, code: 'NOT_FOUND', error: 'Not Found', message: `${req.method} ${req.url} not found` }),
-  );
+  app.setNotFoundHandler((req, reply) => {
+    const answer = notFound(`${req.method} ${req.url}`);
+    return reply.code(404).send({ statusCode: 404, code: answer.code, error: 'Not Found', message: answer.message });
+  });
 
   await app.register(swagger, {
     openapi: {

@@ -2,8 +2,8 @@ import { randomBytes } from 'node:crypto';
 import { Type, type Static } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import { ConfigError } from './errors.js';
-import { convertStrict } from './matrix/convert.js';
-import { parseDuration } from './matrix/duration.js';
+import { convertStrict } from './kernel/convert.js';
+import { parseDuration } from './kernel/duration.js';
 
 const Bool = Type.Union([Type.Literal('true'), Type.Literal('false'), Type.Literal('1'), Type.Literal('0')]);
 const DurationText = Type.String({ minLength: 1 });

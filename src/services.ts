@@ -2,22 +2,26 @@ import { once } from 'node:events';
 import { Redis, type RedisOptions } from 'ioredis';
 import type pg from 'pg';
 import { createCatalogue } from '../remediations/catalogue.js';
-import type { Log, Remediation } from '../remediations/types.js';
-import { createApprovals } from './approvals/approvals.js';
+import type { Remediation } from '../remediations/types.js';
+import type { Log } from './kernel/log.js';
 import { createAuth } from './auth.js';
 import type { Config } from './config.js';
 import { createExecutor } from './execution/executor.js';
-import { createBudget } from './gates/budget.js';
+import { createApprovals } from './gates/approval.js';
+import { createCounters } from './gates/counters.js';
+import { createFailureStreak } from './gates/escalation.js';
+import { createKillSwitch } from './gates/kill-switch.js';
 import { createIntake } from './intake/intake.js';
+import { withTimeout } from './kernel/timeout.js';
 import { loadMatrix } from './matrix/load.js';
 import type { Matrix } from './matrix/types.js';
 import { createMetrics } from './metrics.js';
 import { createNotifier } from './notify/notifier.js';
-import { createRunQueue, withTimeout } from './queue/queue.js';
+import { createRunQueue } from './queue/queue.js';
 import { createSweeper } from './queue/sweeper.js';
 import { createRunWorker } from './queue/worker.js';
-import { createControlStore } from './store/control.js';
-import { openDatabase } from './store/database.js';
+import { createDb, openDatabase } from './store/database.js';
+import { createKillSwitchStore } from './store/kill-switch.js';
 import { migrate } from './store/migrate.js';
 import { createRunStore } from './store/runs.js';
 import { buildTargets } from './targets.js';
@@ -56,22 +60,24 @@ export async function createServices(config: Config, opts: ServiceOptions) {
   // Commands fail at once while Redis is down, so the webhook answers 503 instead of hanging.
   const redis = await connectRedis(config.redisUrl, { enableOfflineQueue: false, maxRetriesPerRequest: 1, connectTimeout: 3000, enableAutoPipelining: true }, log, 'remediator');
 
+  const db = createDb(pool);
   const metrics = createMetrics();
-  const runs = createRunStore(pool);
-  const control = createControlStore(pool);
-  const budget = createBudget(redis, config.queuePrefix, matrix.globalLimit);
+  const runs = createRunStore(db);
+  const counters = createCounters(redis, config.queuePrefix, matrix.globalLimit);
+  const streak = createFailureStreak(redis, counters.key);
   const queue = createRunQueue(redis, { prefix: config.queuePrefix, attempts: config.jobAttempts, backoffMs: config.jobBackoffMs });
+  const killSwitch = createKillSwitch({ store: createKillSwitchStore(db), queue, log });
   const built = await buildTargets(config);
   const notifier = createNotifier({ target: built.targets.notify, runs, log, publicUrl: config.publicUrl });
-  const intake = createIntake({ matrix, runs, budget, queue, metrics, notifier, log, dryRun: config.dryRun, configured: built.configured, now });
-  const approvals = createApprovals({ runs, queue, metrics, log });
+  const intake = createIntake({ matrix, runs, counters, queue, metrics, notifier, log, dryRun: config.dryRun, configured: built.configured, now });
+  const approvals = createApprovals({ runs, queue, metrics, notifier, log });
   const auth = createAuth(config.webhookToken, config.apiTokens);
   const shutdown = new AbortController();
   const executor = createExecutor({
-    runs, budget, queue, catalogue, targets: built.targets, configured: built.configured, metrics, notifier, log,
+    runs, counters, streak, queue, catalogue, targets: built.targets, configured: built.configured, metrics, notifier, log,
     timeoutMs: config.remediationTimeoutMs, shutdown: shutdown.signal, now,
   });
-  const sweeper = createSweeper({ runs, control, queue, metrics, notifier, log, intervalMs: config.sweepIntervalMs, requeueAfterMs: config.requeueAfterMs });
+  const sweeper = createSweeper({ runs, approvals, killSwitch, queue, log, intervalMs: config.sweepIntervalMs, requeueAfterMs: config.requeueAfterMs });
 
   let workerRedis: Redis | undefined;
   let worker: ReturnType<typeof createRunWorker> | undefined;
@@ -88,7 +94,7 @@ export async function createServices(config: Config, opts: ServiceOptions) {
   metrics.bindSources({
     pendingApprovals: () => runs.countByStatus('pending_approval'),
     queueCounts: () => withTimeout(queue.counts(), 1000, 'queue counts'),
-    paused: async () => (await control.get()).paused,
+    paused: async () => (await killSwitch.state()).paused,
   });
 
   async function ready(): Promise<{ postgres: boolean; redis: boolean }> {
@@ -116,7 +122,7 @@ export async function createServices(config: Config, opts: ServiceOptions) {
   }
 
   return {
-    config, log, matrix, catalogue, pool, redis, metrics, runs, control, budget, queue, notifier, intake, approvals,
+    config, log, matrix, catalogue, pool, redis, metrics, runs, killSwitch, counters, streak, queue, notifier, intake, approvals,
     auth, executor, sweeper, worker, targets: built, ready, close,
   };
 }

@@ -6,6 +6,7 @@ import { Redis } from 'ioredis';
 import pg from 'pg';
 import type { TargetKind, Targets } from '../remediations/types.js';
 import type { Config } from './config.js';
+import { notifyTarget } from './notify/client.js';
 
 export interface BuiltTargets {
   targets: Targets;
@@ -55,7 +56,7 @@ export async function buildTargets(config: Config): Promise<BuiltTargets> {
     configured.add('kubernetes');
   }
   if (config.notifyWebhookUrl) {
-    targets.notify = { url: config.notifyWebhookUrl };
+    targets.notify = notifyTarget(config.notifyWebhookUrl);
     configured.add('notify');
   }
   return {

@@ -1,7 +1,6 @@
 import { createHash } from 'node:crypto';
 import { Type } from '@sinclair/typebox';
 import { defineRemediation, RemediationError } from '../types.js';
-import { postNotification } from './client.js';
 
 export default defineRemediation({
   name: 'notify.webhook',
@@ -16,7 +15,7 @@ export default defineRemediation({
   execute: async (p, ctx) => {
     const target = ctx.targets.notify;
     if (!target) throw new RemediationError('target_not_configured', 'notification webhook is not configured (NOTIFY_WEBHOOK_URL)');
-    const { status } = await postNotification(target, p.text, { signal: ctx.signal, timeoutMs: ctx.timeoutMs });
+    const { status } = await target.post(p.text, { signal: ctx.signal, timeoutMs: ctx.timeoutMs });
     ctx.log.info({ chars: p.text.length }, 'notification posted');
     return { posted: true, status, chars: p.text.length };
   },

@@ -1,6 +1,6 @@
 import { Type } from '@sinclair/typebox';
 import pg from 'pg';
-import { parseDuration } from '../../src/matrix/duration.js';
+import { parseDuration } from '../../src/kernel/duration.js';
 import { defineRemediation, RemediationError, throwIfAborted, type ExecutionContext } from '../types.js';
 import { Duration, SqlIdentifier } from '../validation.js';
 import { inTransaction, pgFailure } from './transaction.js';

@@ -1,5 +1,5 @@
 import { Type } from '@sinclair/typebox';
-import { parseDuration } from '../../src/matrix/duration.js';
+import { parseDuration } from '../../src/kernel/duration.js';
 import { defineRemediation, RemediationError, throwIfAborted } from '../types.js';
 import { Duration, SqlIdentifier } from '../validation.js';
 import { inTransaction, pgFailure } from './transaction.js';

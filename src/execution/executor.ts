@@ -1,14 +1,19 @@
-import { RemediationError, type Log, type Remediation, type TargetKind, type Targets } from '../../remediations/types.js';
-import { ESCALATE_AFTER, type Budget, type BudgetRequest } from '../gates/budget.js';
+import { RemediationError, type Remediation, type TargetKind, type Targets } from '../../remediations/types.js';
+import { approvalExpiry } from '../gates/approval.js';
+import { createExecutionGates, gateSubject } from '../gates/at-execution.js';
+import type { Counters } from '../gates/counters.js';
+import { ESCALATE_AFTER, type createFailureStreak } from '../gates/escalation.js';
+import type { Log } from '../kernel/log.js';
 import type { Metrics } from '../metrics.js';
 import type { Notifier } from '../notify/notifier.js';
 import type { RunQueue } from '../queue/queue.js';
-import type { RunPatch, RunStore } from '../store/runs.js';
-import type { Run } from '../store/types.js';
+import type { Run } from '../schemas/runs.js';
+import type { Guard, RunPatch, RunStore } from '../store/runs.js';
 
 export interface ExecutorDeps {
   runs: RunStore;
-  budget: Budget;
+  counters: Pick<Counters, 'peek' | 'take' | 'release'>;
+  streak: ReturnType<typeof createFailureStreak>;
   queue: Pick<RunQueue, 'markExecuted' | 'executedResult'>;
   catalogue: ReadonlyMap<string, Remediation>;
   targets: Targets;
@@ -33,8 +38,6 @@ export type Outcome =
 const IN_FLIGHT = ['queued', 'running'] as const;
 /** Beyond the remediation's timeout, how long a claim lasts before another worker may take the run over. */
 const LEASE_MARGIN_MS = 2000;
-/** A queued run, or a running one whose worker's lease ran out: only then may a worker take it. */
-const CLAIMABLE = `AND (status = 'queued' OR lease_until IS NULL OR lease_until < now())`;
 
 function asRemediationError(err: unknown): RemediationError {
   if (err instanceof RemediationError) return err;
@@ -52,79 +55,65 @@ function untilAborted(signal: AbortSignal): Promise<never> {
 }
 
 /**
- * Executes one run: the last gates (kill switch, resolved alert, escalation, cooldown, rate limit,
- * global budget), then the remediation, then the outcome with its timeline. Every status change is
- * one conditional UPDATE, so a run decided elsewhere (cancelled, rejected, already succeeded) is never
- * executed, and a running run is only taken over once its worker's lease has run out.
+ * Executes one run: the gates at execution (`gates/at-execution.ts`), then the remediation, then
+ * the outcome with its timeline. Every status change is one conditional UPDATE, so a run decided
+ * elsewhere (cancelled, rejected, already succeeded) is never executed, and a running run is only
+ * taken over once its worker's lease has run out.
  */
 export function createExecutor(deps: ExecutorDeps) {
   const leaseMs = deps.timeoutMs + LEASE_MARGIN_MS;
-  const budgetRequest = (run: Run): BudgetRequest => ({
-    runId: run.id,
-    rule: run.rule,
-    actionKey: run.action,
-    remediation: run.remediation,
-    target: run.target ?? run.remediation,
-    cooldownMs: run.gates.cooldownMs,
-    limit: run.gates.limit ?? undefined,
-    escalateAfter: run.approval.decidedBy !== null ? 0 : ESCALATE_AFTER,
-  });
+  const gates = createExecutionGates(deps);
 
-  async function finish(run: Run, to: Run['status'], event: { type: string; detail?: Record<string, unknown> }, patch: RunPatch, from: readonly Run['status'][] = IN_FLIGHT, where = CLAIMABLE) {
-    const moved = await deps.runs.transition(run.id, from, to, event, { leaseMs: null, ...patch }, where);
+  async function finish(run: Run, to: Run['status'], event: { type: string; detail?: Record<string, unknown> }, patch: RunPatch, from: readonly Run['status'][] = IN_FLIGHT, guard: Guard | null = 'claimable') {
+    const moved = await deps.runs.transition(run.id, from, to, event, { leaseMs: null, ...patch }, guard ?? undefined);
     if (moved) deps.metrics.runs.inc({ rule: moved.rule, remediation: moved.remediation, status: to });
     return moved;
   }
 
   async function execute(runId: string, attempt: { number: number; last: boolean }): Promise<Outcome> {
     const found = await deps.runs.getForExecution(runId);
-    if (!found || !(IN_FLIGHT as readonly string[]).includes(found.run.status)) return { kind: 'done' };
+    if (!found) return { kind: 'done' };
     const { run } = found;
-    if (run.status === 'running' && run.leaseUntil && Date.parse(run.leaseUntil) > Date.now()) {
-      return { kind: 'later', delayMs: Date.parse(run.leaseUntil) - Date.now() + 100 };
+    const verdict = await gates(found);
+    switch (verdict.kind) {
+      case 'gone':
+        return { kind: 'done' };
+      case 'held':
+        return { kind: 'later', delayMs: verdict.delayMs };
+      case 'paused':
+        return { kind: 'paused' };
+      case 'cancel':
+        await finish(run, 'cancelled', { type: 'cancelled', detail: { reason: verdict.reason, at: 'execution' } }, { reason: verdict.reason });
+        return { kind: 'done' };
+      case 'fail':
+        await finish(run, 'failed', { type: 'failed', detail: { reason: verdict.reason } }, { reason: verdict.reason, error: verdict.error });
+        return { kind: 'done' };
+      case 'dry_run':
+        await finish(run, 'dry_run', { type: 'dry_run', detail: { plan: run.plan } }, { plan: run.plan, reason: null });
+        return { kind: 'done' };
+      case 'suppress':
+        return suppress(run, verdict.reason, verdict.retryInMs);
+      case 'escalate':
+        return escalate(run);
+      case 'record':
+        return recordSuccess(run, verdict.result, 0);
+      case 'execute':
+        return claim(run, verdict.remediation, verdict.took, attempt);
     }
-    if (found.paused) return { kind: 'paused' };
-    if (run.phase === 'firing' && found.episodeResolved) {
-      await finish(run, 'cancelled', { type: 'cancelled', detail: { reason: 'alert_resolved', at: 'execution' } }, { reason: 'alert_resolved' });
-      return { kind: 'done' };
-    }
+  }
 
-    const remediation = deps.catalogue.get(run.remediation);
-    if (!remediation) {
-      await finish(run, 'failed', { type: 'failed', detail: { reason: 'unknown_remediation' } }, { reason: 'unknown_remediation', error: `no remediation named ${run.remediation}` });
-      return { kind: 'done' };
-    }
-    const request = budgetRequest(run);
-    if (run.dryRun) {
-      const verdict = await deps.budget.peek(request);
-      if (!verdict.ok && verdict.reason !== 'escalated') return suppress(run, verdict.reason, verdict.retryInMs);
-      await finish(run, 'dry_run', { type: 'dry_run', detail: { plan: run.plan } }, { plan: run.plan, reason: null });
-      return { kind: 'done' };
-    }
-    if (remediation.requires !== 'none' && !deps.configured.has(remediation.requires)) {
-      await finish(run, 'failed', { type: 'failed', detail: { reason: 'target_not_configured' } }, { reason: 'target_not_configured', error: `${remediation.requires} is not configured` });
-      return { kind: 'done' };
-    }
-
-    // A previous attempt finished the remediation but could not record it: record it, do not run it again.
-    const executed = run.status === 'running' ? await deps.queue.executedResult(run.id) : undefined;
-    if (executed) return recordSuccess(run, executed, 0);
-
-    const verdict = await deps.budget.take(request);
-    if (!verdict.ok) {
-      if (verdict.reason === 'escalated') return escalate(run);
-      return suppress(run, verdict.reason, verdict.retryInMs);
-    }
+  /** Moves the run to `running` under a lease; gives back what the gates took if another worker or a decision got there first. */
+  async function claim(run: Run, remediation: Remediation, took: boolean, attempt: { number: number; last: boolean }): Promise<Outcome> {
     let started: Run | null;
     try {
-      started = await deps.runs.transition(run.id, IN_FLIGHT, 'running', { type: 'started', detail: { attempt: attempt.number } }, { incrementAttempts: true, leaseMs }, CLAIMABLE);
+      started = await deps.runs.transition(run.id, IN_FLIGHT, 'running', { type: 'started', detail: { attempt: attempt.number } }, { incrementAttempts: true, leaseMs }, 'claimable');
     } catch (err) {
-      if (verdict.took) await deps.budget.release(request).catch(() => {});
+      if (took) await deps.counters.release(gateSubject(run)).catch(() => {});
       throw err;
     }
     if (!started) {
       // Decided elsewhere meanwhile (cancelled, taken over): give back only what this call took.
-      if (verdict.took) await deps.budget.release(request);
+      if (took) await deps.counters.release(gateSubject(run));
       return { kind: 'done' };
     }
     if (run.status !== 'running') deps.metrics.runs.inc({ rule: run.rule, remediation: run.remediation, status: 'running' });
@@ -138,7 +127,7 @@ export function createExecutor(deps: ExecutorDeps) {
   }
 
   async function escalate(run: Run): Promise<Outcome> {
-    const expiresAt = new Date(deps.now().getTime() + run.gates.approvalTimeoutMs).toISOString();
+    const expiresAt = approvalExpiry(deps.now(), run.gates.approvalTimeoutMs);
     const moved = await finish(run, 'pending_approval', { type: 'pending_approval', detail: { reason: 'escalated', expiresAt } }, {
       reason: 'escalated',
       approvalRequired: true,
@@ -149,8 +138,8 @@ export function createExecutor(deps: ExecutorDeps) {
   }
 
   async function recordSuccess(run: Run, result: Record<string, unknown>, durationMs: number): Promise<Outcome> {
-    const moved = await finish(run, 'succeeded', { type: 'succeeded', detail: { result, durationMs } }, { result, error: null, reason: null }, IN_FLIGHT, '');
-    if (moved) await deps.budget.recordSuccess(run.remediation, run.target ?? run.remediation);
+    const moved = await finish(run, 'succeeded', { type: 'succeeded', detail: { result, durationMs } }, { result, error: null, reason: null }, IN_FLIGHT, null);
+    if (moved) await deps.streak.recordSuccess(run.remediation, run.target ?? run.remediation);
     return { kind: 'done' };
   }
 
@@ -192,9 +181,9 @@ export function createExecutor(deps: ExecutorDeps) {
       await deps.runs.transition(run.id, ['running'], 'queued', { type: 'attempt_failed', detail }, { error: failure.message, leaseMs: null });
       return { kind: 'retry', error: failure };
     }
-    const failed = await finish(run, 'failed', { type: 'failed', detail }, { error: failure.message, reason: failure.code }, ['running'], '');
+    const failed = await finish(run, 'failed', { type: 'failed', detail }, { error: failure.message, reason: failure.code }, ['running'], null);
     if (failed) {
-      const streak = await deps.budget.recordFailure(run.remediation, run.target ?? run.remediation);
+      const streak = await deps.streak.recordFailure(run.remediation, run.target ?? run.remediation);
       if (streak >= ESCALATE_AFTER) await deps.runs.addEvent(run.id, 'escalation_armed', { consecutiveFailures: streak });
       deps.notifier.notify(failed, 'failed');
     }
@@ -205,7 +194,7 @@ export function createExecutor(deps: ExecutorDeps) {
   async function abandon(runId: string, reason: string): Promise<void> {
     const run = await deps.runs.get(runId, { events: false });
     if (!run) return;
-    const moved = await finish(run, 'failed', { type: 'failed', detail: { reason: 'worker_lost', error: reason } }, { reason: 'worker_lost', error: reason }, IN_FLIGHT, '');
+    const moved = await finish(run, 'failed', { type: 'failed', detail: { reason: 'worker_lost', error: reason } }, { reason: 'worker_lost', error: reason }, IN_FLIGHT, null);
     if (moved) deps.notifier.notify(moved, 'failed');
   }
 

@@ -1,20 +1,22 @@
-import type { Log, TargetKind } from '../../remediations/types.js';
-import type { Budget } from '../gates/budget.js';
-import { decideAll } from '../gates/decide.js';
+import type { TargetKind } from '../../remediations/types.js';
+import type { Log } from '../kernel/log.js';
+import { decideAll } from '../gates/at-intake.js';
+import type { Counters } from '../gates/counters.js';
+import { dedupId, dedupKey, dedupKeyOf, type DedupKey } from '../gates/dedup.js';
 import { matchAlert } from '../matrix/match.js';
 import type { Action, Matrix } from '../matrix/types.js';
 import type { Metrics } from '../metrics.js';
 import type { Notifier } from '../notify/notifier.js';
 import type { RunQueue } from '../queue/queue.js';
 import type { WebhookAlert, WebhookMessage } from '../schemas/alertmanager.js';
-import { dedupKey, type RunRef, type RunStore } from '../store/runs.js';
-import type { AlertSnapshot, Run } from '../store/types.js';
+import type { AlertSnapshot, Run, RunRef } from '../schemas/runs.js';
+import type { RunStore } from '../store/runs.js';
 import { createBatcher } from './batcher.js';
 
 export interface IntakeDeps {
   matrix: Matrix;
   runs: RunStore;
-  budget: Budget;
+  counters: Pick<Counters, 'peek'>;
   queue: RunQueue;
   metrics: Metrics;
   notifier: Notifier;
@@ -54,7 +56,9 @@ interface Matched {
   message: number;
   alert: AlertSnapshot;
   action: Action;
-  key: string;
+  key: DedupKey;
+  /** `dedupId(key)`, for Map lookups. */
+  id: string;
 }
 
 /**
@@ -76,7 +80,10 @@ export function createIntake(deps: IntakeDeps) {
         deps.metrics.alertsReceived.inc({ status: alert.status });
         if (actions.length === 0) deps.metrics.alertsUnmatched.inc();
         if (alert.status === 'resolved') resolved.push(snapshot);
-        for (const action of actions) matched.push({ message: index, alert: snapshot, action, key: dedupKey(action.rule, action.key, snapshot) });
+        for (const action of actions) {
+          const key = dedupKey(action.rule, action.key, snapshot);
+          matched.push({ message: index, alert: snapshot, action, key, id: dedupId(key) });
+        }
       }
     });
 
@@ -91,8 +98,8 @@ export function createIntake(deps: IntakeDeps) {
     const { existing, paused } = await deps.runs.findByKeys(matched.map((m) => m.key));
     // One decision per dedup key, even when several deliveries in the batch carry the same alert.
     const fresh = new Map<string, Matched>();
-    for (const m of matched) if (!existing.has(m.key) && !fresh.has(m.key)) fresh.set(m.key, m);
-    const gateContext = { budget: deps.budget, paused, dryRun: deps.dryRun, configured: deps.configured, now: deps.now };
+    for (const m of matched) if (!existing.has(m.id) && !fresh.has(m.id)) fresh.set(m.id, m);
+    const gateContext = { counters: deps.counters, paused, dryRun: deps.dryRun, configured: deps.configured, now: deps.now };
     const stored = await deps.runs.insert(await decideAll([...fresh.values()], gateContext));
 
     const inserted = stored.flatMap((s) => (s.duplicate ? [] : [s.run]));
@@ -102,8 +109,8 @@ export function createIntake(deps: IntakeDeps) {
     const created = inserted.map((r) => cancelled.get(r.id) ?? r);
     const known = [...existing.values(), ...stored.flatMap((s) => (s.duplicate ? [s.run] : []))];
     const byKey = new Map<string, { run: Run | RunRef; created: boolean }>();
-    for (const run of known) byKey.set(dedupKey(run.rule, run.action, run.alert), { run, created: false });
-    for (const run of created) byKey.set(dedupKey(run.rule, run.action, run.alert), { run, created: true });
+    for (const run of known) byKey.set(dedupId(dedupKeyOf(run)), { run, created: false });
+    for (const run of created) byKey.set(dedupId(dedupKeyOf(run)), { run, created: true });
     // Observed before the enqueue: a notice about a stored pending approval must go out even if Redis then fails.
     for (const run of created) observeNewRun(run, deps.metrics, deps.notifier);
     await Promise.all([
@@ -115,9 +122,9 @@ export function createIntake(deps: IntakeDeps) {
     const claimed = new Set<string>();
     const results: IntakeResult[] = messages.map((m) => ({ received: m.alerts.length, runs: [] }));
     for (const m of matched) {
-      const entry = byKey.get(m.key)!;
-      const duplicate = !entry.created || claimed.has(m.key);
-      claimed.add(m.key);
+      const entry = byKey.get(m.id)!;
+      const duplicate = !entry.created || claimed.has(m.id);
+      claimed.add(m.id);
       const { run } = entry;
       results[m.message]!.runs.push({ id: run.id, rule: run.rule, remediation: run.remediation, status: run.status, duplicate });
     }

@@ -1,8 +1,8 @@
-import { decideAll } from '../gates/decide.js';
+import { decideAll } from '../gates/at-intake.js';
+import { dedupId, dedupKey } from '../gates/dedup.js';
 import { matchAlert } from '../matrix/match.js';
 import type { WebhookMessage } from '../schemas/alertmanager.js';
 import type { Services } from '../services.js';
-import { dedupKey } from '../store/runs.js';
 import { toSnapshot } from './intake.js';
 
 const OUTCOME: Record<string, string> = {
@@ -24,7 +24,7 @@ export async function simulate(services: Services, message: WebhookMessage) {
   const keys = matched.flatMap(({ snapshot, actions }) => actions.map((a) => dedupKey(a.rule, a.key, snapshot)));
   const { existing, paused } = await services.runs.findByKeys(keys);
   const gateContext = {
-    budget: services.budget,
+    counters: services.counters,
     paused,
     dryRun: services.config.dryRun,
     configured: services.targets.configured,
@@ -41,7 +41,7 @@ export async function simulate(services: Services, message: WebhookMessage) {
       matched: actions.length > 0,
       wouldCancel: wouldCancel.map((r) => ({ id: r.id, status: r.status })),
       actions: decisions.map((d) => {
-        const found = existing.get(dedupKey(d.rule, d.action, snapshot));
+        const found = existing.get(dedupId(dedupKey(d.rule, d.action, snapshot)));
         return {
           rule: d.rule,
           action: d.action,

@@ -2,8 +2,8 @@ import type { TSchema } from '@sinclair/typebox';
 import { TypeCompiler, type TypeCheck } from '@sinclair/typebox/compiler';
 import { Value } from '@sinclair/typebox/value';
 import type { Remediation } from '../../remediations/types.js';
-import type { AlertSnapshot } from '../store/types.js';
-import { convertStrict } from './convert.js';
+import type { AlertSnapshot } from '../schemas/runs.js';
+import { convertStrict } from '../kernel/convert.js';
 import { matchesAll } from './matchers.js';
 import type { Action, Matrix } from './types.js';
 

@@ -1,7 +1,7 @@
-import { postNotification } from '../../remediations/notify/client.js';
-import type { Log, NotifyTarget } from '../../remediations/types.js';
+import type { NotifyTarget } from '../../remediations/types.js';
+import type { Log } from '../kernel/log.js';
 import type { RunStore } from '../store/runs.js';
-import type { Run } from '../store/types.js';
+import type { Run } from '../schemas/runs.js';
 
 export type NotificationKind = 'pending_approval' | 'escalated' | 'expired' | 'failed';
 
@@ -40,7 +40,7 @@ export function createNotifier(deps: { target: NotifyTarget | undefined; runs: R
   async function send(run: Run, kind: NotificationKind): Promise<void> {
     if (!deps.target) return;
     try {
-      await postNotification(deps.target, notificationText(run, kind, deps.publicUrl), {
+      await deps.target.post(notificationText(run, kind, deps.publicUrl), {
         signal: new AbortController().signal,
         timeoutMs: deps.timeoutMs ?? 5000,
       });

@@ -1,5 +1,7 @@
 import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
+import { on } from '../errors.js';
+import { withTimeout } from '../kernel/timeout.js';
 
 export const QUEUE_NAME = 'runs';
 
@@ -20,19 +22,6 @@ export interface RunQueueOptions {
 const EXISTS_EACH = `local out = {}
 for i, key in ipairs(KEYS) do out[i] = redis.call('EXISTS', key) end
 return out`;
-
-export class EnqueueError extends Error {
-  override readonly name = 'EnqueueError';
-}
-
-/** Rejects after `ms` so a Redis outage turns into a fast 503 instead of a hanging request. */
-export function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new EnqueueError(`${what} timed out after ${ms} ms`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
 
 /**
  * The run queue. Job id = run id, so enqueueing a run twice while its job exists is a no-op;
@@ -56,20 +45,14 @@ export function createRunQueue(connection: Redis, opts: RunQueueOptions) {
   async function enqueue(runIds: readonly string[]): Promise<void> {
     if (runIds.length === 0) return;
     const jobs = runIds.map((runId) => ({ name: 'run', data: { runId }, opts: { jobId: runId } }));
-    try {
-      await withTimeout(queue.addBulk(jobs), timeoutMs, 'enqueue');
-    } catch (err) {
-      throw new EnqueueError(`could not enqueue ${runIds.length} run(s): ${(err as Error).message}`);
-    }
+    await on('Redis', `enqueue of ${runIds.length} run(s)`, withTimeout(queue.addBulk(jobs), timeoutMs, 'enqueue'));
   }
 
   /** Enqueues those of `runIds` whose job is not in Redis (lost with a Redis restart, or never added). */
   async function enqueueMissing(runIds: readonly string[]): Promise<void> {
     if (runIds.length === 0) return;
     const keys = runIds.map((id) => queue.toKey(id));
-    const exists = (await withTimeout(connection.eval(EXISTS_EACH, keys.length, ...keys), timeoutMs, 'job lookup').catch((err: Error) => {
-      throw new EnqueueError(`could not look up ${runIds.length} job(s): ${err.message}`);
-    })) as number[];
+    const exists = (await on('Redis', `lookup of ${runIds.length} job(s)`, withTimeout(connection.eval(EXISTS_EACH, keys.length, ...keys), timeoutMs, 'job lookup'))) as number[];
     await enqueue(runIds.filter((_, i) => exists[i] === 0));
   }
 

@@ -1,16 +1,14 @@
-import type { Log } from '../../remediations/types.js';
-import type { Metrics } from '../metrics.js';
-import type { Notifier } from '../notify/notifier.js';
-import type { ControlStore } from '../store/control.js';
+import type { Log } from '../kernel/log.js';
+import type { Approvals } from '../gates/approval.js';
+import type { KillSwitch } from '../gates/kill-switch.js';
 import type { RunStore } from '../store/runs.js';
 import type { RunQueue } from './queue.js';
 
 export interface SweeperDeps {
   runs: RunStore;
-  control: ControlStore;
-  queue: RunQueue;
-  metrics: Metrics;
-  notifier: Notifier;
+  approvals: Pick<Approvals, 'expireDue'>;
+  killSwitch: Pick<KillSwitch, 'syncQueue'>;
+  queue: Pick<RunQueue, 'requeue'>;
   log: Log;
   intervalMs: number;
   requeueAfterMs: number;
@@ -28,19 +26,11 @@ export function createSweeper(deps: SweeperDeps) {
   let running: Promise<void> | undefined;
 
   async function sweep(): Promise<void> {
-    for (const run of await deps.runs.expireDue()) {
-      deps.metrics.runs.inc({ rule: run.rule, remediation: run.remediation, status: 'expired' });
-      deps.metrics.approvalWait.observe((Date.now() - Date.parse(run.createdAt)) / 1000);
-      deps.notifier.notify(run, 'expired');
-    }
+    await deps.approvals.expireDue();
     for (const id of await deps.runs.staleQueued(deps.requeueAfterMs, 500)) {
       await deps.queue.requeue(id);
     }
-    const { paused } = await deps.control.get();
-    if (paused !== (await deps.queue.queue.isPaused())) {
-      if (paused) await deps.queue.queue.pause();
-      else await deps.queue.queue.resume();
-    }
+    await deps.killSwitch.syncQueue();
   }
 
   async function tick(): Promise<void> {

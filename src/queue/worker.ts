@@ -1,6 +1,6 @@
 import { DelayedError, Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
-import type { Log } from '../../remediations/types.js';
+import type { Log } from '../kernel/log.js';
 import type { Executor } from '../execution/executor.js';
 import { QUEUE_NAME, type RunJobData } from './queue.js';
 

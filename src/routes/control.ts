@@ -5,7 +5,7 @@ import { bearerSecurity, emptyBodyAsObject, requireRole } from './hooks.js';
 
 export const controlRoutes = (services: Services): FastifyPluginAsyncTypebox => async (app) => {
   const errors = { 401: ErrorResponse, 403: ErrorResponse };
-  const view = async () => ({ ...(await services.control.get()), dryRun: services.config.dryRun });
+  const view = async () => ({ ...(await services.killSwitch.state()), dryRun: services.config.dryRun });
 
   app.get('/api/control', {
     onRequest: requireRole(services, 'viewer'),
@@ -17,9 +17,7 @@ export const controlRoutes = (services: Services): FastifyPluginAsyncTypebox => 
     preValidation: emptyBodyAsObject,
     schema: { summary: 'Kill switch on: new runs are suppressed, queued jobs wait', tags: ['control'], security: bearerSecurity, body: PauseBody, response: { 200: Control, ...errors } },
   }, async (req) => {
-    await services.control.set(true, req.caller!.name, req.body?.reason ?? null);
-    // The flag in PostgreSQL is what counts; pausing the queue only spares workers a fetch. The sweeper re-syncs it.
-    await services.queue.queue.pause().catch((err: Error) => req.log.warn({ err: err.message }, 'queue not paused yet'));
+    await services.killSwitch.pause(req.caller!.name, req.body?.reason ?? null);
     req.log.warn({ by: req.caller!.name, reason: req.body?.reason ?? null }, 'remediation paused');
     return view();
   });
@@ -28,8 +26,7 @@ export const controlRoutes = (services: Services): FastifyPluginAsyncTypebox => 
     onRequest: requireRole(services, 'admin'),
     schema: { summary: 'Kill switch off', tags: ['control'], security: bearerSecurity, response: { 200: Control, ...errors } },
   }, async (req) => {
-    await services.control.set(false, req.caller!.name, null);
-    await services.queue.queue.resume().catch((err: Error) => req.log.warn({ err: err.message }, 'queue not resumed yet'));
+    await services.killSwitch.resume(req.caller!.name);
     req.log.warn({ by: req.caller!.name }, 'remediation resumed');
     return view();
   });

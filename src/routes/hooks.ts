@@ -1,6 +1,6 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Role } from '../config.js';
-import { AppError } from '../errors.js';
+import { forbidden, unauthorized } from '../errors.js';
 import type { Services } from '../services.js';
 
 declare module 'fastify' {
@@ -13,9 +13,9 @@ declare module 'fastify' {
 export function requireRole(services: Services, role: Role) {
   return async (req: FastifyRequest, _reply: FastifyReply) => {
     const caller = services.auth.api(req.headers.authorization);
-    if (!caller) throw new AppError(401, 'UNAUTHORIZED', 'missing or unknown bearer token');
+    if (!caller) throw unauthorized('missing or unknown bearer token');
     if (!services.auth.allows(caller.role, role)) {
-      throw new AppError(403, 'FORBIDDEN', `token "${caller.name}" has role ${caller.role}; this needs ${role}`);
+      throw forbidden(`token "${caller.name}" has role ${caller.role}; this needs ${role}`);
     }
     req.caller = caller;
   };

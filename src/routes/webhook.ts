@@ -1,18 +1,8 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import { AppError, unavailable } from '../errors.js';
-import { EnqueueError } from '../queue/queue.js';
+import { ApiError, DependencyError, unauthorized } from '../errors.js';
 import { WebhookMessage, WebhookResponse } from '../schemas/alertmanager.js';
 import { ErrorResponse } from '../schemas/runs.js';
 import type { Services } from '../services.js';
-
-/** Which dependency failed, for the 503 message; the details go to the log only. */
-function dependencyOf(err: unknown): string {
-  if (err instanceof EnqueueError) return 'Redis';
-  const e = err as { code?: string; severity?: string; message?: string };
-  if (e.severity || /^[0-9A-Z]{5}$/.test(e.code ?? '') || /postgres|pg|ECONNREFUSED.*5432/i.test(e.message ?? '')) return 'PostgreSQL';
-  if (/redis|stream isn't writeable|Connection is closed/i.test(e.message ?? '')) return 'Redis';
-  return 'storage';
-}
 
 export const webhookRoutes = (services: Services): FastifyPluginAsyncTypebox => async (app) => {
   app.post(
@@ -27,7 +17,7 @@ export const webhookRoutes = (services: Services): FastifyPluginAsyncTypebox => 
         response: { 200: WebhookResponse, 400: ErrorResponse, 401: ErrorResponse, 413: ErrorResponse, 503: ErrorResponse },
       },
       onRequest: async (req) => {
-        if (!services.auth.webhook(req.headers.authorization)) throw new AppError(401, 'UNAUTHORIZED', 'missing or wrong webhook bearer token');
+        if (!services.auth.webhook(req.headers.authorization)) throw unauthorized('missing or wrong webhook bearer token');
       },
     },
     async (req) => {
@@ -38,9 +28,10 @@ export const webhookRoutes = (services: Services): FastifyPluginAsyncTypebox => 
         return result;
       } catch (err) {
         services.metrics.webhookDuration.observe({ code: '503' }, (performance.now() - started) / 1000);
-        const dependency = dependencyOf(err);
+        // Anything that kept the alerts from being stored is a 503: Alertmanager retries only 5xx.
+        const dependency = err instanceof DependencyError ? err.dependency : 'storage';
         req.log.error({ err: (err as Error).message, dependency, alerts: req.body.alerts.length }, 'alerts not stored; answering 503 so Alertmanager retries');
-        throw unavailable(`${dependency} cannot take the write right now; retry`);
+        throw new ApiError('UNAVAILABLE', `${dependency} cannot take the write right now; retry`);
       }
     },
   );

@@ -1,8 +1,19 @@
-import { Type } from '@sinclair/typebox';
-import { RUN_STATUSES } from '../store/types.js';
+import { Type, type Static } from '@sinclair/typebox';
+
+/**
+ * The one shape of a run. TypeScript types come from these schemas (`Static<>`), the API answers
+ * with them, and a test checks the store's row mapping against them.
+ */
+export const RUN_STATUSES = [
+  'pending_approval', 'queued', 'running', 'succeeded', 'failed',
+  'rejected', 'expired', 'cancelled', 'suppressed', 'dry_run',
+] as const;
+export type RunStatus = (typeof RUN_STATUSES)[number];
+export const TERMINAL_STATUSES: readonly RunStatus[] = ['succeeded', 'failed', 'rejected', 'expired', 'cancelled', 'suppressed', 'dry_run'];
 
 const Nullable = <T extends ReturnType<typeof Type.String>>(t: T) => Type.Union([t, Type.Null()]);
 const Obj = Type.Object({}, { additionalProperties: true });
+const Phase = Type.Union([Type.Literal('firing'), Type.Literal('resolved')]);
 
 export const RunStatus = Type.Union(RUN_STATUSES.map((s) => Type.Literal(s)));
 
@@ -11,26 +22,39 @@ export const RunEvent = Type.Object({
   type: Type.String(),
   detail: Obj,
 });
+export type RunEvent = Static<typeof RunEvent>;
+
+/** The alert a run was created for, as Alertmanager sent it. */
+export const AlertSnapshot = Type.Object({
+  fingerprint: Type.String(),
+  status: Phase,
+  startsAt: Type.String(),
+  endsAt: Type.Optional(Type.String()),
+  generatorURL: Type.Optional(Type.String()),
+  labels: Type.Record(Type.String(), Type.String()),
+  annotations: Type.Record(Type.String(), Type.String()),
+});
+export type AlertSnapshot = Static<typeof AlertSnapshot>;
+
+/** The action's gate settings, kept with the run so a matrix change does not alter them. */
+export const RunGates = Type.Object({
+  cooldownMs: Type.Integer(),
+  limit: Type.Union([Type.Object({ max: Type.Integer(), perMs: Type.Integer() }), Type.Null()]),
+  approvalTimeoutMs: Type.Integer(),
+});
+export type RunGates = Static<typeof RunGates>;
 
 export const Run = Type.Object({
   id: Type.String({ format: 'uuid' }),
   rule: Type.String(),
   action: Type.String(),
-  phase: Type.String(),
+  phase: Phase,
   remediation: Type.String(),
   target: Nullable(Type.String()),
   params: Obj,
   status: RunStatus,
   reason: Nullable(Type.String()),
-  alert: Type.Object({
-    fingerprint: Type.String(),
-    status: Type.String(),
-    startsAt: Type.String(),
-    endsAt: Type.Optional(Type.String()),
-    generatorURL: Type.Optional(Type.String()),
-    labels: Type.Record(Type.String(), Type.String()),
-    annotations: Type.Record(Type.String(), Type.String()),
-  }),
+  alert: AlertSnapshot,
   approval: Type.Object({
     required: Type.Boolean(),
     expiresAt: Nullable(Type.String()),
@@ -39,8 +63,10 @@ export const Run = Type.Object({
     comment: Nullable(Type.String()),
   }),
   dryRun: Type.Boolean(),
-  gates: Obj,
+  gates: RunGates,
   attempts: Type.Integer(),
+  /** While `running`: until when the worker that claimed it holds it. */
+  leaseUntil: Nullable(Type.String()),
   plan: Nullable(Type.String()),
   result: Type.Union([Obj, Type.Null()]),
   error: Nullable(Type.String()),
@@ -48,6 +74,25 @@ export const Run = Type.Object({
   updatedAt: Type.String(),
   events: Type.Optional(Type.Array(RunEvent)),
 });
+export type Run = Static<typeof Run>;
+
+/** A run about to be stored, with the events that explain its first status. */
+export const NewRun = Type.Composite([
+  Type.Pick(Run, ['id', 'rule', 'action', 'phase', 'remediation', 'target', 'params', 'status', 'reason', 'alert', 'dryRun', 'gates', 'plan', 'error']),
+  Type.Object({
+    approvalRequired: Type.Boolean(),
+    expiresAt: Nullable(Type.String()),
+    events: Type.Array(Type.Object({ type: Type.String(), detail: Type.Optional(Obj) })),
+  }),
+]);
+export type NewRun = Static<typeof NewRun>;
+
+/** What a delivery needs of an existing run: who it is and where it stands. */
+export const RunRef = Type.Composite([
+  Type.Pick(Run, ['id', 'rule', 'action', 'remediation', 'status']),
+  Type.Object({ alert: Type.Pick(AlertSnapshot, ['fingerprint', 'startsAt']) }),
+]);
+export type RunRef = Static<typeof RunRef>;
 
 export const RunList = Type.Object({
   runs: Type.Array(Run),

@@ -1,4 +1,39 @@
 import pg from 'pg';
+import { on } from '../errors.js';
+
+/**
+ * The store's way to PostgreSQL: every failure leaves it as a `DependencyError` naming PostgreSQL,
+ * so the webhook and the API answer 503 without guessing from messages.
+ */
+export interface Db {
+  pool: pg.Pool;
+  query<R extends pg.QueryResultRow = Record<string, unknown>>(text: string | pg.QueryConfig, values?: unknown[]): Promise<pg.QueryResult<R>>;
+  /** Runs `work` in one transaction on one connection. */
+  transaction<T>(work: (client: pg.PoolClient) => Promise<T>): Promise<T>;
+}
+
+export function createDb(pool: pg.Pool): Db {
+  return {
+    pool,
+    query: <R extends pg.QueryResultRow>(text: string | pg.QueryConfig, values?: unknown[]) =>
+      on('PostgreSQL', 'query', typeof text === 'string' ? pool.query<R>(text, values) : pool.query<R>(text)),
+    transaction: (work) =>
+      on('PostgreSQL', 'transaction', (async () => {
+        const client = await pool.connect();
+        try {
+          await client.query('BEGIN');
+          const result = await work(client);
+          await client.query('COMMIT');
+          return result;
+        } catch (err) {
+          await client.query('ROLLBACK').catch(() => {});
+          throw err;
+        } finally {
+          client.release();
+        }
+      })()),
+  };
+}
 
 /** Opens the service's pool; creates the database first when it is missing and the user may. */
 export async function openDatabase(url: string, opts: { max?: number } = {}): Promise<pg.Pool> {

@@ -6,7 +6,7 @@ import pg from 'pg';
 import request from 'supertest';
 import { createExecutor } from '../../src/execution/executor.js';
 import type { RunStore } from '../../src/store/runs.js';
-import type { NewRun } from '../../src/store/types.js';
+import type { NewRun } from '../../src/schemas/runs.js';
 import { alertMessage, eventually, isolation, REDIS_URL, startService, TOKENS, WEBHOOK_TOKEN, type TestService } from '../support/harness.js';
 import { executionsKey } from '../support/test-remediations.js';
 
@@ -104,7 +104,7 @@ describe('races and partial failures', () => {
       },
     };
     const executor = createExecutor({
-      runs, budget: s.budget, queue: s.queue, catalogue: s.catalogue, targets: s.targets.targets,
+      runs, counters: s.counters, streak: s.streak, queue: s.queue, catalogue: s.catalogue, targets: s.targets.targets,
       configured: s.targets.configured, metrics: s.metrics, notifier: s.notifier, log: s.log, timeoutMs: 2000,
       shutdown: new AbortController().signal, now: () => new Date(),
     });

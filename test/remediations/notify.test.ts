@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test, type TestContext } from 'node:test';
 import { Value } from '@sinclair/typebox/value';
-import { postNotification } from '../../remediations/notify/client.js';
+import { notifyTarget, postNotification } from '../../src/notify/client.js';
 import webhook from '../../remediations/notify/webhook.js';
 import { RemediationError } from '../../remediations/types.js';
 import { executionContext, memoryLog } from '../support/context.js';
@@ -10,7 +10,7 @@ import { startNotifySink } from '../support/notify-sink.js';
 async function sink(t: TestContext) {
   const s = await startNotifySink();
   t.after(() => s.close());
-  const ctx = (o: { signal?: AbortSignal; timeoutMs?: number } = {}) => executionContext({ notify: { url: s.url } }, o);
+  const ctx = (o: { signal?: AbortSignal; timeoutMs?: number } = {}) => executionContext({ notify: notifyTarget(s.url) }, o);
   return { sink: s, ctx };
 }
 
@@ -58,7 +58,7 @@ test('a 500 is a retryable error that does not name the URL', async (t) => {
 test('a revoked webhook (404) fails at once without naming the URL', async (t) => {
   const { sink: s } = await sink(t);
   const revoked = `${s.url}-revoked`;
-  const err = await failure(webhook.execute({ text: 'hello' }, executionContext({ notify: { url: revoked } })));
+  const err = await failure(webhook.execute({ text: 'hello' }, executionContext({ notify: notifyTarget(revoked) })));
   assert.equal(err.code, 'not_found');
   assert.equal(err.retryable, false);
   assert.match(err.message, /no_service/);
@@ -97,13 +97,13 @@ test('an unreachable webhook is retryable and does not name the URL', async (t) 
 
 test('a malformed webhook URL fails without echoing it', async () => {
   const url = 'not a url/with-secret-path-abc123';
-  const err = await failure(postNotification({ url }, 'hello', { signal: new AbortController().signal, timeoutMs: 1000 }));
+  const err = await failure(postNotification(url, 'hello', { signal: new AbortController().signal, timeoutMs: 1000 }));
   assertSecretFree(err, url, 'secret-path-abc123');
 });
 
 test('postNotification is usable on its own, as the engine does for approvals', async (t) => {
   const { sink: s } = await sink(t);
-  const result = await postNotification({ url: s.url }, 'Approval needed: conduit.enable-provider openai', {
+  const result = await postNotification(s.url, 'Approval needed: conduit.enable-provider openai', {
     signal: new AbortController().signal,
     timeoutMs: 1000,
   });

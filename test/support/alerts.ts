@@ -1,7 +1,7 @@
 /** Alerts for the unit tests: the captured Alertmanager fixtures and hand-made ones. */
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import type { AlertSnapshot } from '../../src/store/types.js';
+import type { AlertSnapshot } from '../../src/schemas/runs.js';
 
 const FIXTURES = fileURLToPath(new URL('../fixtures/alertmanager', import.meta.url));
 

@@ -1,4 +1,5 @@
-import type { ExecutionContext, Log, Targets } from '../../remediations/types.js';
+import type { ExecutionContext, Targets } from '../../remediations/types.js';
+import type { Log } from '../../src/kernel/log.js';
 
 /** A log that keeps what it was given, so tests can assert nothing secret was logged. */
 export function memoryLog(): Log & { lines: Array<{ level: string; obj: object; msg?: string }> } {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { formatDuration, parseDuration } from '../../src/matrix/duration.js';
+import { formatDuration, parseDuration } from '../../src/kernel/duration.js';
 
 const S = 1000;
 const M = 60 * S;

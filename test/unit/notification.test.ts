@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { notificationText } from '../../src/notify/notifier.js';
-import type { Run } from '../../src/store/types.js';
+import type { Run } from '../../src/schemas/runs.js';
 
 const ID = '3f2a9c1e-7b4d-4e8a-9c0f-1a2b3c4d5e6f';
 const URL_ = 'https://remediator.example';
@@ -28,6 +28,7 @@ function run(over: Partial<Run> = {}): Run {
     dryRun: false,
     gates: { cooldownMs: 600_000, limit: null, approvalTimeoutMs: 1_800_000 },
     attempts: 0,
+    leaseUntil: null,
     plan: 'Set isEnabled=true on Conduit provider "openai"',
     result: null,
     error: null,

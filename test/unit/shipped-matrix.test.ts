@@ -4,11 +4,11 @@ import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { parse as parseYaml } from 'yaml';
 import { createCatalogue } from '../../remediations/catalogue.js';
-import { parseDuration } from '../../src/matrix/duration.js';
+import { parseDuration } from '../../src/kernel/duration.js';
 import { loadMatrix } from '../../src/matrix/load.js';
 import { matchAlert, prepare } from '../../src/matrix/match.js';
 import type { Rule } from '../../src/matrix/types.js';
-import type { AlertSnapshot } from '../../src/store/types.js';
+import type { AlertSnapshot } from '../../src/schemas/runs.js';
 import { alert, fixtureAlert } from '../support/alerts.js';
 
 const root = (p: string) => fileURLToPath(new URL(`../../${p}`, import.meta.url));

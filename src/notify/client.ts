@@ -1,4 +1,4 @@
-import { RemediationError, throwIfAborted, type NotifyTarget } from '../types.js';
+import { RemediationError, throwIfAborted, type NotifyTarget } from '../../remediations/types.js';
 
 export interface PostOptions {
   signal: AbortSignal;
@@ -10,13 +10,13 @@ export interface PostOptions {
  * no error made here names it, and none keeps the fetch error as `cause` (undici puts the URL in
  * some of its messages).
  */
-export async function postNotification(target: NotifyTarget, text: string, opts: PostOptions): Promise<{ status: number }> {
+export async function postNotification(url: string, text: string, opts: PostOptions): Promise<{ status: number }> {
   throwIfAborted(opts.signal);
   const deadline = AbortSignal.timeout(opts.timeoutMs);
   let res: Response;
   let answer: string;
   try {
-    res = await fetch(target.url, {
+    res = await fetch(url, {
       method: 'POST',
       headers: { 'Content-Type': 'application/json' },
       body: JSON.stringify({ text }),
@@ -36,7 +36,7 @@ export async function postNotification(target: NotifyTarget, text: string, opts:
     });
   }
   if (res.ok) return { status: res.status };
-  throw statusError(res.status, redact(answer, target.url));
+  throw statusError(res.status, redact(answer, url));
 }
 
 function statusError(status: number, answer: string): RemediationError {
@@ -65,4 +65,9 @@ function redact(answer: string, url: string): string {
     if (secret.length > 1) text = text.split(secret).join('[redacted]');
   }
   return text;
+}
+
+/** The `notify` target remediations and the notifier post through; the URL stays inside. */
+export function notifyTarget(url: string): NotifyTarget {
+  return { post: (text, opts) => postNotification(url, text, opts) };
 }

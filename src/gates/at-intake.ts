@@ -2,42 +2,40 @@ import { randomUUID } from 'node:crypto';
 import type { TargetKind } from '../../remediations/types.js';
 import { prepare } from '../matrix/match.js';
 import type { Action } from '../matrix/types.js';
-import type { AlertSnapshot, NewRun } from '../store/types.js';
-import { ESCALATE_AFTER, type Budget, type BudgetRequest } from './budget.js';
+import type { AlertSnapshot, NewRun } from '../schemas/runs.js';
+import { askApproval } from './approval.js';
+import type { GateSubject } from './counter-gate.js';
+import type { Counters } from './counters.js';
+import { isDryRun } from './dry-run.js';
 
 export interface IntakeGateContext {
-  budget: Budget;
+  counters: Pick<Counters, 'peek'>;
+  /** The kill switch, read with the dedup lookup. */
   paused: boolean;
   dryRun: boolean;
   configured: ReadonlySet<TargetKind>;
   now: () => Date;
 }
 
-interface Pending {
-  run: NewRun;
-  action: Action;
-  request: BudgetRequest;
-}
-
 /**
- * Decides the first status of new runs, in gate order: params valid, target configured, kill switch,
- * approval (a required one, or escalation after repeated failures), then cooldown, rate limit and
- * global budget. The budget is only peeked at, for all runs in one round trip: it is taken when a
- * run executes.
+ * The gates at intake: decides the first status of new runs, in gate order: params valid, target
+ * configured, kill switch, approval (a required one, or escalation after repeated failures), then
+ * cooldown, rate limit and global budget. The counters are only peeked at, for all runs in one
+ * round trip: they are taken when a run executes. (Dedup happens at the insert, by unique index.)
  */
 export async function decideAll(items: ReadonlyArray<{ action: Action; alert: AlertSnapshot }>, ctx: IntakeGateContext): Promise<NewRun[]> {
   const runs: NewRun[] = [];
-  const pending: Pending[] = [];
+  const open: Array<{ run: NewRun; action: Action; subject: GateSubject }> = [];
   for (const { action, alert } of items) {
-    const { run, request } = precheck(action, alert, ctx);
+    const { run, subject } = precheck(action, alert, ctx);
     runs.push(run);
-    if (request) pending.push({ run, action, request });
+    if (subject) open.push({ run, action, subject });
   }
-  const verdicts = await ctx.budget.peekMany(pending.map((p) => p.request));
-  pending.forEach(({ run, action }, i) => {
+  const verdicts = await ctx.counters.peek(open.map((o) => o.subject));
+  open.forEach(({ run, action }, i) => {
     const verdict = verdicts[i]!;
-    if (!verdict.ok && verdict.reason === 'escalated') askApproval(run, action, ctx, 'escalated');
-    else if (action.approval === 'required') askApproval(run, action, ctx, null);
+    if (!verdict.ok && verdict.reason === 'escalated') askApproval(run, action.approvalTimeoutMs, ctx.now(), 'escalated');
+    else if (action.approval === 'required') askApproval(run, action.approvalTimeoutMs, ctx.now(), null);
     else if (!verdict.ok) end(run, 'suppressed', verdict.reason, { retryInMs: verdict.retryInMs });
     else run.events.push({ type: 'queued', detail: run.dryRun ? { dryRun: true } : {} });
   });
@@ -51,17 +49,8 @@ function end(run: NewRun, status: NewRun['status'], reason: string, detail: Reco
   return run;
 }
 
-function askApproval(run: NewRun, action: Action, ctx: IntakeGateContext, reason: string | null): NewRun {
-  run.status = 'pending_approval';
-  run.reason = reason;
-  run.approvalRequired = true;
-  run.expiresAt = new Date(ctx.now().getTime() + action.approvalTimeoutMs).toISOString();
-  run.events.push({ type: 'pending_approval', detail: { reason, expiresAt: run.expiresAt } });
-  return run;
-}
-
-/** The gates decided without Redis; a run still open needs the budget's verdict (`request`). */
-function precheck(action: Action, alert: AlertSnapshot, ctx: IntakeGateContext): { run: NewRun; request?: BudgetRequest } {
+/** The gates decided without Redis; a run still open needs the counters' verdict (`subject`). */
+function precheck(action: Action, alert: AlertSnapshot, ctx: IntakeGateContext): { run: NewRun; subject?: GateSubject } {
   const prepared = prepare(action, alert);
   const run: NewRun = {
     id: randomUUID(),
@@ -76,7 +65,7 @@ function precheck(action: Action, alert: AlertSnapshot, ctx: IntakeGateContext):
     alert,
     approvalRequired: false,
     expiresAt: null,
-    dryRun: ctx.dryRun || action.dryRun,
+    dryRun: isDryRun(ctx.dryRun, action),
     gates: { cooldownMs: action.cooldownMs, limit: action.limit ?? null, approvalTimeoutMs: action.approvalTimeoutMs },
     plan: prepared.ok ? prepared.plan : null,
     error: null,
@@ -91,15 +80,6 @@ function precheck(action: Action, alert: AlertSnapshot, ctx: IntakeGateContext):
   if (ctx.paused) return { run: end(run, 'suppressed', 'paused') };
   return {
     run,
-    request: {
-      runId: run.id,
-      rule: run.rule,
-      actionKey: run.action,
-      remediation: run.remediation,
-      target: prepared.target,
-      cooldownMs: action.cooldownMs,
-      limit: action.limit,
-      escalateAfter: ESCALATE_AFTER,
-    },
+    subject: { runId: run.id, rule: run.rule, action: run.action, remediation: run.remediation, target: prepared.target, gates: run.gates, approved: false },
   };
 }

@@ -1,22 +1,39 @@
-import type { Log } from '../../remediations/types.js';
 import { conflict, notFound } from '../errors.js';
+import type { Log } from '../kernel/log.js';
 import type { Metrics } from '../metrics.js';
+import type { Notifier } from '../notify/notifier.js';
 import type { RunQueue } from '../queue/queue.js';
+import type { NewRun, Run } from '../schemas/runs.js';
 import type { RunStore } from '../store/runs.js';
-import type { Run } from '../store/types.js';
+
+/**
+ * Approval: `approval: required` (or escalation) creates a run `pending_approval` with `expiresAt`
+ * (`approvalTimeout`). A human's decision is one conditional UPDATE (`status = 'pending_approval'`,
+ * guard `undecided`: not expired), so of concurrent decisions on any replica exactly one wins; the
+ * others get 409. The sweeper expires what nobody decided in time; such a run never executes.
+ */
+
+/** When an approval asked for at `now` expires. */
+export const approvalExpiry = (now: Date, timeoutMs: number): string => new Date(now.getTime() + timeoutMs).toISOString();
+
+/** Makes a new run wait for a human; `reason` is `escalated` when repeated failures asked for it. */
+export function askApproval(run: NewRun, timeoutMs: number, now: Date, reason: string | null): NewRun {
+  run.status = 'pending_approval';
+  run.reason = reason;
+  run.approvalRequired = true;
+  run.expiresAt = approvalExpiry(now, timeoutMs);
+  run.events.push({ type: 'pending_approval', detail: { reason, expiresAt: run.expiresAt } });
+  return run;
+}
 
 export interface ApprovalDeps {
   runs: RunStore;
-  queue: RunQueue;
+  queue: Pick<RunQueue, 'requeue'>;
   metrics: Metrics;
+  notifier: Notifier;
   log: Log;
 }
 
-/**
- * A human's decision on a pending run. The decision is one conditional UPDATE
- * (`status = 'pending_approval' AND expires_at > now()`), so of concurrent decisions on any
- * replica exactly one wins; the others get 409.
- */
 export function createApprovals(deps: ApprovalDeps) {
   async function refuse(id: string): Promise<never> {
     const run = await deps.runs.get(id, { events: false });
@@ -31,7 +48,7 @@ export function createApprovals(deps: ApprovalDeps) {
     const run = await deps.runs.transition(id, ['pending_approval'], 'queued', { type: 'approved', detail: { by, comment } }, {
       decidedBy: by,
       decisionComment: comment,
-    }, 'AND expires_at > now()');
+    }, 'undecided');
     if (!run) return refuse(id);
     deps.metrics.runs.inc({ rule: run.rule, remediation: run.remediation, status: 'queued' });
     observeWait(run);
@@ -50,14 +67,23 @@ export function createApprovals(deps: ApprovalDeps) {
       decidedBy: by,
       decisionComment: reason,
       reason: 'rejected',
-    }, 'AND expires_at > now()');
+    }, 'undecided');
     if (!run) return refuse(id);
     deps.metrics.runs.inc({ rule: run.rule, remediation: run.remediation, status: 'rejected' });
     observeWait(run);
     return run;
   }
 
-  return { approve, reject };
+  /** Expires the pending approvals past `expiresAt`, even when no request arrives (the sweeper calls it). */
+  async function expireDue(): Promise<void> {
+    for (const run of await deps.runs.expireDue()) {
+      deps.metrics.runs.inc({ rule: run.rule, remediation: run.remediation, status: 'expired' });
+      deps.metrics.approvalWait.observe((Date.now() - Date.parse(run.createdAt)) / 1000);
+      deps.notifier.notify(run, 'expired');
+    }
+  }
+
+  return { approve, reject, expireDue };
 }
 
 export type Approvals = ReturnType<typeof createApprovals>;

@@ -1,0 +1,80 @@
+import type { Remediation, TargetKind } from '../../remediations/types.js';
+import type { RunQueue } from '../queue/queue.js';
+import type { Run } from '../schemas/runs.js';
+import type { GateSubject } from './counter-gate.js';
+import type { CounterReason, Counters } from './counters.js';
+
+/** What the gates say about a run a worker picked up. */
+export type ExecutionVerdict =
+  /** Not queued or running any more: decided elsewhere. */
+  | { kind: 'gone' }
+  /** Another worker holds the run (its lease has not run out): look again after `delayMs`. */
+  | { kind: 'held'; delayMs: number }
+  /** The kill switch is on: put the job back. */
+  | { kind: 'paused' }
+  | { kind: 'cancel'; reason: 'alert_resolved' }
+  | { kind: 'fail'; reason: 'unknown_remediation' | 'target_not_configured'; error: string }
+  | { kind: 'dry_run' }
+  | { kind: 'suppress'; reason: Exclude<CounterReason, 'escalated'>; retryInMs: number }
+  | { kind: 'escalate' }
+  /** A previous attempt executed the remediation but could not record it: record this result, do not run it again. */
+  | { kind: 'record'; result: Record<string, unknown> }
+  /** Every gate passed; `took` says whether this call took from the counters (to give back if the claim fails). */
+  | { kind: 'execute'; remediation: Remediation; took: boolean };
+
+export interface ExecutionGateDeps {
+  counters: Pick<Counters, 'peek' | 'take'>;
+  queue: Pick<RunQueue, 'executedResult'>;
+  catalogue: ReadonlyMap<string, Remediation>;
+  configured: ReadonlySet<TargetKind>;
+}
+
+/** The run as the counter gates see it at execution. */
+export const gateSubject = (run: Run): GateSubject => ({
+  runId: run.id,
+  rule: run.rule,
+  action: run.action,
+  remediation: run.remediation,
+  target: run.target ?? run.remediation,
+  gates: run.gates,
+  approved: run.approval.decidedBy !== null,
+});
+
+const IN_FLIGHT: readonly string[] = ['queued', 'running'];
+
+/**
+ * The gates at execution, in order: still in flight, not leased by another worker, kill switch,
+ * resolved alert, known remediation, dry run (counters peeked only), target configured, already
+ * executed, then escalation, cooldown, rate limit and global budget, taken all at once or not at all.
+ */
+export function createExecutionGates(deps: ExecutionGateDeps) {
+  return async function check(found: { run: Run; episodeResolved: boolean; paused: boolean }): Promise<ExecutionVerdict> {
+    const { run } = found;
+    if (!IN_FLIGHT.includes(run.status)) return { kind: 'gone' };
+    if (run.status === 'running' && run.leaseUntil && Date.parse(run.leaseUntil) > Date.now()) {
+      return { kind: 'held', delayMs: Date.parse(run.leaseUntil) - Date.now() + 100 };
+    }
+    if (found.paused) return { kind: 'paused' };
+    if (run.phase === 'firing' && found.episodeResolved) return { kind: 'cancel', reason: 'alert_resolved' };
+
+    const remediation = deps.catalogue.get(run.remediation);
+    if (!remediation) return { kind: 'fail', reason: 'unknown_remediation', error: `no remediation named ${run.remediation}` };
+    const subject = gateSubject(run);
+    if (run.dryRun) {
+      const [verdict] = await deps.counters.peek([subject]);
+      if (verdict && !verdict.ok && verdict.reason !== 'escalated') return { kind: 'suppress', reason: verdict.reason, retryInMs: verdict.retryInMs };
+      return { kind: 'dry_run' };
+    }
+    if (remediation.requires !== 'none' && !deps.configured.has(remediation.requires)) {
+      return { kind: 'fail', reason: 'target_not_configured', error: `${remediation.requires} is not configured` };
+    }
+    const executed = run.status === 'running' ? await deps.queue.executedResult(run.id) : undefined;
+    if (executed) return { kind: 'record', result: executed };
+
+    const verdict = await deps.counters.take(subject);
+    if (!verdict.ok) return verdict.reason === 'escalated' ? { kind: 'escalate' } : { kind: 'suppress', reason: verdict.reason, retryInMs: verdict.retryInMs };
+    return { kind: 'execute', remediation, took: verdict.took };
+  };
+}
+
+export type ExecutionGates = ReturnType<typeof createExecutionGates>;

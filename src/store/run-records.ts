@@ -1,0 +1,174 @@
+import { compareDedupKeys, dedupId, dedupKeyOf, type DedupKey } from '../gates/dedup.js';
+import type { NewRun, Run, RunEvent, RunRef, RunStatus } from '../schemas/runs.js';
+import type { Db } from './database.js';
+import { EPISODE_RESOLVED } from './episodes.js';
+import { fromNewRun, isRunId, toRun, type RunRow } from './run-rows.js';
+
+export type StoredRun = { run: Run; duplicate: false } | { run: RunRef; duplicate: true };
+
+const INSERT_SQL = `
+WITH input AS (
+  SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(
+    id uuid, rule text, action text, phase text, remediation text, target text, params jsonb, status text,
+    reason text, fingerprint text, starts_at text, alert jsonb, approval_required boolean,
+    expires_at timestamptz, dry_run boolean, gates jsonb, plan text, error text, events jsonb)
+), inserted AS (
+  INSERT INTO runs (id, rule, action, phase, remediation, target, params, status, reason, fingerprint, starts_at,
+                    alert, approval_required, expires_at, dry_run, gates, plan, error)
+  SELECT id, rule, action, phase, remediation, target, params, status, reason, fingerprint, starts_at,
+         alert, approval_required, expires_at, dry_run, gates, plan, error FROM input
+  ON CONFLICT ON CONSTRAINT runs_dedup_key DO NOTHING
+  RETURNING id, seq, created_at, updated_at
+), events AS (
+  INSERT INTO run_events (run_id, type, detail)
+  SELECT i.id, e.value->>'type', COALESCE(e.value->'detail', '{}'::jsonb)
+  FROM inserted i JOIN input x ON x.id = i.id, jsonb_array_elements(x.events) WITH ORDINALITY AS e(value, n)
+  ORDER BY i.seq, e.n
+)
+SELECT * FROM inserted`;
+
+// LATERAL makes each key one probe of the unique index: as a join, the planner would rather scan
+// the whole table when its statistics are older than a burst of new runs.
+// The kill switch comes in the same round trip, as an extra row with a null id.
+const EXISTING_SQL = `
+SELECT r.id, r.rule, r.action, r.remediation, r.status, r.fingerprint, r.starts_at, false AS paused
+FROM jsonb_to_recordset($1::jsonb) AS x(rule text, action text, fingerprint text, starts_at text)
+CROSS JOIN LATERAL (
+  SELECT * FROM runs
+  WHERE rule = x.rule AND action = x.action AND fingerprint = x.fingerprint AND starts_at = x.starts_at
+) r
+UNION ALL SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, paused FROM control`;
+
+export interface RunFilter {
+  status?: RunStatus;
+  rule?: string;
+  remediation?: string;
+  limit: number;
+  cursor?: string;
+}
+
+/** Runs as they are stored, found and listed: every read of `runs`, and the insert of new ones. */
+export function createRunRecords(db: Db) {
+  /**
+   * Stores new runs in one statement. A run whose dedup key exists already is not stored again:
+   * the existing run is returned with `duplicate: true`, also when another replica inserted it concurrently.
+   */
+  async function insert(runs: NewRun[]): Promise<StoredRun[]> {
+    if (runs.length === 0) return [];
+    const ordered = [...runs].sort((x, y) => compareDedupKeys(dedupKeyOf(x), dedupKeyOf(y)));
+    const payload = ordered.map((r) => ({
+      id: r.id, rule: r.rule, action: r.action, phase: r.phase, remediation: r.remediation, target: r.target,
+      params: r.params, status: r.status, reason: r.reason, fingerprint: r.alert.fingerprint,
+      starts_at: r.alert.startsAt, alert: r.alert, approval_required: r.approvalRequired, expires_at: r.expiresAt,
+      dry_run: r.dryRun, gates: r.gates, plan: r.plan, error: r.error, events: r.events,
+    }));
+    const { rows } = await db.query<{ id: string; created_at: Date; updated_at: Date }>({
+      name: 'runs-insert',
+      text: INSERT_SQL,
+      values: [JSON.stringify(payload)],
+    });
+    // What was inserted is what was sent: only the ids and timestamps come back.
+    const sent = new Map(runs.map((r) => [r.id, r]));
+    const byKey = new Map<string, Run | RunRef>();
+    for (const row of rows) {
+      const run = fromNewRun(sent.get(row.id)!, row.created_at, row.updated_at);
+      byKey.set(dedupId(dedupKeyOf(run)), run);
+    }
+    const missing = runs.filter((r) => !byKey.has(dedupId(dedupKeyOf(r))));
+    if (missing.length > 0) {
+      // A new statement sees rows committed by concurrent inserts that the first one conflicted with.
+      for (const [id, run] of (await findByKeys(missing.map(dedupKeyOf))).existing) byKey.set(id, run);
+    }
+    return runs.map((r) => {
+      const run = byKey.get(dedupId(dedupKeyOf(r)));
+      if (!run) throw new Error(`run ${r.rule}/${r.action} was neither inserted nor found`);
+      return run.id === r.id ? { run: run as Run, duplicate: false as const } : { run, duplicate: true as const };
+    });
+  }
+
+  /**
+   * Existing runs by dedup key, keyed by `dedupId`, with only the columns a delivery answers with,
+   * and the kill switch read in the same round trip.
+   */
+  async function findByKeys(keys: readonly DedupKey[]): Promise<{ existing: Map<string, RunRef>; paused: boolean }> {
+    const found = new Map<string, RunRef>();
+    const payload = keys.map((k) => ({ rule: k.rule, action: k.action, fingerprint: k.fingerprint, starts_at: k.startsAt }));
+    // Unnamed on purpose: a named statement's cached generic plan, made while the table was empty,
+    // keeps scanning it whole long after it has grown.
+    const { rows } = await db.query<{ id: string | null; rule: string; action: string; remediation: string; status: RunStatus; fingerprint: string; starts_at: string; paused: boolean }>(
+      EXISTING_SQL,
+      [JSON.stringify(payload)],
+    );
+    let paused = false;
+    for (const row of rows) {
+      if (row.id === null) {
+        paused = row.paused;
+        continue;
+      }
+      const ref: RunRef = { id: row.id, rule: row.rule, action: row.action, remediation: row.remediation, status: row.status, alert: { fingerprint: row.fingerprint, startsAt: row.starts_at } };
+      found.set(dedupId(dedupKeyOf(ref)), ref);
+    }
+    return { existing: found, paused };
+  }
+
+  /** A run as a worker needs it, with whether its episode resolved and the kill switch, in one round trip. */
+  async function getForExecution(id: string): Promise<{ run: Run; episodeResolved: boolean; paused: boolean } | null> {
+    if (!isRunId(id)) return null;
+    const { rows } = await db.query<RunRow & { episode_resolved: boolean; paused: boolean }>(
+      `SELECT runs.*, ${EPISODE_RESOLVED} AS episode_resolved, (SELECT paused FROM control) AS paused FROM runs WHERE id = $1`,
+      [id],
+    );
+    const row = rows[0];
+    return row ? { run: toRun(row), episodeResolved: row.episode_resolved, paused: row.paused } : null;
+  }
+
+  async function get(id: string, opts: { events?: boolean } = {}): Promise<Run | null> {
+    if (!isRunId(id)) return null;
+    const { rows } = await db.query<RunRow>('SELECT * FROM runs WHERE id = $1', [id]);
+    const row = rows[0];
+    if (!row) return null;
+    if (opts.events === false) return toRun(row);
+    const events = await db.query<{ at: Date; type: string; detail: Record<string, unknown> }>(
+      'SELECT at, type, detail FROM run_events WHERE run_id = $1 ORDER BY id',
+      [id],
+    );
+    const run = toRun(row);
+    run.events = events.rows.map((e): RunEvent => ({ at: e.at.toISOString(), type: e.type, detail: e.detail }));
+    return run;
+  }
+
+  async function list(filter: RunFilter): Promise<{ runs: Run[]; nextCursor: string | null }> {
+    const where: string[] = [];
+    const values: unknown[] = [];
+    const add = (sql: string, value: unknown) => {
+      values.push(value);
+      where.push(sql.replace('?', `$${values.length}`));
+    };
+    if (filter.status) add('status = ?', filter.status);
+    if (filter.rule) add('rule = ?', filter.rule);
+    if (filter.remediation) add('remediation = ?', filter.remediation);
+    if (filter.cursor) add('seq < ?', filter.cursor);
+    values.push(filter.limit + 1);
+    const sql = `SELECT * FROM runs ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY seq DESC LIMIT $${values.length}`;
+    const { rows } = await db.query<RunRow>(sql, values);
+    const page = rows.slice(0, filter.limit);
+    const nextCursor = rows.length > filter.limit ? page[page.length - 1]!.seq : null;
+    return { runs: page.map(toRun), nextCursor };
+  }
+
+  /** The firing runs of an episode still waiting for approval: what its resolution would cancel. */
+  async function pendingOfEpisode(fingerprint: string, startsAt: string): Promise<Array<{ id: string; status: RunStatus }>> {
+    const { rows } = await db.query<{ id: string; status: RunStatus }>(
+      `SELECT id, status FROM runs WHERE fingerprint = $1 AND starts_at = $2 AND phase = 'firing' AND status = 'pending_approval'`,
+      [fingerprint, startsAt],
+    );
+    return rows;
+  }
+
+  async function countByStatus(status: RunStatus): Promise<number> {
+    const { rows } = await db.query<{ n: string }>('SELECT count(*) AS n FROM runs WHERE status = $1', [status]);
+    return Number(rows[0]?.n ?? 0);
+  }
+
+  return { insert, findByKeys, getForExecution, get, list, pendingOfEpisode, countByStatus };
+}

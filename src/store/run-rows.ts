@@ -1,0 +1,93 @@
+import type { NewRun, Run, RunStatus } from '../schemas/runs.js';
+
+/** A row of `runs` as pg returns it. */
+export interface RunRow {
+  id: string;
+  seq: string;
+  rule: string;
+  action: string;
+  phase: Run['phase'];
+  remediation: string;
+  target: string | null;
+  params: Record<string, unknown>;
+  status: RunStatus;
+  reason: string | null;
+  alert: Run['alert'];
+  approval_required: boolean;
+  expires_at: Date | null;
+  decided_by: string | null;
+  decided_at: Date | null;
+  decision_comment: string | null;
+  dry_run: boolean;
+  gates: Run['gates'];
+  attempts: number;
+  lease_until: Date | null;
+  plan: string | null;
+  result: Record<string, unknown> | null;
+  error: string | null;
+  created_at: Date;
+  updated_at: Date;
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+/** Only a UUID can name a run; anything else is not found without asking PostgreSQL (the column is uuid). */
+export const isRunId = (id: string): boolean => UUID.test(id);
+
+const iso = (d: Date | null) => (d ? d.toISOString() : null);
+
+export function toRun(row: RunRow): Run {
+  return {
+    id: row.id,
+    rule: row.rule,
+    action: row.action,
+    phase: row.phase,
+    remediation: row.remediation,
+    target: row.target,
+    params: row.params,
+    status: row.status,
+    reason: row.reason,
+    alert: row.alert,
+    approval: {
+      required: row.approval_required,
+      expiresAt: iso(row.expires_at),
+      decidedBy: row.decided_by,
+      decidedAt: iso(row.decided_at),
+      comment: row.decision_comment,
+    },
+    dryRun: row.dry_run,
+    gates: row.gates,
+    attempts: row.attempts,
+    leaseUntil: iso(row.lease_until),
+    plan: row.plan,
+    result: row.result,
+    error: row.error,
+    createdAt: row.created_at.toISOString(),
+    updatedAt: row.updated_at.toISOString(),
+  };
+}
+
+/** The run just inserted from `r`, without reading it back: only its timestamps come from PostgreSQL. */
+export function fromNewRun(r: NewRun, createdAt: Date, updatedAt: Date): Run {
+  return {
+    id: r.id,
+    rule: r.rule,
+    action: r.action,
+    phase: r.phase,
+    remediation: r.remediation,
+    target: r.target,
+    params: r.params,
+    status: r.status,
+    reason: r.reason,
+    alert: r.alert,
+    approval: { required: r.approvalRequired, expiresAt: r.expiresAt, decidedBy: null, decidedAt: null, comment: null },
+    dryRun: r.dryRun,
+    gates: r.gates,
+    attempts: 0,
+    leaseUntil: null,
+    plan: r.plan,
+    result: null,
+    error: r.error,
+    createdAt: createdAt.toISOString(),
+    updatedAt: updatedAt.toISOString(),
+  };
+}

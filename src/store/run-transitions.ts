@@ -1,0 +1,157 @@
+import type { Run, RunStatus } from '../schemas/runs.js';
+import type { Db } from './database.js';
+import { EPISODE_RESOLVED, recordResolved } from './episodes.js';
+import { isRunId, toRun, type RunRow } from './run-rows.js';
+
+/** Columns a transition may set; `attempts` is only ever incremented. */
+export interface RunPatch {
+  reason?: string | null;
+  decidedBy?: string;
+  decisionComment?: string | null;
+  incrementAttempts?: boolean;
+  plan?: string | null;
+  result?: Record<string, unknown> | null;
+  error?: string | null;
+  approvalRequired?: boolean;
+  expiresAt?: string | null;
+  /** Sets `lease_until` to now plus this many milliseconds; null clears it. */
+  leaseMs?: number | null;
+}
+
+/** Conditions a transition may add to "the run is in one of `from`", by name; their SQL stays here. */
+const GUARDS = {
+  /** A queued run, or a running one whose worker's lease ran out: only then may a worker take it. */
+  claimable: `AND (status = 'queued' OR lease_until IS NULL OR lease_until < now())`,
+  /** A pending approval that has not expired: only then may a human decide it. */
+  undecided: 'AND expires_at > now()',
+} as const;
+export type Guard = keyof typeof GUARDS;
+
+export interface TransitionEvent {
+  type: string;
+  detail?: Record<string, unknown>;
+}
+
+/** Every status change of a run: one conditional UPDATE, with its timeline event in the same statement. */
+export function createRunTransitions(db: Db) {
+  /**
+   * Moves a run from one of `from` to `to`, if `guard` holds too, with its timeline event.
+   * Returns null when the run was not in one of `from`: the caller lost a race or the run moved on.
+   */
+  async function transition(
+    id: string,
+    from: readonly RunStatus[],
+    to: RunStatus,
+    event: TransitionEvent,
+    patch: RunPatch = {},
+    guard?: Guard,
+  ): Promise<Run | null> {
+    if (!isRunId(id)) return null;
+    const values: unknown[] = [id, from, to, event.type, JSON.stringify(event.detail ?? {})];
+    const sets = ['status = $3', 'updated_at = now()'];
+    const set = (column: string, value: unknown) => {
+      values.push(value);
+      sets.push(`${column} = $${values.length}`);
+    };
+    if (patch.reason !== undefined) set('reason', patch.reason);
+    if (patch.decidedBy !== undefined) {
+      set('decided_by', patch.decidedBy);
+      sets.push('decided_at = now()');
+    }
+    if (patch.decisionComment !== undefined) set('decision_comment', patch.decisionComment);
+    if (patch.incrementAttempts) sets.push('attempts = attempts + 1');
+    if (patch.plan !== undefined) set('plan', patch.plan);
+    if (patch.result !== undefined) set('result', patch.result === null ? null : JSON.stringify(patch.result));
+    if (patch.error !== undefined) set('error', patch.error);
+    if (patch.approvalRequired !== undefined) set('approval_required', patch.approvalRequired);
+    if (patch.expiresAt !== undefined) set('expires_at', patch.expiresAt);
+    if (patch.leaseMs === null) sets.push('lease_until = NULL');
+    else if (patch.leaseMs !== undefined) {
+      values.push(patch.leaseMs);
+      sets.push(`lease_until = now() + $${values.length} * interval '1 millisecond'`);
+    }
+    const sql = `
+      WITH updated AS (
+        UPDATE runs SET ${sets.join(', ')} WHERE id = $1 AND status = ANY($2::text[]) ${guard ? GUARDS[guard] : ''} RETURNING *
+      ), events AS (
+        INSERT INTO run_events (run_id, type, detail) SELECT id, $4, $5::jsonb FROM updated
+      )
+      SELECT * FROM updated`;
+    const { rows } = await db.query<RunRow>(sql, values);
+    return rows[0] ? toRun(rows[0]) : null;
+  }
+
+  /** Records an event without changing the status (a retry scheduled, a notification sent). */
+  async function addEvent(id: string, type: string, detail: Record<string, unknown> = {}): Promise<void> {
+    await db.query('INSERT INTO run_events (run_id, type, detail) VALUES ($1, $2, $3)', [id, type, JSON.stringify(detail)]);
+  }
+
+  /** A bulk status move of the runs `where` selects, each with its event. */
+  async function transitionWhere(where: string, values: unknown[], to: RunStatus, event: TransitionEvent, reason: string | null): Promise<Run[]> {
+    const n = values.length;
+    const sql = `
+      WITH updated AS (
+        UPDATE runs SET status = $${n + 1}, reason = $${n + 2}, updated_at = now() WHERE ${where} RETURNING *
+      ), events AS (
+        INSERT INTO run_events (run_id, type, detail) SELECT id, $${n + 3}, $${n + 4}::jsonb FROM updated
+      )
+      SELECT * FROM updated`;
+    const { rows } = await db.query<RunRow>(sql, [...values, to, reason, event.type, JSON.stringify(event.detail ?? {})]);
+    return rows.map(toRun);
+  }
+
+  const CANCELLED = { type: 'cancelled', detail: { reason: 'alert_resolved' } };
+
+  /**
+   * Records alert episodes as resolved, then cancels their firing runs still waiting for approval.
+   * The record is committed before the cancel reads, and `cancelResolved` runs after new firing runs
+   * are committed: of a resolution and a firing delivery racing on two replicas, one always sees the other.
+   */
+  async function resolveEpisodes(episodes: ReadonlyArray<{ fingerprint: string; startsAt: string }>): Promise<Run[]> {
+    await recordResolved(db, episodes);
+    return transitionWhere(
+      `(fingerprint, starts_at) IN (SELECT * FROM unnest($1::text[], $2::text[])) AND phase = 'firing' AND status = 'pending_approval'`,
+      [episodes.map((e) => e.fingerprint), episodes.map((e) => e.startsAt)],
+      'cancelled',
+      CANCELLED,
+      'alert_resolved',
+    );
+  }
+
+  /** Cancels those of `ids` (new firing runs) waiting for approval whose episode resolved meanwhile. */
+  async function cancelResolved(ids: readonly string[]): Promise<Run[]> {
+    if (ids.length === 0) return [];
+    return transitionWhere(
+      `id = ANY($1::uuid[]) AND phase = 'firing' AND status = 'pending_approval' AND ${EPISODE_RESOLVED}`,
+      [ids],
+      'cancelled',
+      CANCELLED,
+      'alert_resolved',
+    );
+  }
+
+  /** Pending approvals past `expiresAt` become `expired`. */
+  async function expireDue(): Promise<Run[]> {
+    return transitionWhere(
+      `status = 'pending_approval' AND expires_at <= now()`,
+      [],
+      'expired',
+      { type: 'expired', detail: { reason: 'approval_timeout' } },
+      'approval_timeout',
+    );
+  }
+
+  /** Queued runs untouched for `olderThanMs`: their job may have been lost between commit and enqueue. */
+  async function staleQueued(olderThanMs: number, limit: number): Promise<string[]> {
+    const { rows } = await db.query<{ id: string }>(
+      `UPDATE runs SET updated_at = now() WHERE id IN (
+         SELECT id FROM runs WHERE status IN ('queued', 'running') AND updated_at < now() - $1 * interval '1 millisecond'
+         ORDER BY updated_at LIMIT $2 FOR UPDATE SKIP LOCKED)
+       RETURNING id`,
+      [olderThanMs, limit],
+    );
+    return rows.map((r) => r.id);
+  }
+
+  return { transition, addEvent, resolveEpisodes, cancelResolved, expireDue, staleQueued };
+}
