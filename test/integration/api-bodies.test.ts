@@ -61,6 +61,24 @@ describe('decisions and the kill switch as curl sends them', () => {
     assert.equal(still.body.status, 'pending_approval');
   });
 
+  it("answers Fastify's own errors with the project's codes", async () => {
+    const auth = `Bearer ${WEBHOOK_TOKEN}`;
+    const broken = await request(svc.url).post('/webhooks/alertmanager').set('Authorization', auth).set('Content-Type', 'application/json').send('{"version": ');
+    assert.deepEqual([broken.status, broken.body.code], [400, 'BAD_REQUEST']);
+    const empty = await request(svc.url).post('/webhooks/alertmanager').set('Authorization', auth).set('Content-Type', 'application/json').send('');
+    assert.deepEqual([empty.status, empty.body.code], [400, 'BAD_REQUEST']);
+    const text = await request(svc.url).post('/webhooks/alertmanager').set('Authorization', auth).set('Content-Type', 'application/xml').send('<alerts/>');
+    assert.deepEqual([text.status, text.body.code], [415, 'UNSUPPORTED_MEDIA_TYPE']);
+    const invalid = await request(svc.url).post('/webhooks/alertmanager').set('Authorization', auth).send({ version: '4' });
+    assert.deepEqual([invalid.status, invalid.body.code], [400, 'VALIDATION']);
+    const missing = await request(svc.url).get('/api/nothing-here').set('Authorization', `Bearer ${TOKENS.viewer}`);
+    assert.deepEqual([missing.status, missing.body.code], [404, 'NOT_FOUND']);
+    for (const res of [broken, empty, text, invalid, missing]) {
+      assert.deepEqual(Object.keys(res.body).sort(), ['code', 'error', 'message', 'statusCode']);
+      assert.doesNotMatch(res.body.code, /^FST_/);
+    }
+  });
+
   it('serves the OpenAPI document', async () => {
     const doc = await request(svc.url).get('/docs/json').expect(200);
     assert.equal(doc.body.openapi.startsWith('3.'), true);

@@ -1,0 +1,64 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { FormatRegistry } from '@sinclair/typebox';
+import { Value } from '@sinclair/typebox/value';
+import { isRunId } from '../../src/store/runs.js';
+import request from 'supertest';
+import { Run } from '../../src/schemas/runs.js';
+import { alertMessage, isolation, REDIS_URL, startService, TOKENS, WEBHOOK_TOKEN, type TestService } from '../support/harness.js';
+
+const MATRIX = `
+rules:
+  - name: approve
+    matchers: ['alertname="NeedsApproval"']
+    actions:
+      - remediation: test.count
+        params: { key: '{{ labels.key }}' }
+        approval: required
+        limit: { max: 5, per: 1h }
+  - name: plain
+    matchers: ['alertname="Plain"']
+    actions:
+      - remediation: test.count
+        params: { key: '{{ labels.key }}' }
+`;
+
+// Fastify's validator knows `uuid`; TypeBox's Value checks it with the store's own test.
+if (!FormatRegistry.Has('uuid')) FormatRegistry.Set('uuid', isRunId);
+
+describe('the store returns runs of exactly the schema the API answers with', () => {
+  const iso = isolation('schema');
+  let svc: TestService;
+  before(async () => {
+    svc = await startService({ databaseUrl: iso.databaseUrl, prefix: iso.prefix, matrix: MATRIX, env: { TARGET_REDIS_URL: REDIS_URL } });
+  });
+  after(async () => {
+    await svc.close();
+    await iso.drop();
+  });
+
+  const schemaKeys = Object.keys(Run.properties).sort();
+  const check = (run: unknown, where: string) => {
+    const problems = [...Value.Errors(Run, run)].map((e) => `${e.path}: ${e.message}`);
+    assert.deepEqual(problems, [], `${where} fits the Run schema`);
+    const keys = Object.keys(run as object).filter((k) => k !== 'events').sort();
+    assert.deepEqual(keys, schemaKeys.filter((k) => k !== 'events'), `${where} has every schema field and no other`);
+  };
+
+  it('maps stored, listed, decided and executed rows onto the Run schema', async () => {
+    const res = await request(svc.url).post('/webhooks/alertmanager').set('Authorization', `Bearer ${WEBHOOK_TOKEN}`)
+      .send(alertMessage([{ labels: { alertname: 'NeedsApproval', key: 'a' } }, { labels: { alertname: 'Plain', key: 'b' } }])).expect(200);
+    const [pending, plain] = res.body.runs as Array<{ id: string }>;
+    const stored = await svc.services.runs.get(pending!.id);
+    check(stored, 'get');
+    assert.ok(stored!.events!.length >= 2);
+    const listed = await svc.services.runs.list({ limit: 10 });
+    for (const run of listed.runs) check(run, 'list');
+    const approved = await request(svc.url).post(`/api/runs/${pending!.id}/approve`).set('Authorization', `Bearer ${TOKENS.approver}`).send({ comment: 'ok' }).expect(200);
+    check(approved.body, 'approve answer');
+    const moved = await svc.services.runs.transition(plain!.id, ['queued', 'running', 'succeeded'], 'succeeded', { type: 'noted' }, {});
+    check(moved, 'transition');
+    assert.deepEqual(moved!.gates, { cooldownMs: 600_000, limit: null, approvalTimeoutMs: 1_800_000 });
+    assert.deepEqual(stored!.gates.limit, { max: 5, perMs: 3_600_000 });
+  });
+});
