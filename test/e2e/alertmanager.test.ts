@@ -20,6 +20,7 @@ import { findAlertmanagerBinary, startAlertmanager, type PostableAlert, type Run
 import { startConduitAdmin, type ConduitAdmin, type RecordedRequest } from '../support/conduit-admin.js';
 import { API_TOKENS, eventually, isolation, startService, TOKENS, WEBHOOK_TOKEN, type TestService } from '../support/harness.js';
 import { startNotifySink, type NotifySink } from '../support/notify-sink.js';
+import type { Run } from '../../src/schemas/runs.js';
 
 /** The provider-down rule of SPEC section 3, as written there. */
 const MATRIX = `
@@ -65,21 +66,8 @@ function tokenName(token: string): string {
   return entry[0];
 }
 
-interface ApiRun {
-  id: string;
-  rule: string;
-  action: string;
-  phase: 'firing' | 'resolved';
-  remediation: string;
-  target: string | null;
-  params: Record<string, unknown>;
-  status: string;
-  reason: string | null;
-  alert: { fingerprint: string; status: string; startsAt: string; labels: Record<string, string>; annotations: Record<string, string> };
-  approval: { required: boolean; expiresAt: string | null; decidedBy: string | null; decidedAt: string | null; comment: string | null };
-  attempts: number;
-  events?: Array<{ at: string; type: string; detail: Record<string, unknown> }>;
-}
+/** A run as the API answers it: the schema's own type. */
+type ApiRun = Run;
 
 /** What GET /api/v2/alerts answers, the fields used here. */
 interface AmAlert {
