@@ -5,7 +5,9 @@ import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import request from 'supertest';
 import { startConduitAdmin, type ConduitAdmin } from '../support/conduit-admin.js';
-import { alertMessage, eventually, isolation, startService, TOKENS, WEBHOOK_TOKEN, type TestService } from '../support/harness.js';
+import { settled, webhook } from '../support/api.js';
+import { answersWithCode } from '../support/assertions.js';
+import { alertMessage, eventually, isolation, startService, TOKENS } from '../support/harness.js';
 import { startNotifySink, type NotifySink } from '../support/notify-sink.js';
 
 const FIXTURES = new URL('../fixtures/alertmanager/', import.meta.url);
@@ -25,33 +27,33 @@ rules:
         params: { text: 'Provider {{ labels.provider }} disabled: {{ annotations.summary }}' }
 `;
 
-describe('the alert path: webhook -> matrix -> run -> queue -> remediation', () => {
+describe('the alert path: webhook -> matrix -> run -> queue -> remediation', (s) => {
   const iso = isolation('path');
   let conduit: ConduitAdmin;
   let sink: NotifySink;
-  let svc: TestService;
   let db: pg.Pool;
-  const hook = () => request(svc.url).post('/webhooks/alertmanager').set('Authorization', `Bearer ${WEBHOOK_TOKEN}`);
-  const runsCount = async () => Number((await db.query('SELECT count(*) AS n FROM runs')).rows[0].n);
 
   before(async () => {
     conduit = await startConduitAdmin();
     sink = await startNotifySink();
-    svc = await startService({
-      databaseUrl: iso.databaseUrl,
-      prefix: iso.prefix,
-      matrix: MATRIX,
-      env: { CONDUIT_ADMIN_URL: conduit.url, CONDUIT_ADMIN_KEY: conduit.apiKey, NOTIFY_WEBHOOK_URL: sink.url },
-    });
     db = new pg.Pool({ connectionString: iso.databaseUrl, max: 2 });
   });
+  // Started once Conduit's fake and the sink answer, closed before they are.
+  const svc = startService(s, () => ({
+    databaseUrl: iso.databaseUrl,
+    prefix: iso.prefix,
+    matrix: MATRIX,
+    env: { CONDUIT_ADMIN_URL: conduit.url, CONDUIT_ADMIN_KEY: conduit.apiKey, NOTIFY_WEBHOOK_URL: sink.url },
+  }));
   after(async () => {
     await db.end();
-    await svc.close();
     await conduit.close();
     await sink.close();
     await iso.drop();
   });
+
+  const hook = () => webhook(svc);
+  const runsCount = async () => Number((await db.query('SELECT count(*) AS n FROM runs')).rows[0].n);
 
   it('disables the provider named by the firing fixture, keeping its baseUrl, and notifies on-call', async () => {
     const res = await hook().send(firing).expect(200);
@@ -61,10 +63,7 @@ describe('the alert path: webhook -> matrix -> run -> queue -> remediation', () 
     assert.equal(disable.status, 'queued');
     assert.equal(disable.duplicate, false);
 
-    const run = await eventually(async () => {
-      const r = await request(svc.url).get(`/api/runs/${disable.id}`).set('Authorization', `Bearer ${TOKENS.viewer}`).expect(200);
-      return r.body.status === 'succeeded' ? r.body : undefined;
-    }, 10_000, 'the run to succeed');
+    const run = await settled(svc, disable.id, 'succeeded', 10_000);
     const puts = conduit.requests.filter((r) => r.method === 'PUT');
     assert.equal(puts.length, 1);
     assert.deepEqual(puts[0]!.body, { id: 1, providerName: 'openai', baseUrl: 'https://api.openai.com/v1', isEnabled: false });
@@ -78,7 +77,7 @@ describe('the alert path: webhook -> matrix -> run -> queue -> remediation', () 
     assert.equal(run.alert.fingerprint, '54e69878f8d451e8');
     assert.equal(run.alert.startsAt, '2026-11-27T13:31:39.202045328Z');
     assert.deepEqual(run.events.map((e: { type: string }) => e.type), ['created', 'queued', 'started', 'succeeded']);
-    assert.match(run.plan, /openai/);
+    assert.match(run.plan!, /openai/);
 
     await eventually(async () => sink.messages.length === 1, 5000, 'the notification');
     assert.equal(sink.messages[0]!.text, 'Provider openai disabled: Provider openai down');
@@ -149,7 +148,7 @@ describe('the alert path: webhook -> matrix -> run -> queue -> remediation', () 
     const before = await runsCount();
     await request(svc.url).post('/webhooks/alertmanager').send(firing).expect(401);
     const wrong = await request(svc.url).post('/webhooks/alertmanager').set('Authorization', 'Bearer nope').send(firing).expect(401);
-    assert.equal(wrong.body.code, 'UNAUTHORIZED');
+    answersWithCode(wrong, 401, 'UNAUTHORIZED');
     const huge = { ...firing, padding: 'x'.repeat(5 * 1024 * 1024 + 10) };
     const res = await hook().send(huge);
     assert.equal(res.status, 413);

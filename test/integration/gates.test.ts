@@ -3,7 +3,9 @@ import { after, before, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
 import pg from 'pg';
 import request from 'supertest';
-import { alertMessage, eventually, isolation, REDIS_URL, startService, TOKENS, WEBHOOK_TOKEN, type TestService } from '../support/harness.js';
+import { approve, deliver, getRun, reject, settled } from '../support/api.js';
+import { answersWithCode } from '../support/assertions.js';
+import { alertMessage, eventually, isolation, REDIS_URL, startService, TOKENS } from '../support/harness.js';
 import { startNotifySink, type NotifySink } from '../support/notify-sink.js';
 import { executionsKey } from '../support/test-remediations.js';
 
@@ -56,57 +58,48 @@ rules:
         params: { key: '{{ labels.key }}' }
 `;
 
-type RunView = { id: string; status: string; remediation: string; rule: string; duplicate: boolean };
-
-describe('safety gates across two replicas', () => {
+describe('safety gates across two replicas', (s) => {
   const iso = isolation('gates');
-  let a: TestService;
-  let b: TestService;
   let sink: NotifySink;
   let redis: Redis;
   let db: pg.Pool;
   const env = () => ({ TARGET_REDIS_URL: REDIS_URL, NOTIFY_WEBHOOK_URL: sink.url });
 
-  const deliver = async (svc: TestService, msg: object): Promise<RunView[]> =>
-    (await request(svc.url).post('/webhooks/alertmanager').set('Authorization', `Bearer ${WEBHOOK_TOKEN}`).send(msg).expect(200)).body.runs;
-  const fire = (alertname: string, key: string, extra: { startsAt?: string; status?: 'firing' | 'resolved' } = {}) =>
-    alertMessage([{ labels: { alertname, key }, ...extra }]);
-  const run = async (id: string) => (await request(a.url).get(`/api/runs/${id}`).set('Authorization', `Bearer ${TOKENS.viewer}`).expect(200)).body;
-  const executions = async (id: string) => Number((await redis.get(executionsKey(iso.prefix, 'count', id))) ?? 0);
-  const settled = (id: string, status: string) => eventually(async () => ((await run(id)).status === status ? run(id) : undefined), 10_000, `run ${id} ${status}`);
-
   before(async () => {
     sink = await startNotifySink();
-    a = await startService({ databaseUrl: iso.databaseUrl, prefix: iso.prefix, matrix: MATRIX, env: env() });
-    b = await startService({ databaseUrl: iso.databaseUrl, prefix: iso.prefix, matrix: MATRIX, env: env() });
     redis = new Redis(REDIS_URL);
     db = new pg.Pool({ connectionString: iso.databaseUrl, max: 2 });
   });
+  // Two replicas of one deployment, started after the sink and closed before it.
+  const a = startService(s, () => ({ databaseUrl: iso.databaseUrl, prefix: iso.prefix, matrix: MATRIX, env: env() }));
+  const b = startService(s, () => ({ databaseUrl: iso.databaseUrl, prefix: iso.prefix, matrix: MATRIX, env: env() }));
   after(async () => {
     redis.disconnect();
     await db.end();
-    await a.close();
-    await b.close();
     await sink.close();
     await iso.drop();
   });
+
+  const fire = (alertname: string, key: string, extra: { startsAt?: string; status?: 'firing' | 'resolved' } = {}) =>
+    alertMessage([{ labels: { alertname, key }, ...extra }]);
+  const run = (id: string) => getRun(a, id);
+  const executions = async (id: string) => Number((await redis.get(executionsKey(iso.prefix, 'count', id))) ?? 0);
 
   it('lets exactly one of 20 concurrent approvals over two replicas win, and executes once', async () => {
     const [pending] = await deliver(a, fire('NeedsApproval', 'race'));
     assert.equal(pending!.status, 'pending_approval');
     const tokens = [TOKENS.approver, TOKENS.alice];
-    const answers = await Promise.all(Array.from({ length: 20 }, (_, i) =>
-      request((i % 2 ? a : b).url).post(`/api/runs/${pending!.id}/approve`).set('Authorization', `Bearer ${tokens[i % 2]}`).send({ comment: `try ${i}` })));
+    const answers = await Promise.all(Array.from({ length: 20 }, (_, i) => approve(i % 2 ? a : b, pending!.id, { token: tokens[i % 2]!, comment: `try ${i}` })));
     const codes = answers.map((r) => r.status).sort();
     assert.deepEqual(codes, [200, ...Array(19).fill(409)]);
     const winner = answers.find((r) => r.status === 200)!.body;
     assert.ok(['bob', 'alice'].includes(winner.approval.decidedBy));
-    const done = await settled(pending!.id, 'succeeded');
+    const done = await settled(a, pending!.id, 'succeeded');
     assert.equal(await executions(pending!.id), 1);
     assert.equal(done.approval.decidedBy, winner.approval.decidedBy);
-    assert.match(done.approval.comment, /^try \d+$/);
+    assert.match(done.approval.comment!, /^try \d+$/);
     assert.equal(done.events.filter((e: { type: string }) => e.type === 'approved').length, 1);
-    const late = await request(a.url).post(`/api/runs/${pending!.id}/approve`).set('Authorization', `Bearer ${TOKENS.approver}`).send({});
+    const late = await approve(a, pending!.id);
     assert.equal(late.status, 409);
   });
 
@@ -120,11 +113,10 @@ describe('safety gates across two replicas', () => {
   it('expires a pending approval at expiresAt with no request, refuses a late approval, and never runs it', async () => {
     const [pending] = await deliver(b, fire('Expiring', 'exp'));
     assert.equal(pending!.status, 'pending_approval');
-    const expired = await settled(pending!.id, 'expired');
-    assert.ok(Date.parse(expired.updatedAt) >= Date.parse(expired.approval.expiresAt));
-    const late = await request(a.url).post(`/api/runs/${pending!.id}/approve`).set('Authorization', `Bearer ${TOKENS.approver}`).send({});
-    assert.equal(late.status, 409);
-    assert.equal(late.body.code, 'CONFLICT');
+    const expired = await settled(a, pending!.id, 'expired');
+    assert.ok(Date.parse(expired.updatedAt) >= Date.parse(expired.approval.expiresAt!));
+    const late = await approve(a, pending!.id);
+    answersWithCode(late, 409, 'CONFLICT');
     await new Promise((r) => setTimeout(r, 300));
     assert.equal(await executions(pending!.id), 0);
     assert.equal((await run(pending!.id)).status, 'expired');
@@ -139,16 +131,16 @@ describe('safety gates across two replicas', () => {
     assert.equal(cancelled.reason, 'alert_resolved');
     assert.equal(runs.length, 1);
     assert.equal(runs[0]!.rule, 'approve');
-    const onResolved = await settled(runs[0]!.id, 'succeeded');
+    const onResolved = await settled(a, runs[0]!.id, 'succeeded');
     assert.deepEqual(onResolved.params, { key: 'resolved-res' });
     assert.equal(await executions(pending!.id), 0);
-    const approve = await request(a.url).post(`/api/runs/${pending!.id}/approve`).set('Authorization', `Bearer ${TOKENS.approver}`).send({});
-    assert.equal(approve.status, 409);
+    const late = await approve(a, pending!.id);
+    assert.equal(late.status, 409);
   });
 
   it('suppresses a second episode inside the cooldown, and runs one after it', async () => {
     const [first] = await deliver(a, fire('Cooldown', 'cd', { startsAt: '2026-11-27T11:00:00Z' }));
-    await settled(first!.id, 'succeeded');
+    await settled(a, first!.id, 'succeeded');
     const [second] = await deliver(b, fire('Cooldown', 'cd', { startsAt: '2026-11-27T11:05:00Z' }));
     assert.equal(second!.status, 'suppressed');
     assert.equal((await run(second!.id)).reason, 'cooldown');
@@ -157,7 +149,7 @@ describe('safety gates across two replicas', () => {
     await new Promise((r) => setTimeout(r, 3200));
     const [third] = await deliver(a, fire('Cooldown', 'cd', { startsAt: '2026-11-27T11:10:00Z' }));
     assert.equal(third!.status, 'queued');
-    await settled(third!.id, 'succeeded');
+    await settled(a, third!.id, 'succeeded');
     // Counters are per process: the replica that suppressed it counts it.
     const metrics = await request(b.url).get('/metrics').expect(200);
     assert.match(metrics.text, /remediator_suppressed_total\{remediation="test.count",reason="cooldown"\} [1-9]/);
@@ -182,7 +174,7 @@ describe('safety gates across two replicas', () => {
 
   it('records a dry run with its plan and touches nothing', async () => {
     const [dry] = await deliver(a, fire('Dry', 'dry'));
-    const done = await settled(dry!.id, 'dry_run');
+    const done = await settled(a, dry!.id, 'dry_run');
     assert.equal(done.plan, 'count an execution for dry');
     assert.equal(await executions(dry!.id), 0);
   });
@@ -191,7 +183,7 @@ describe('safety gates across two replicas', () => {
     for (let i = 0; i < 3; i++) {
       const [r] = await deliver(a, fire('Failing', 'esc', { startsAt: `2026-11-27T12:0${i}:00Z` }));
       assert.equal(r!.status, 'queued');
-      await settled(r!.id, 'failed');
+      await settled(a, r!.id, 'failed');
     }
     const [fourth] = await deliver(b, fire('Failing', 'esc', { startsAt: '2026-11-27T12:09:00Z' }));
     assert.equal(fourth!.status, 'pending_approval');
@@ -203,17 +195,17 @@ describe('safety gates across two replicas', () => {
 
   it('checks roles: viewers cannot approve or pause, no token is 401', async () => {
     const [pending] = await deliver(a, fire('NeedsApproval', 'roles'));
-    await request(a.url).post(`/api/runs/${pending!.id}/approve`).send({}).expect(401);
-    const forbidden = await request(a.url).post(`/api/runs/${pending!.id}/approve`).set('Authorization', `Bearer ${TOKENS.viewer}`).send({}).expect(403);
-    assert.equal(forbidden.body.code, 'FORBIDDEN');
-    await request(a.url).post(`/api/runs/${pending!.id}/reject`).set('Authorization', `Bearer ${TOKENS.viewer}`).send({}).expect(403);
+    await approve(a, pending!.id, { token: null }).expect(401);
+    const forbidden = await approve(a, pending!.id, { token: TOKENS.viewer }).expect(403);
+    answersWithCode(forbidden, 403, 'FORBIDDEN');
+    await reject(a, pending!.id, { token: TOKENS.viewer }).expect(403);
     await request(a.url).post('/api/control/pause').set('Authorization', `Bearer ${TOKENS.approver}`).send({}).expect(403);
-    await request(a.url).post('/api/runs/00000000-0000-4000-8000-000000000000/approve').set('Authorization', `Bearer ${TOKENS.approver}`).send({}).expect(404);
-    const rejected = await request(a.url).post(`/api/runs/${pending!.id}/reject`).set('Authorization', `Bearer ${TOKENS.approver}`).send({ reason: 'not now' }).expect(200);
+    await approve(a, '00000000-0000-4000-8000-000000000000').expect(404);
+    const rejected = await reject(a, pending!.id, { reason: 'not now' }).expect(200);
     assert.equal(rejected.body.status, 'rejected');
     assert.equal(rejected.body.approval.decidedBy, 'bob');
     assert.equal(rejected.body.approval.comment, 'not now');
-    await request(a.url).post(`/api/runs/${pending!.id}/approve`).set('Authorization', `Bearer ${TOKENS.approver}`).send({}).expect(409);
+    await approve(a, pending!.id).expect(409);
   });
 
   it('simulates a message without writing anything', async () => {
@@ -235,79 +227,66 @@ describe('safety gates across two replicas', () => {
   });
 });
 
-describe('kill switch and global budget', () => {
+describe('kill switch and global budget', (s) => {
   const iso = isolation('pause');
-  let api: TestService;
   let redis: Redis;
   const MATRIX_GLOBAL = `${MATRIX}\nlimits: { global: { max: 2, per: 1h } }\n`;
+  const options = (role: 'api' | 'worker') => ({ databaseUrl: iso.databaseUrl, prefix: iso.prefix, matrix: MATRIX_GLOBAL, env: { TARGET_REDIS_URL: REDIS_URL, ROLE: role } });
 
+  const api = startService(s, options('api'));
   before(async () => {
-    api = await startService({ databaseUrl: iso.databaseUrl, prefix: iso.prefix, matrix: MATRIX_GLOBAL, env: { TARGET_REDIS_URL: REDIS_URL, ROLE: 'api' } });
     redis = new Redis(REDIS_URL);
   });
   after(async () => {
     redis.disconnect();
-    await api.close();
     await iso.drop();
   });
 
-  const deliver = async (msg: object): Promise<RunView[]> =>
-    (await request(api.url).post('/webhooks/alertmanager').set('Authorization', `Bearer ${WEBHOOK_TOKEN}`).send(msg).expect(200)).body.runs;
-  const status = async (id: string) => (await request(api.url).get(`/api/runs/${id}`).set('Authorization', `Bearer ${TOKENS.viewer}`).expect(200)).body;
+  const status = (id: string) => getRun(api, id);
   const admin = `Bearer ${TOKENS.admin}`;
 
-  it('suppresses new runs while paused, holds queued jobs, and runs them after resume', async () => {
-    const [queued] = await deliver(alertMessage([{ labels: { alertname: 'Plain', key: 'before-pause' } }]));
+  it('suppresses new runs while paused, holds queued jobs, and runs them after resume', async (t) => {
+    const [queued] = await deliver(api, alertMessage([{ labels: { alertname: 'Plain', key: 'before-pause' } }]));
     assert.equal(queued!.status, 'queued');
     const paused = await request(api.url).post('/api/control/pause').set('Authorization', admin).send({ reason: 'incident 42' }).expect(200);
     assert.equal(paused.body.paused, true);
     assert.equal(paused.body.reason, 'incident 42');
     assert.equal(paused.body.changedBy, 'root');
-    const [during] = await deliver(alertMessage([{ labels: { alertname: 'Plain', key: 'during-pause' } }]));
+    const [during] = await deliver(api, alertMessage([{ labels: { alertname: 'Plain', key: 'during-pause' } }]));
     assert.equal(during!.status, 'suppressed');
     assert.equal((await status(during!.id)).reason, 'paused');
 
-    const worker = await startService({ databaseUrl: iso.databaseUrl, prefix: iso.prefix, matrix: MATRIX_GLOBAL, env: { TARGET_REDIS_URL: REDIS_URL, ROLE: 'worker' } });
-    try {
-      await new Promise((r) => setTimeout(r, 1500));
-      assert.equal((await status(queued!.id)).status, 'queued', 'nothing runs while paused');
-      assert.equal(await redis.get(executionsKey(iso.prefix, 'count', queued!.id)), null);
-      const control = await request(api.url).get('/api/control').set('Authorization', `Bearer ${TOKENS.viewer}`).expect(200);
-      assert.deepEqual({ paused: control.body.paused, dryRun: control.body.dryRun }, { paused: true, dryRun: false });
-      const metrics = await request(api.url).get('/metrics').expect(200);
-      assert.match(metrics.text, /remediator_paused 1/);
+    // Closed by t.after once this test is done.
+    await startService(t, options('worker'));
+    await new Promise((r) => setTimeout(r, 1500));
+    assert.equal((await status(queued!.id)).status, 'queued', 'nothing runs while paused');
+    assert.equal(await redis.get(executionsKey(iso.prefix, 'count', queued!.id)), null);
+    const control = await request(api.url).get('/api/control').set('Authorization', `Bearer ${TOKENS.viewer}`).expect(200);
+    assert.deepEqual({ paused: control.body.paused, dryRun: control.body.dryRun }, { paused: true, dryRun: false });
+    const metrics = await request(api.url).get('/metrics').expect(200);
+    assert.match(metrics.text, /remediator_paused 1/);
 
-      await request(api.url).post('/api/control/resume').set('Authorization', admin).send({}).expect(200);
-      await eventually(async () => (await status(queued!.id)).status === 'succeeded', 10_000, 'the held job to run after resume');
-      assert.equal((await status(during!.id)).status, 'suppressed');
-    } finally {
-      await worker.close();
-    }
+    await request(api.url).post('/api/control/resume').set('Authorization', admin).send({}).expect(200);
+    await settled(api, queued!.id, 'succeeded', 10_000);
+    assert.equal((await status(during!.id)).status, 'suppressed');
   });
 
-  it('keeps the pause across a restart', async () => {
+  it('keeps the pause across a restart', async (t) => {
     await request(api.url).post('/api/control/pause').set('Authorization', admin).send({}).expect(200);
-    const again = await startService({ databaseUrl: iso.databaseUrl, prefix: iso.prefix, matrix: MATRIX_GLOBAL, env: { TARGET_REDIS_URL: REDIS_URL, ROLE: 'api' } });
-    try {
-      const control = await request(again.url).get('/api/control').set('Authorization', `Bearer ${TOKENS.viewer}`).expect(200);
-      assert.equal(control.body.paused, true);
-    } finally {
-      await again.close();
-    }
+    const again = await startService(t, options('api'));
+    const control = await request(again.url).get('/api/control').set('Authorization', `Bearer ${TOKENS.viewer}`).expect(200);
+    assert.equal(control.body.paused, true);
+    await again.close();
     await request(api.url).post('/api/control/resume').set('Authorization', admin).send({}).expect(200);
   });
 
-  it('suppresses runs once the global budget is spent', async () => {
-    const worker = await startService({ databaseUrl: iso.databaseUrl, prefix: iso.prefix, matrix: MATRIX_GLOBAL, env: { TARGET_REDIS_URL: REDIS_URL, ROLE: 'worker' } });
-    try {
-      // The first test executed one run already: one more fits in the budget of 2.
-      const [one] = await deliver(alertMessage([{ labels: { alertname: 'Plain', key: 'g1' } }]));
-      await eventually(async () => (await status(one!.id)).status === 'succeeded', 10_000, 'g1');
-      const [two] = await deliver(alertMessage([{ labels: { alertname: 'Plain', key: 'g2' } }]));
-      assert.equal(two!.status, 'suppressed');
-      assert.equal((await status(two!.id)).reason, 'global_budget');
-    } finally {
-      await worker.close();
-    }
+  it('suppresses runs once the global budget is spent', async (t) => {
+    await startService(t, options('worker'));
+    // The first test executed one run already: one more fits in the budget of 2.
+    const [one] = await deliver(api, alertMessage([{ labels: { alertname: 'Plain', key: 'g1' } }]));
+    await settled(api, one!.id, 'succeeded', 10_000);
+    const [two] = await deliver(api, alertMessage([{ labels: { alertname: 'Plain', key: 'g2' } }]));
+    assert.equal(two!.status, 'suppressed');
+    assert.equal((await status(two!.id)).reason, 'global_budget');
   });
 });

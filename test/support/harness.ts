@@ -1,7 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { after, before, type SuiteContext, type TestContext } from 'node:test';
 import { Redis } from 'ioredis';
 import pg from 'pg';
 import pino from 'pino';
@@ -60,59 +61,155 @@ export interface TestService {
 
 const silent = pino({ level: process.env['TEST_LOG_LEVEL'] ?? 'silent' });
 
-/** Writes a matrix to a temporary file and returns its path. */
+/** The temporary directories `writeMatrix` made and nobody removed yet; whatever is left goes when the process exits. */
+const matrixDirs = new Set<string>();
+process.once('exit', () => {
+  for (const dir of matrixDirs) rmSync(dir, { recursive: true, force: true });
+});
+
+/** Writes a matrix to a file in a temporary directory of its own and returns the file's path. */
 export function writeMatrix(yaml: string): string {
   const dir = mkdtempSync(join(tmpdir(), 'remediator-matrix-'));
+  matrixDirs.add(dir);
   const path = join(dir, 'matrix.yaml');
   writeFileSync(path, yaml);
   return path;
 }
 
-/**
- * Starts the whole service (store, queue, worker, HTTP) on a random loopback port, against the real
- * Redis and PostgreSQL, with the environment a deployment would give it.
- */
-export async function startService(opts: {
+/** Removes the directory `writeMatrix` made for `path`, with the file in it. */
+export function removeMatrix(path: string): void {
+  const dir = dirname(path);
+  rmSync(dir, { recursive: true, force: true });
+  matrixDirs.delete(dir);
+}
+
+export interface ServiceOptions {
   databaseUrl: string;
   prefix: string;
   matrix: string;
   env?: Record<string, string>;
   extraRemediations?: Remediation[];
-}): Promise<TestService> {
-  const matrixPath = writeMatrix(opts.matrix);
-  const { config } = loadConfig({
-    DATABASE_URL: opts.databaseUrl,
-    REDIS_URL,
-    QUEUE_PREFIX: opts.prefix,
-    MATRIX_PATH: matrixPath,
-    WEBHOOK_TOKEN,
-    API_TOKENS,
-    PORT: '0',
-    HOST: '127.0.0.1',
-    LOG_LEVEL: 'silent',
-    JOB_BACKOFF: '100ms',
-    SWEEP_INTERVAL: '200ms',
-    REQUEUE_AFTER: '1s',
-    STALLED_INTERVAL: '5s',
-    SHUTDOWN_TIMEOUT: '2s',
-    REMEDIATION_TIMEOUT: '5s',
-    ...opts.env,
+}
+
+/**
+ * Starts the whole service (store, queue, worker, HTTP) on a random loopback port, against the real
+ * Redis and PostgreSQL, with the environment a deployment would give it. Three ways to call it:
+ *
+ * - `await startService(opts)`: the caller closes it.
+ * - `await startService(t, opts)` inside a test (`t` its `TestContext`): closed by `t.after`, once the
+ *   test is done, whatever its outcome.
+ * - `const svc = startService(s, opts)` in a `describe` body (`s` its `SuiteContext`; `opts` may be a
+ *   function, read when the service starts): started by a `before` hook and closed by an `after` hook
+ *   of that suite, both registered here, in the order of the suite's other hooks. It answers at once
+ *   with a handle whose `url` and `services` are there from the suite's first test on. Node 20's
+ *   `SuiteContext` has no `after`, and the `after()` of `node:test` called inside a `before` hook
+ *   belongs to that hook (it runs as soon as the hook ends), so this form must be called in the
+ *   `describe` body itself; the handle throws if used before it started or after it closed.
+ *
+ * `close()` may be called early; it runs once.
+ */
+export function startService(opts: ServiceOptions): Promise<TestService>;
+export function startService(t: TestContext, opts: ServiceOptions): Promise<TestService>;
+export function startService(suite: SuiteContext, opts: ServiceOptions | (() => ServiceOptions)): TestService;
+export function startService(
+  first: ServiceOptions | TestContext | SuiteContext,
+  second?: ServiceOptions | (() => ServiceOptions),
+): Promise<TestService> | TestService {
+  if (!second) return launch(first as ServiceOptions);
+  if (typeof (first as Partial<TestContext>).after === 'function') {
+    const t = first as TestContext;
+    return launch(typeof second === 'function' ? second() : second).then((svc) => {
+      t.after(() => svc.close());
+      return svc;
+    });
+  }
+  return suiteService((first as SuiteContext).name, second);
+}
+
+function suiteService(suite: string, opts: ServiceOptions | (() => ServiceOptions)): TestService {
+  let svc: TestService | undefined;
+  let closed = false;
+  before(async () => {
+    svc = await launch(typeof opts === 'function' ? opts() : opts);
   });
-  const catalogue = createCatalogue([...remediations, ...testRemediations, ...(opts.extraRemediations ?? [])]);
-  const services = await createServices(config, { log: silent, catalogue });
-  const app = await buildApp(services, { logger: silent });
-  await app.listen({ port: 0, host: '127.0.0.1' });
-  const address = app.server.address();
-  const port = typeof address === 'object' && address ? address.port : 0;
+  after(async () => {
+    closed = true;
+    await svc?.close();
+  });
+  const current = (): TestService => {
+    if (svc && !closed) return svc;
+    throw new Error(
+      `the service of suite "${suite}" is ${closed ? 'closed' : 'not started yet'}: call startService(suite, opts) in the describe body, ` +
+        'not in a hook, and use it from the tests',
+    );
+  };
   return {
-    url: `http://127.0.0.1:${port}`,
-    services,
+    get url() {
+      return current().url;
+    },
+    get services() {
+      return current().services;
+    },
     async close() {
-      await app.close();
-      await services.close();
-      rmSync(matrixPath, { force: true });
+      closed = true;
+      await svc?.close();
     },
   };
+}
+
+async function launch(opts: ServiceOptions): Promise<TestService> {
+  const matrixPath = writeMatrix(opts.matrix);
+  try {
+    const { config } = loadConfig({
+      DATABASE_URL: opts.databaseUrl,
+      REDIS_URL,
+      QUEUE_PREFIX: opts.prefix,
+      MATRIX_PATH: matrixPath,
+      WEBHOOK_TOKEN,
+      API_TOKENS,
+      PORT: '0',
+      HOST: '127.0.0.1',
+      LOG_LEVEL: 'silent',
+      JOB_BACKOFF: '100ms',
+      SWEEP_INTERVAL: '200ms',
+      REQUEUE_AFTER: '1s',
+      STALLED_INTERVAL: '5s',
+      SHUTDOWN_TIMEOUT: '2s',
+      REMEDIATION_TIMEOUT: '5s',
+      ...opts.env,
+    });
+    const catalogue = createCatalogue([...remediations, ...testRemediations, ...(opts.extraRemediations ?? [])]);
+    const services = await createServices(config, { log: silent, catalogue });
+    let app: Awaited<ReturnType<typeof buildApp>>;
+    try {
+      app = await buildApp(services, { logger: silent });
+      await app.listen({ port: 0, host: '127.0.0.1' });
+    } catch (err) {
+      await services.close().catch(() => undefined);
+      throw err;
+    }
+    const address = app.server.address();
+    const port = typeof address === 'object' && address ? address.port : 0;
+    let closing: Promise<void> | undefined;
+    return {
+      url: `http://127.0.0.1:${port}`,
+      services,
+      close() {
+        closing ??= (async () => {
+          try {
+            await app.close();
+            await services.close();
+          } finally {
+            removeMatrix(matrixPath);
+          }
+        })();
+        return closing;
+      },
+    };
+  } catch (err) {
+    removeMatrix(matrixPath);
+    throw err;
+  }
 }
 
 /** Polls until `check` returns a value, or fails after `timeoutMs`. */
