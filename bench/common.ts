@@ -99,8 +99,7 @@ export function summarize(values: ArrayLike<number>): Summary {
 
 /** Specs the orchestrator hands to the load child (as a JSON file). */
 export type BodySource =
-  | { kind: 'unique'; tag: string; series: number; startsAt: string }
-  | { kind: 'list'; fingerprints: string[]; startsAt: string };
+  { kind: 'unique'; tag: string; series: number; startsAt: string } | { kind: 'list'; fingerprints: string[]; startsAt: string };
 
 export interface CannonSpec {
   mode: 'cannon';

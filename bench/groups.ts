@@ -85,7 +85,11 @@ export async function scanned<T>(group: Group, fn: () => Promise<T>): Promise<{ 
   const after = await runsTableStats(group);
   return {
     value,
-    scans: { seqScans: after.seqScans - before.seqScans, seqRowsRead: after.seqRowsRead - before.seqRowsRead, indexScans: after.indexScans - before.indexScans },
+    scans: {
+      seqScans: after.seqScans - before.seqScans,
+      seqRowsRead: after.seqRowsRead - before.seqRowsRead,
+      indexScans: after.indexScans - before.indexScans,
+    },
   };
 }
 

@@ -61,7 +61,9 @@ async function clean(): Promise<void> {
   try {
     await admin.connect();
     for (const db of databases) {
-      await admin.query(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(db)} WITH (FORCE)`).catch((e: Error) => log(`drop ${db}: ${e.message}`));
+      await admin
+        .query(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(db)} WITH (FORCE)`)
+        .catch((e: Error) => log(`drop ${db}: ${e.message}`));
     }
   } catch (err) {
     log(`PostgreSQL: ${(err as Error).message}; databases left: ${[...databases].join(', ')}`);

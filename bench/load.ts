@@ -11,9 +11,21 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import autocannon from 'autocannon';
 import {
-  WEBHOOK_PATH, WEBHOOK_TOKEN, alertMessage, epochMs, fingerprint, summarize,
-  type BodySource, type CannonResult, type CannonSpec, type LoadResult, type LoadSpec, type PacedResult, type PacedSpec,
-  type StormResult, type StormSpec,
+  WEBHOOK_PATH,
+  WEBHOOK_TOKEN,
+  alertMessage,
+  epochMs,
+  fingerprint,
+  summarize,
+  type BodySource,
+  type CannonResult,
+  type CannonSpec,
+  type LoadResult,
+  type LoadSpec,
+  type PacedResult,
+  type PacedSpec,
+  type StormResult,
+  type StormSpec,
 } from './common.js';
 
 const [specPath, resultPath] = process.argv.slice(2);
@@ -38,7 +50,12 @@ function bodies(source: BodySource): () => string {
   return () => prepared[i++ % prepared.length]!;
 }
 
-function cannonRun(spec: CannonSpec, source: BodySource, durationSec: number | undefined, amount: number | undefined): Promise<CannonResult> {
+function cannonRun(
+  spec: CannonSpec,
+  source: BodySource,
+  durationSec: number | undefined,
+  amount: number | undefined,
+): Promise<CannonResult> {
   const next = bodies(source);
   const latencies: number[] = [];
   let sent = 0;
@@ -112,12 +129,21 @@ function post(base: string, body: string): Promise<Posted> {
   return new Promise((resolve, reject) => {
     const start = epochMs();
     const req = http.request(
-      { host: url.hostname, port: url.port, path: url.pathname, method: 'POST', agent, headers: { ...headers, 'content-length': Buffer.byteLength(body) } },
+      {
+        host: url.hostname,
+        port: url.port,
+        path: url.pathname,
+        method: 'POST',
+        agent,
+        headers: { ...headers, 'content-length': Buffer.byteLength(body) },
+      },
       (res) => {
         const headersAt = epochMs();
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString(), start, headersAt, end: epochMs() }));
+        res.on('end', () =>
+          resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString(), start, headersAt, end: epochMs() }),
+        );
         res.on('error', reject);
       },
     );
@@ -128,7 +154,11 @@ function post(base: string, body: string): Promise<Posted> {
 
 async function storm(spec: StormSpec): Promise<StormResult> {
   const messages = Array.from({ length: spec.messages }, (_, m) =>
-    alertMessage(Array.from({ length: spec.alertsPerMessage }, (_, k) => fingerprint(spec.tag, spec.series, m * spec.alertsPerMessage + k)), spec.startsAt));
+    alertMessage(
+      Array.from({ length: spec.alertsPerMessage }, (_, k) => fingerprint(spec.tag, spec.series, m * spec.alertsPerMessage + k)),
+      spec.startsAt,
+    ),
+  );
   const out: StormResult['messages'] = [];
   const started = epochMs();
   for (const body of messages) {
@@ -165,7 +195,12 @@ async function paced(spec: PacedSpec): Promise<PacedResult> {
     );
   }
   await Promise.all(pending);
-  return { mode: 'paced', durationSec: (epochMs() - t0) / 1000, alerts, latencyMs: summarize(alerts.filter((a) => a.status === 200).map((a) => a.ms)) };
+  return {
+    mode: 'paced',
+    durationSec: (epochMs() - t0) / 1000,
+    alerts,
+    latencyMs: summarize(alerts.filter((a) => a.status === 200).map((a) => a.ms)),
+  };
 }
 
 const spec = JSON.parse(readFileSync(specPath, 'utf8')) as LoadSpec;

@@ -35,7 +35,10 @@ function cpuSnapshot(): CpuSnapshot | undefined {
       try {
         const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
         const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-        procs.set(Number(entry), { comm: stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')')), ticks: Number(fields[11]) + Number(fields[12]) });
+        procs.set(Number(entry), {
+          comm: stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')')),
+          ticks: Number(fields[11]) + Number(fields[12]),
+        });
       } catch {
         // exited meanwhile
       }
@@ -58,7 +61,9 @@ async function pgBackends(): Promise<Map<number, Backend>> {
   client.on('error', () => {});
   try {
     await client.connect();
-    const { rows } = await client.query<{ pid: number; datname: string | null; backend_type: string }>('SELECT pid, datname, backend_type FROM pg_stat_activity');
+    const { rows } = await client.query<{ pid: number; datname: string | null; backend_type: string }>(
+      'SELECT pid, datname, backend_type FROM pg_stat_activity',
+    );
     return new Map(rows.map((r) => [r.pid, { datname: r.datname, type: r.backend_type }]));
   } catch {
     return new Map();
@@ -125,7 +130,9 @@ export async function sampled<T>(watched: Child[], fn: () => Promise<T>): Promis
     const loadCpu = (value as { cpuSec?: unknown } | undefined)?.cpuSec;
     if (typeof loadCpu === 'number') cpu['load'] = (cpu['load'] ?? 0) + loadCpu / wallSec;
     if (cpu['machine'] !== undefined) {
-      const ours = Object.entries(cpu).filter(([k]) => k !== 'machine').reduce((acc, [, v]) => acc + v, 0);
+      const ours = Object.entries(cpu)
+        .filter(([k]) => k !== 'machine')
+        .reduce((acc, [, v]) => acc + v, 0);
       cpu['other'] = Math.max(0, cpu['machine'] - ours);
     }
     return { value, wallSec, peakRss: peak, cpu };

@@ -128,7 +128,13 @@ export async function startChild(name: string, script: string, env: Record<strin
     waitLine(prefix, timeoutMs) {
       return new Promise((resolve, reject) => {
         const timer = setTimeout(() => reject(new Error(`${name}: no "${prefix}" within ${timeoutMs} ms`)), timeoutMs);
-        const waiter = { prefix, resolve: (line: string) => { clearTimeout(timer); resolve(line); } };
+        const waiter = {
+          prefix,
+          resolve: (line: string) => {
+            clearTimeout(timer);
+            resolve(line);
+          },
+        };
         waiters.push(waiter);
         void exited.then((code) => {
           clearTimeout(timer);

@@ -66,7 +66,11 @@ export function summarizeProfile(profile: CpuProfile, root: string, top = 25): P
     if (area === '(idle)') idle += us;
     areas.set(area, (areas.get(area) ?? 0) + us);
     // Line numbers of our TypeScript files are the transpiled code's (tsx), so only dependencies get one.
-    const where = !node.callFrame.url ? '' : area.includes('/') && !area.startsWith('@') ? area : `${area}:${node.callFrame.lineNumber + 1}`;
+    const where = !node.callFrame.url
+      ? ''
+      : area.includes('/') && !area.startsWith('@')
+        ? area
+        : `${area}:${node.callFrame.lineNumber + 1}`;
     const name = `${node.callFrame.functionName || '(anonymous)'} ${where}`.trim();
     const entry = fns.get(name) ?? { area, us: 0 };
     entry.us += us;
@@ -77,9 +81,15 @@ export function summarizeProfile(profile: CpuProfile, root: string, top = 25): P
   return {
     totalMs: total / 1000,
     busyMs: busy / 1000,
-    areas: [...areas].filter(([a]) => a !== '(idle)').sort((a, b) => b[1] - a[1]).slice(0, top)
+    areas: [...areas]
+      .filter(([a]) => a !== '(idle)')
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, top)
       .map(([area, us]) => ({ area, ms: us / 1000, pctBusy: pct(us) })),
-    functions: [...fns].filter(([, e]) => e.area !== '(idle)').sort((a, b) => b[1].us - a[1].us).slice(0, top)
+    functions: [...fns]
+      .filter(([, e]) => e.area !== '(idle)')
+      .sort((a, b) => b[1].us - a[1].us)
+      .slice(0, top)
       .map(([fn, e]) => ({ fn, area: e.area, ms: e.us / 1000, pctBusy: pct(e.us) })),
   };
 }

@@ -27,5 +27,12 @@ export async function counted<T>(svc: Child, fn: () => Promise<T>): Promise<{ va
   const before = await counters(svc);
   const value = await fn();
   const after = await counters(svc);
-  return { value, sent: { pgQueries: after.pgQueries - before.pgQueries, redisCommands: after.redisCommands - before.redisCommands, timings: after.timings } };
+  return {
+    value,
+    sent: {
+      pgQueries: after.pgQueries - before.pgQueries,
+      redisCommands: after.redisCommands - before.redisCommands,
+      timings: after.timings,
+    },
+  };
 }

@@ -161,7 +161,9 @@ commands.on('line', (line) => {
         try {
           // Resident memory by kind: anonymous (heaps, malloc) versus file-backed (the node binary, shared libraries).
           const text = readFileSync('/proc/self/smaps_rollup', 'utf8');
-          smaps = Object.fromEntries([...text.matchAll(/^(Rss|Anonymous|Shared_Clean|Private_Clean):\s+(\d+) kB/gm)].map((m) => [m[1]!, Number(m[2]) * 1024]));
+          smaps = Object.fromEntries(
+            [...text.matchAll(/^(Rss|Anonymous|Shared_Clean|Private_Clean):\s+(\d+) kB/gm)].map((m) => [m[1]!, Number(m[2]) * 1024]),
+          );
         } catch {
           // not Linux
         }

@@ -88,7 +88,11 @@ export class RemediationError extends Error {
   readonly retryable: boolean;
   readonly detail: Record<string, unknown> | undefined;
 
-  constructor(code: RemediationErrorCode, message: string, opts: { retryable?: boolean; detail?: Record<string, unknown>; cause?: unknown } = {}) {
+  constructor(
+    code: RemediationErrorCode,
+    message: string,
+    opts: { retryable?: boolean; detail?: Record<string, unknown>; cause?: unknown } = {},
+  ) {
     super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
     this.name = 'RemediationError';
     this.code = code;

@@ -30,7 +30,9 @@ export async function buildApp(services: Services, opts: AppOptions) {
   app.setErrorHandler((err: FastifyError, req, reply) => {
     const answer = toApiError(err);
     if (answer.statusCode >= 500) req.log.error({ err: err.message, code: answer.code, url: req.url }, 'request failed');
-    return reply.code(answer.statusCode).send({ statusCode: answer.statusCode, code: answer.code, error: httpReason(answer.statusCode), message: answer.message });
+    return reply
+      .code(answer.statusCode)
+      .send({ statusCode: answer.statusCode, code: answer.code, error: httpReason(answer.statusCode), message: answer.message });
   });
   app.setNotFoundHandler((req, reply) => {
     const answer = notFound(`${req.method} ${req.url}`);
@@ -59,8 +61,15 @@ export async function buildApp(services: Services, opts: AppOptions) {
 
 function httpReason(code: number): string {
   const reasons: Record<number, string> = {
-    400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 409: 'Conflict', 413: 'Payload Too Large',
-    415: 'Unsupported Media Type', 500: 'Internal Server Error', 503: 'Service Unavailable',
+    400: 'Bad Request',
+    401: 'Unauthorized',
+    403: 'Forbidden',
+    404: 'Not Found',
+    409: 'Conflict',
+    413: 'Payload Too Large',
+    415: 'Unsupported Media Type',
+    500: 'Internal Server Error',
+    503: 'Service Unavailable',
   };
   return reasons[code] ?? 'Error';
 }

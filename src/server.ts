@@ -40,7 +40,10 @@ async function main(): Promise<void> {
   const missing = [...new Set([...services.catalogue.values()].map((r) => r.requires))].filter((k) => !services.targets.configured.has(k));
   if (missing.length > 0) {
     const names = [...services.catalogue.values()].filter((r) => missing.includes(r.requires)).map((r) => r.name);
-    logger.warn({ targets: missing, remediations: names }, 'targets not configured: runs of these remediations fail with target_not_configured');
+    logger.warn(
+      { targets: missing, remediations: names },
+      'targets not configured: runs of these remediations fail with target_not_configured',
+    );
   }
 
   const app = await buildApp(services, { logger });

@@ -58,7 +58,12 @@ export async function createServices(config: Config, opts: ServiceOptions) {
   const pool: pg.Pool = await openDatabase(config.databaseUrl);
   await migrate(pool);
   // Commands fail at once while Redis is down, so the webhook answers 503 instead of hanging.
-  const redis = await connectRedis(config.redisUrl, { enableOfflineQueue: false, maxRetriesPerRequest: 1, connectTimeout: 3000, enableAutoPipelining: true }, log, 'remediator');
+  const redis = await connectRedis(
+    config.redisUrl,
+    { enableOfflineQueue: false, maxRetriesPerRequest: 1, connectTimeout: 3000, enableAutoPipelining: true },
+    log,
+    'remediator',
+  );
 
   const db = createDb(pool);
   const metrics = createMetrics();
@@ -69,15 +74,45 @@ export async function createServices(config: Config, opts: ServiceOptions) {
   const killSwitch = createKillSwitch({ store: createKillSwitchStore(db), queue, log });
   const built = await buildTargets(config);
   const notifier = createNotifier({ target: built.targets.notify, runs, log, publicUrl: config.publicUrl });
-  const intake = createIntake({ matrix, runs, counters, queue, metrics, notifier, log, dryRun: config.dryRun, configured: built.configured, now });
+  const intake = createIntake({
+    matrix,
+    runs,
+    counters,
+    queue,
+    metrics,
+    notifier,
+    log,
+    dryRun: config.dryRun,
+    configured: built.configured,
+    now,
+  });
   const approvals = createApprovals({ runs, queue, metrics, notifier, log });
   const auth = createAuth(config.webhookToken, config.apiTokens);
   const shutdown = new AbortController();
   const executor = createExecutor({
-    runs, counters, streak, queue, catalogue, targets: built.targets, configured: built.configured, metrics, notifier, log,
-    timeoutMs: config.remediationTimeoutMs, shutdown: shutdown.signal, now,
+    runs,
+    counters,
+    streak,
+    queue,
+    catalogue,
+    targets: built.targets,
+    configured: built.configured,
+    metrics,
+    notifier,
+    log,
+    timeoutMs: config.remediationTimeoutMs,
+    shutdown: shutdown.signal,
+    now,
   });
-  const sweeper = createSweeper({ runs, approvals, killSwitch, queue, log, intervalMs: config.sweepIntervalMs, requeueAfterMs: config.requeueAfterMs });
+  const sweeper = createSweeper({
+    runs,
+    approvals,
+    killSwitch,
+    queue,
+    log,
+    intervalMs: config.sweepIntervalMs,
+    requeueAfterMs: config.requeueAfterMs,
+  });
 
   let workerRedis: Redis | undefined;
   let worker: ReturnType<typeof createRunWorker> | undefined;
@@ -99,8 +134,14 @@ export async function createServices(config: Config, opts: ServiceOptions) {
 
   async function ready(): Promise<{ postgres: boolean; redis: boolean }> {
     const [postgres, redisOk] = await Promise.all([
-      withTimeout(pool.query('SELECT 1'), 1000, 'postgres').then(() => true, () => false),
-      withTimeout(redis.ping(), 1000, 'redis').then(() => true, () => false),
+      withTimeout(pool.query('SELECT 1'), 1000, 'postgres').then(
+        () => true,
+        () => false,
+      ),
+      withTimeout(redis.ping(), 1000, 'redis').then(
+        () => true,
+        () => false,
+      ),
     ]);
     return { postgres, redis: redisOk };
   }
@@ -122,8 +163,28 @@ export async function createServices(config: Config, opts: ServiceOptions) {
   }
 
   return {
-    config, log, matrix, catalogue, pool, redis, metrics, runs, killSwitch, counters, streak, queue, notifier, intake, approvals,
-    auth, executor, sweeper, worker, targets: built, ready, close,
+    config,
+    log,
+    matrix,
+    catalogue,
+    pool,
+    redis,
+    metrics,
+    runs,
+    killSwitch,
+    counters,
+    streak,
+    queue,
+    notifier,
+    intake,
+    approvals,
+    auth,
+    executor,
+    sweeper,
+    worker,
+    targets: built,
+    ready,
+    close,
   };
 }
 

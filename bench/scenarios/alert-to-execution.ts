@@ -26,9 +26,23 @@ export async function scenarioExec(split: boolean): Promise<ExecResult> {
     if (split) started.push(await startChild('svc-worker5', 'service.ts', serviceEnv(group, 'worker')));
     const role = split ? 'ROLE=api + ROLE=worker processes' : 'ROLE=all';
     log(`5${split ? 'b' : 'a'} alert to execution, ${role}: ${EXEC_ALERTS} alerts at ${EXEC_RATE}/s (+20 warm-up)`);
-    const warm = await runLoad<PacedResult>({ mode: 'paced', url: api.url, count: 20, ratePerSec: EXEC_RATE, tag, series: SERIES.execWarmup, startsAt });
-    await waitExecuted(group, warm.alerts.map((a) => a.fingerprint), 15_000);
-    const s = await sampled(started, () => runLoad<PacedResult>({ mode: 'paced', url: api.url, count: EXEC_ALERTS, ratePerSec: EXEC_RATE, tag, series: SERIES.exec, startsAt }));
+    const warm = await runLoad<PacedResult>({
+      mode: 'paced',
+      url: api.url,
+      count: 20,
+      ratePerSec: EXEC_RATE,
+      tag,
+      series: SERIES.execWarmup,
+      startsAt,
+    });
+    await waitExecuted(
+      group,
+      warm.alerts.map((a) => a.fingerprint),
+      15_000,
+    );
+    const s = await sampled(started, () =>
+      runLoad<PacedResult>({ mode: 'paced', url: api.url, count: EXEC_ALERTS, ratePerSec: EXEC_RATE, tag, series: SERIES.exec, startsAt }),
+    );
     const load = s.value;
     const fps = load.alerts.filter((a) => a.status === 200).map((a) => a.fingerprint);
     const executed = await waitExecuted(group, fps, 30_000);
@@ -42,7 +56,16 @@ export async function scenarioExec(split: boolean): Promise<ExecResult> {
       const st = startedAt.get(a.fingerprint);
       if (a.status === 200 && typeof st === 'number') lat.push(st - a.okAt);
     }
-    return { role, load, webhookMs: load.latencyMs, execMs: summarize(lat), executed, missing: EXEC_ALERTS - lat.length, peakRss: s.peakRss, cpu: s.cpu };
+    return {
+      role,
+      load,
+      webhookMs: load.latencyMs,
+      execMs: summarize(lat),
+      executed,
+      missing: EXEC_ALERTS - lat.length,
+      peakRss: s.peakRss,
+      cpu: s.cpu,
+    };
   } finally {
     for (const c of started.reverse()) await c.stop();
   }

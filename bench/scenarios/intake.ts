@@ -21,22 +21,58 @@ export async function scenariosIntake(into: Scenarios): Promise<void> {
     peakSampled = Math.max(peakSampled, perScenario[name]!);
   };
   try {
-    log(`2 intake: unique single-alert messages, ROLE=api, c=${CONNECTIONS}, ${DURATION} s (+${WARMUP_SEC} s warm-up); ${String(svc.info['rules'])} rules`);
-    const { value: { value: s2, sent: sent2 }, scans: scans2 } = await scanned(group, () => counted(svc, () => sampled([svc], () => profiled(svc, 'intake', () => runLoad<CannonResult>(cannonSpec(svc.url, SERIES.intake, SERIES.intakeWarmup))))));
+    log(
+      `2 intake: unique single-alert messages, ROLE=api, c=${CONNECTIONS}, ${DURATION} s (+${WARMUP_SEC} s warm-up); ${String(svc.info['rules'])} rules`,
+    );
+    const {
+      value: { value: s2, sent: sent2 },
+      scans: scans2,
+    } = await scanned(group, () =>
+      counted(svc, () =>
+        sampled([svc], () => profiled(svc, 'intake', () => runLoad<CannonResult>(cannonSpec(svc.url, SERIES.intake, SERIES.intakeWarmup)))),
+      ),
+    );
     track('intake', s2);
     into.intake = {
-      load: s2.value, sampled: strip(s2), sent: sent2, scans: scans2,
-      alertsSent: await countRuns(group, 'fingerprint LIKE $1 OR fingerprint LIKE $2', [seriesLike(SERIES.intake), seriesLike(SERIES.intakeWarmup)]),
+      load: s2.value,
+      sampled: strip(s2),
+      sent: sent2,
+      scans: scans2,
+      alertsSent: await countRuns(group, 'fingerprint LIKE $1 OR fingerprint LIKE $2', [
+        seriesLike(SERIES.intake),
+        seriesLike(SERIES.intakeWarmup),
+      ]),
       runsStored: await countRuns(group, 'fingerprint LIKE $1', [seriesLike(SERIES.intake)]),
     };
 
     log(`3 storm: ${STORM_MESSAGES} sequential messages of ${STORM_ALERTS} unique alerts`);
-    const { value: { value: s3, sent: sent3 }, scans: scans3 } = await scanned(group, () => counted(svc, () => sampled([svc], () => profiled(svc, 'storm', () => runLoad<StormResult>({
-      mode: 'storm', url: svc.url, messages: STORM_MESSAGES, alertsPerMessage: STORM_ALERTS, tag, series: SERIES.storm, startsAt,
-    })))));
+    const {
+      value: { value: s3, sent: sent3 },
+      scans: scans3,
+    } = await scanned(group, () =>
+      counted(svc, () =>
+        sampled([svc], () =>
+          profiled(svc, 'storm', () =>
+            runLoad<StormResult>({
+              mode: 'storm',
+              url: svc.url,
+              messages: STORM_MESSAGES,
+              alertsPerMessage: STORM_ALERTS,
+              tag,
+              series: SERIES.storm,
+              startsAt,
+            }),
+          ),
+        ),
+      ),
+    );
     track('storm', s3);
     into.storm = {
-      load: s3.value, sampled: strip(s3), sent: sent3, scans: scans3, alertsSent: STORM_MESSAGES * STORM_ALERTS,
+      load: s3.value,
+      sampled: strip(s3),
+      sent: sent3,
+      scans: scans3,
+      alertsSent: STORM_MESSAGES * STORM_ALERTS,
       runsStored: await countRuns(group, 'fingerprint LIKE $1', [seriesLike(SERIES.storm)]),
     };
 
@@ -48,12 +84,36 @@ export async function scenariosIntake(into: Scenarios): Promise<void> {
     if (known.length === 0) throw new Error('scenario 2 stored no runs; nothing to re-deliver');
     log(`4 duplicate flood: ${DUPLICATES} re-deliveries of ${known.length} known alerts, c=${CONNECTIONS}`);
     const runsBefore = await countRuns(group);
-    const { value: { value: s4, sent: sent4 }, scans: scans4 } = await scanned(group, () => counted(svc, () => sampled([svc], () => profiled(svc, 'duplicates', () => runLoad<CannonResult>({
-      mode: 'cannon', url: svc.url, connections: CONNECTIONS, amount: DUPLICATES, source: { kind: 'list', fingerprints: known, startsAt },
-    })))));
+    const {
+      value: { value: s4, sent: sent4 },
+      scans: scans4,
+    } = await scanned(group, () =>
+      counted(svc, () =>
+        sampled([svc], () =>
+          profiled(svc, 'duplicates', () =>
+            runLoad<CannonResult>({
+              mode: 'cannon',
+              url: svc.url,
+              connections: CONNECTIONS,
+              amount: DUPLICATES,
+              source: { kind: 'list', fingerprints: known, startsAt },
+            }),
+          ),
+        ),
+      ),
+    );
     track('duplicates', s4);
     const runsAfter = await countRuns(group);
-    into.duplicates = { load: s4.value, sampled: strip(s4), sent: sent4, scans: scans4, alertsSent: s4.value.sent, knownAlerts: known.length, runsBefore, runsAfter };
+    into.duplicates = {
+      load: s4.value,
+      sampled: strip(s4),
+      sent: sent4,
+      scans: scans4,
+      alertsSent: s4.value.sent,
+      knownAlerts: known.length,
+      runsBefore,
+      runsAfter,
+    };
     const vmHwm = procStatus(svc.pid, 'VmHWM') ?? peakSampled;
     const reported = svc.waitLine('MEM-REPORT ', 10_000);
     svc.send('mem');

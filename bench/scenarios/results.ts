@@ -13,7 +13,16 @@ export interface Scenarios {
   intake?: { load: Loaded<CannonResult>; sampled: Stripped; runsStored: number; sent: Counters; alertsSent: number; scans: TableStats };
   intakeAll?: { load: Loaded<CannonResult>; sampled: Stripped; runsStored: number; executedDuring: number };
   storm?: { load: Loaded<StormResult>; sampled: Stripped; runsStored: number; sent: Counters; alertsSent: number; scans: TableStats };
-  duplicates?: { load: Loaded<CannonResult>; sampled: Stripped; knownAlerts: number; runsBefore: number; runsAfter: number; sent: Counters; alertsSent: number; scans: TableStats };
+  duplicates?: {
+    load: Loaded<CannonResult>;
+    sampled: Stripped;
+    knownAlerts: number;
+    runsBefore: number;
+    runsAfter: number;
+    sent: Counters;
+    alertsSent: number;
+    scans: TableStats;
+  };
   memory?: { vmHwm: number; peakSampled: number; perScenario: Record<string, number>; process?: MemReport };
   execAll?: ExecResult;
   execSplit?: ExecResult;

@@ -9,6 +9,8 @@ export function cannonSpec(url: string, series: number, warmupSeries: number | u
     connections: CONNECTIONS,
     durationSec: DURATION,
     source: { kind: 'unique', tag, series, startsAt },
-    ...(warmupSeries !== undefined ? { warmup: { durationSec: WARMUP_SEC, source: { kind: 'unique', tag, series: warmupSeries, startsAt } } } : {}),
+    ...(warmupSeries !== undefined
+      ? { warmup: { durationSec: WARMUP_SEC, source: { kind: 'unique', tag, series: warmupSeries, startsAt } } }
+      : {}),
   };
 }

@@ -30,7 +30,8 @@ export function setCondition(conditions: Condition[], next: Condition): Conditio
   const at = conditions.findIndex((c) => c.type === next.type);
   if (at < 0) return [...conditions, next];
   const previous = conditions[at];
-  const kept = previous?.status === next.status && previous.lastTransitionTime ? { ...next, lastTransitionTime: previous.lastTransitionTime } : next;
+  const kept =
+    previous?.status === next.status && previous.lastTransitionTime ? { ...next, lastTransitionTime: previous.lastTransitionTime } : next;
   return conditions.map((c, i) => (i === at ? kept : c));
 }
 
@@ -67,7 +68,9 @@ export default defineRemediation({
         ...(crt.metadata?.generation === undefined ? {} : { observedGeneration: crt.metadata.generation }),
       };
       const body = { ...crt, status: { ...crt.status, conditions: setCondition(conditions, condition) } };
-      await kube.request(target, (o) => kube.custom.replaceNamespacedCustomObjectStatus({ ...names, body, fieldManager: FIELD_MANAGER }, o));
+      await kube.request(target, (o) =>
+        kube.custom.replaceNamespacedCustomObjectStatus({ ...names, body, fieldManager: FIELD_MANAGER }, o),
+      );
       ctx.log.info({ runId: ctx.runId, certificate: describeRef(target) }, 'triggered certificate re-issuance');
       return { triggered: true, issuingSince: condition.lastTransitionTime };
     });

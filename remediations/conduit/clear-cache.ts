@@ -7,7 +7,9 @@ export default defineRemediation({
   summary: "Clears one of Conduit's caches through the Admin API",
   runbookStep: 'Memory Issues: Cache Cleanup (through Conduit rather than raw Redis)',
   params: Type.Object(
-    { cacheId: Type.String({ minLength: 1, maxLength: 100, pattern: '^[A-Za-z0-9_-]+$', description: 'Cache policy id, e.g. model-list' }) },
+    {
+      cacheId: Type.String({ minLength: 1, maxLength: 100, pattern: '^[A-Za-z0-9_-]+$', description: 'Cache policy id, e.g. model-list' }),
+    },
     { additionalProperties: false },
   ),
   requires: 'conduit',

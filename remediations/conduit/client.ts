@@ -45,12 +45,17 @@ function statusError(status: number, method: string, path: string, body: unknown
   const said = conduitMessage(body);
   if (said !== undefined) detail.response = said;
   if (status === 401 || status === 403) {
-    return new RemediationError('unauthorized', `Conduit Admin API refused the API key (${status} on ${where}); check CONDUIT_ADMIN_KEY`, { detail });
+    return new RemediationError('unauthorized', `Conduit Admin API refused the API key (${status} on ${where}); check CONDUIT_ADMIN_KEY`, {
+      detail,
+    });
   }
   if (status === 404) return new RemediationError('not_found', `Conduit Admin API: not found (${where})`, { detail });
   if (status === 409) return new RemediationError('conflict', `Conduit Admin API: conflict on ${where}`, { retryable: true, detail });
   const retryable = status >= 500 || status === 408 || status === 429;
-  return new RemediationError('target_error', `Conduit Admin API answered ${status} on ${where}${said ? `: ${said}` : ''}`, { retryable, detail });
+  return new RemediationError('target_error', `Conduit Admin API answered ${status} on ${where}${said ? `: ${said}` : ''}`, {
+    retryable,
+    detail,
+  });
 }
 
 /** The short reason Conduit gives in an error body, bounded so a huge page cannot flood a run record. */
@@ -108,7 +113,11 @@ export function conduitClient(ctx: ExecutionContext): ConduitClient {
         throw new RemediationError('aborted', `aborted during ${method} ${path}`, { retryable: true, detail, cause: err });
       }
       if (deadline.aborted) {
-        throw new RemediationError('timeout', `Conduit Admin API did not answer ${method} ${path} within ${ctx.timeoutMs} ms`, { retryable: true, detail, cause: err });
+        throw new RemediationError('timeout', `Conduit Admin API did not answer ${method} ${path} within ${ctx.timeoutMs} ms`, {
+          retryable: true,
+          detail,
+          cause: err,
+        });
       }
       const cause = (err as { cause?: { code?: unknown } }).cause;
       const code = typeof cause?.code === 'string' ? cause.code : undefined;
@@ -138,9 +147,13 @@ export function conduitClient(ctx: ExecutionContext): ConduitClient {
     const named = providers.filter((p) => typeof p.providerName === 'string' && p.providerName.toLowerCase() === wanted);
     if (named.length > 1) {
       // Two instances of one name: acting on either could disable the healthy one.
-      throw new RemediationError('refused', `provider name "${nameOrId}" is ambiguous (ids ${named.map((p) => p.id).join(', ')}); use the numeric id`, {
-        detail: { provider: nameOrId, ids: named.map((p) => p.id) },
-      });
+      throw new RemediationError(
+        'refused',
+        `provider name "${nameOrId}" is ambiguous (ids ${named.map((p) => p.id).join(', ')}); use the numeric id`,
+        {
+          detail: { provider: nameOrId, ids: named.map((p) => p.id) },
+        },
+      );
     }
     const [match] = named;
     if (match) return match;

@@ -23,12 +23,16 @@ export default defineRemediation({
     const conduit = conduitClient(ctx);
     // The disable endpoint takes any key id: reading it through its provider first refuses a key
     // id that an alert label got wrong, before a healthy provider loses a key.
-    const key = await conduit.request('GET', `/api/ProviderCredentials/${segment(p.providerId)}/keys/${segment(p.keyId)}`).catch((err: unknown) => {
-      if (err instanceof RemediationError && err.code === 'not_found') {
-        throw new RemediationError('not_found', `Conduit provider ${p.providerId} has no key ${p.keyId}`, { detail: { providerId: p.providerId, keyId: p.keyId } });
-      }
-      throw err;
-    });
+    const key = await conduit
+      .request('GET', `/api/ProviderCredentials/${segment(p.providerId)}/keys/${segment(p.keyId)}`)
+      .catch((err: unknown) => {
+        if (err instanceof RemediationError && err.code === 'not_found') {
+          throw new RemediationError('not_found', `Conduit provider ${p.providerId} has no key ${p.keyId}`, {
+            detail: { providerId: p.providerId, keyId: p.keyId },
+          });
+        }
+        throw err;
+      });
     const current = key.body as { isEnabled?: unknown; keyName?: unknown } | undefined;
     const keyName = typeof current?.keyName === 'string' ? current.keyName : undefined;
     if (current?.isEnabled === false) {

@@ -9,7 +9,8 @@ export default defineRemediation({
   params: Type.Object({ provider: ProviderRef }, { additionalProperties: false }),
   requires: 'conduit',
   target: (p) => `conduit/provider/${p.provider.toLowerCase()}`,
-  plan: (p) => `POST /api/ProviderCredentials/test/{id} for Conduit provider "${p.provider}" (matched by name, case-insensitive, or id); changes nothing`,
+  plan: (p) =>
+    `POST /api/ProviderCredentials/test/{id} for Conduit provider "${p.provider}" (matched by name, case-insensitive, or id); changes nothing`,
   execute: async (p, ctx) => {
     const conduit = conduitClient(ctx);
     const provider = await conduit.resolveProvider(p.provider);

@@ -62,7 +62,13 @@ export async function kubeClients(ctx: ExecutionContext): Promise<Kube> {
   };
 }
 
-async function request<T>(k8s: ClientNode, ctx: ExecutionContext, ref: ObjectRef, call: (options: ConfigurationOptions) => Promise<T>, contentType?: PatchStrategy): Promise<T> {
+async function request<T>(
+  k8s: ClientNode,
+  ctx: ExecutionContext,
+  ref: ObjectRef,
+  call: (options: ConfigurationOptions) => Promise<T>,
+  contentType?: PatchStrategy,
+): Promise<T> {
   throwIfAborted(ctx.signal);
   const timeout = AbortSignal.timeout(ctx.timeoutMs);
   const signal = AbortSignal.any([ctx.signal, timeout]);
@@ -70,8 +76,13 @@ async function request<T>(k8s: ClientNode, ctx: ExecutionContext, ref: ObjectRef
   try {
     return await call(contentType === undefined ? base : k8s.setHeaderOptions('Content-Type', contentType, base));
   } catch (err) {
-    if (ctx.signal.aborted) throw new RemediationError('aborted', `aborted while calling Kubernetes for ${describeRef(ref)}`, { retryable: true, cause: err });
-    if (timeout.aborted) throw new RemediationError('timeout', `Kubernetes did not answer within ${ctx.timeoutMs} ms for ${describeRef(ref)}`, { retryable: true, cause: err });
+    if (ctx.signal.aborted)
+      throw new RemediationError('aborted', `aborted while calling Kubernetes for ${describeRef(ref)}`, { retryable: true, cause: err });
+    if (timeout.aborted)
+      throw new RemediationError('timeout', `Kubernetes did not answer within ${ctx.timeoutMs} ms for ${describeRef(ref)}`, {
+        retryable: true,
+        cause: err,
+      });
     throw toRemediationError(err, ref, k8s.ApiException);
   }
 }
@@ -116,9 +127,12 @@ export function toRemediationError(err: unknown, ref: ObjectRef, ApiException: C
   const detail = { status: code, ...(server === undefined ? {} : { message: server }) };
   const suffix = server === undefined ? '' : `: ${server}`;
   if (code === 404) return new RemediationError('not_found', `${what} not found${suffix}`, { detail, cause: err });
-  if (code === 401 || code === 403) return new RemediationError('unauthorized', `not allowed to change ${what} (HTTP ${code})${suffix}`, { detail, cause: err });
-  if (code === 409) return new RemediationError('conflict', `${what} was modified concurrently${suffix}`, { retryable: true, detail, cause: err });
-  if (code === 400 || code === 422) return new RemediationError('invalid_params', `Kubernetes rejected the change to ${what}${suffix}`, { detail, cause: err });
+  if (code === 401 || code === 403)
+    return new RemediationError('unauthorized', `not allowed to change ${what} (HTTP ${code})${suffix}`, { detail, cause: err });
+  if (code === 409)
+    return new RemediationError('conflict', `${what} was modified concurrently${suffix}`, { retryable: true, detail, cause: err });
+  if (code === 400 || code === 422)
+    return new RemediationError('invalid_params', `Kubernetes rejected the change to ${what}${suffix}`, { detail, cause: err });
   const retryable = code === 429 || code >= 500;
   return new RemediationError('target_error', `Kubernetes answered HTTP ${code} for ${what}${suffix}`, { retryable, detail, cause: err });
 }

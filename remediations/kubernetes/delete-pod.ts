@@ -30,7 +30,10 @@ export default defineRemediation({
     try {
       const pod = await kube.request(target, (o) => kube.core.readNamespacedPod(names, o));
       if (!pod.metadata?.ownerReferences?.some((owner) => owner.controller)) {
-        throw new RemediationError('refused', `${describeRef(target)} has no controller: deleting it would not restart it, it would only remove it`);
+        throw new RemediationError(
+          'refused',
+          `${describeRef(target)} has no controller: deleting it would not restart it, it would only remove it`,
+        );
       }
       uid = pod.metadata.uid;
       // The UID precondition keeps a retried run from deleting the replacement a StatefulSet gave the same name.

@@ -29,7 +29,9 @@ function checkChange(p: Params): void {
 const ref = (p: Params) => ({ kind: 'HorizontalPodAutoscaler', namespace: p.namespace, name: p.name });
 
 const describeChange = (p: Params) =>
-  [p.minReplicas === undefined ? '' : `minReplicas=${p.minReplicas}`, p.maxReplicas === undefined ? '' : `maxReplicas=${p.maxReplicas}`].filter(Boolean).join(', ');
+  [p.minReplicas === undefined ? '' : `minReplicas=${p.minReplicas}`, p.maxReplicas === undefined ? '' : `maxReplicas=${p.maxReplicas}`]
+    .filter(Boolean)
+    .join(', ');
 
 export default defineRemediation({
   name: 'kubernetes.patch-hpa',
@@ -42,7 +44,7 @@ export default defineRemediation({
     checkChange(p);
     return (
       `Set ${describeChange(p)} on ${describeRef(ref(p))}: ` +
-    `PATCH /apis/autoscaling/v2/namespaces/${p.namespace}/horizontalpodautoscalers/${p.name} (application/merge-patch+json), ` +
+      `PATCH /apis/autoscaling/v2/namespaces/${p.namespace}/horizontalpodautoscalers/${p.name} (application/merge-patch+json), ` +
       'skipped when already set; refused when the result would have minReplicas above maxReplicas'
     );
   },
@@ -58,7 +60,11 @@ export default defineRemediation({
       const from = { minReplicas: hpa.spec?.minReplicas ?? 1, maxReplicas: hpa.spec?.maxReplicas ?? 1 };
       const to = { minReplicas: p.minReplicas ?? from.minReplicas, maxReplicas: p.maxReplicas ?? from.maxReplicas };
       if (to.minReplicas > to.maxReplicas) {
-        throw new RemediationError('invalid_params', `${describeRef(target)} would have minReplicas ${to.minReplicas} above maxReplicas ${to.maxReplicas}`, { detail: { from, to } });
+        throw new RemediationError(
+          'invalid_params',
+          `${describeRef(target)} would have minReplicas ${to.minReplicas} above maxReplicas ${to.maxReplicas}`,
+          { detail: { from, to } },
+        );
       }
       if (to.minReplicas === from.minReplicas && to.maxReplicas === from.maxReplicas) return { from, to, changed: false };
       const spec: Record<string, number> = {};

@@ -7,7 +7,10 @@ import { checkParams, describeRef, FIELD_MANAGER, kubeClients, STRATEGIC_MERGE_P
 /** A non-negative Kubernetes resource quantity (`500m`, `2`, `4Gi`, `1e3`), as apimachinery's parser accepts it. */
 export const QUANTITY_PATTERN = '^(?:[0-9]+(?:\\.[0-9]*)?|\\.[0-9]+)(?:[KMGTPE]i|[numkMGTPE]|[eE][+-]?[0-9]+)?$';
 const Quantity = Type.String({ minLength: 1, maxLength: 32, pattern: QUANTITY_PATTERN });
-const ResourceList = Type.Object({ cpu: Type.Optional(Quantity), memory: Type.Optional(Quantity) }, { additionalProperties: false, minProperties: 1 });
+const ResourceList = Type.Object(
+  { cpu: Type.Optional(Quantity), memory: Type.Optional(Quantity) },
+  { additionalProperties: false, minProperties: 1 },
+);
 
 const params = Type.Object(
   {
@@ -22,7 +25,24 @@ const params = Type.Object(
 type Params = Static<typeof params>;
 type Resources = { limits: Record<string, string>; requests: Record<string, string> };
 
-const SCALE: Record<string, number> = { n: 1e-9, u: 1e-6, m: 1e-3, '': 1, k: 1e3, M: 1e6, G: 1e9, T: 1e12, P: 1e15, E: 1e18, Ki: 2 ** 10, Mi: 2 ** 20, Gi: 2 ** 30, Ti: 2 ** 40, Pi: 2 ** 50, Ei: 2 ** 60 };
+const SCALE: Record<string, number> = {
+  n: 1e-9,
+  u: 1e-6,
+  m: 1e-3,
+  '': 1,
+  k: 1e3,
+  M: 1e6,
+  G: 1e9,
+  T: 1e12,
+  P: 1e15,
+  E: 1e18,
+  Ki: 2 ** 10,
+  Mi: 2 ** 20,
+  Gi: 2 ** 30,
+  Ti: 2 ** 40,
+  Pi: 2 ** 50,
+  Ei: 2 ** 60,
+};
 
 /** The value of a quantity, so `4096Mi` equals `4Gi` and `0.5` equals `500m` (the API server stores the canonical form). */
 export function quantityValue(q: string): number {
@@ -32,11 +52,13 @@ export function quantityValue(q: string): number {
   return Number(m[1]) * scale;
 }
 
-const sameQuantity = (a: string | undefined, b: string) => a !== undefined && Math.abs(quantityValue(a) - quantityValue(b)) <= 1e-9 * Math.max(1, quantityValue(b));
+const sameQuantity = (a: string | undefined, b: string) =>
+  a !== undefined && Math.abs(quantityValue(a) - quantityValue(b)) <= 1e-9 * Math.max(1, quantityValue(b));
 
 /** Cross-field rules a schema cannot word well; `plan` runs them too, so they fail before anything runs. */
 function checkChange(p: Params): void {
-  if (p.limits === undefined && p.requests === undefined) throw new RemediationError('invalid_params', 'at least one of `limits` or `requests` is required');
+  if (p.limits === undefined && p.requests === undefined)
+    throw new RemediationError('invalid_params', 'at least one of `limits` or `requests` is required');
   assertRequestsWithinLimits({ limits: { ...p.limits }, requests: { ...p.requests } }, 'params');
 }
 
@@ -59,7 +81,8 @@ const describeValues = (p: Params) =>
 export default defineRemediation({
   name: 'kubernetes.set-resources',
   summary: "Sets one container's CPU/memory requests and limits in a Deployment, as `kubectl set resources` does",
-  runbookStep: 'Memory Issues: increase memory limits (kubectl set resources deployment conduit-api -n conduit --limits=memory=4Gi --requests=memory=2Gi)',
+  runbookStep:
+    'Memory Issues: increase memory limits (kubectl set resources deployment conduit-api -n conduit --limits=memory=4Gi --requests=memory=2Gi)',
   params,
   requires: 'kubernetes',
   target: (p) => `kubernetes/${p.namespace}/deployment/${p.deployment}`,
@@ -67,7 +90,7 @@ export default defineRemediation({
     checkChange(p);
     return (
       `Set ${describeValues(p)} on container "${p.container}" of ${describeRef(ref(p))} (a rolling update of its pods): ` +
-    `PATCH /apis/apps/v1/namespaces/${p.namespace}/deployments/${p.deployment} (application/strategic-merge-patch+json) ` +
+      `PATCH /apis/apps/v1/namespaces/${p.namespace}/deployments/${p.deployment} (application/strategic-merge-patch+json) ` +
       'with only the values that differ; skipped when none differ'
     );
   },
@@ -82,7 +105,10 @@ export default defineRemediation({
       const containers: V1Container[] = deployment.spec?.template?.spec?.containers ?? [];
       const container = containers.find((c) => c.name === p.container);
       if (!container) {
-        throw new RemediationError('not_found', `${describeRef(target)} has no container "${p.container}" (it has: ${containers.map((c) => c.name).join(', ') || 'none'})`);
+        throw new RemediationError(
+          'not_found',
+          `${describeRef(target)} has no container "${p.container}" (it has: ${containers.map((c) => c.name).join(', ') || 'none'})`,
+        );
       }
       const from: Resources = { limits: { ...container.resources?.limits }, requests: { ...container.resources?.requests } };
       const to: Resources = { limits: { ...from.limits }, requests: { ...from.requests } };
@@ -99,7 +125,14 @@ export default defineRemediation({
       if (Object.keys(resources).length === 0) return { container: p.container, from, to, changed: false };
       // Same shape as kubectl's two-way strategic merge patch: the list order directive, then only this container.
       const body = {
-        spec: { template: { spec: { '$setElementOrder/containers': containers.map((c) => ({ name: c.name })), containers: [{ name: p.container, resources }] } } },
+        spec: {
+          template: {
+            spec: {
+              '$setElementOrder/containers': containers.map((c) => ({ name: c.name })),
+              containers: [{ name: p.container, resources }],
+            },
+          },
+        },
       };
       await kube.request(
         target,

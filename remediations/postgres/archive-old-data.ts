@@ -60,8 +60,6 @@ function resolve(p: ArchiveParams, ctx: ExecutionContext): Resolved {
   return { table: p.table, archive: `${p.table}${ARCHIVE_SUFFIX}`, column, olderThan, olderThanMs, batchSize };
 }
 
-
-
 /** The table must exist and the cut-off column must be a timestamp, or the comparison means nothing. */
 async function checkTable(client: pg.PoolClient, r: Resolved): Promise<void> {
   const { rows } = await client.query<{ relkind: string | null; column_type: string | null }>(

@@ -55,7 +55,6 @@ function describe(p: { database: string; idleFor?: string; max?: number }): stri
   );
 }
 
-
 export default defineRemediation({
   name: 'postgres.kill-idle-connections',
   summary: 'Terminates sessions of one database that have been idle for longer than a threshold.',
@@ -69,7 +68,8 @@ export default defineRemediation({
     const idleMs = parseDuration(idleFor);
     if (!IDENTIFIER.test(p.database)) throw new RemediationError('invalid_params', `not a database name: ${JSON.stringify(p.database)}`);
     if (idleMs === undefined) throw new RemediationError('invalid_params', `not a duration: ${JSON.stringify(idleFor)}`);
-    if (idleMs < MIN_IDLE_FOR_MS) throw new RemediationError('refused', `idleFor ${idleFor} is below 1s: that would cut live pooled connections`);
+    if (idleMs < MIN_IDLE_FOR_MS)
+      throw new RemediationError('refused', `idleFor ${idleFor} is below 1s: that would cut live pooled connections`);
     const pool = ctx.targets.targetDatabase;
     if (!pool) throw new RemediationError('target_not_configured', 'TARGET_DATABASE_URL is not configured');
     throwIfAborted(ctx.signal);

@@ -54,7 +54,7 @@ function redisFailure(err: unknown): RemediationError {
 
 export default defineRemediation({
   name: 'redis.flush-cache',
-  summary: 'Deletes the cache keys matching a pattern with SCAN and UNLINK, never touching the service\'s own keys.',
+  summary: "Deletes the cache keys matching a pattern with SCAN and UNLINK, never touching the service's own keys.",
   runbookStep: 'Memory Issues / Cache Cleanup',
   params: Params,
   requires: 'targetRedis',
@@ -69,7 +69,8 @@ export default defineRemediation({
     const redis = ctx.targets.targetRedis;
     if (!redis) throw new RemediationError('target_not_configured', 'TARGET_REDIS_URL is not configured');
     // ioredis prefixes UNLINK's keys but not SCAN's MATCH nor its results: we would delete other keys than we found.
-    if (redis.options.keyPrefix) throw new RemediationError('refused', 'the target Redis client has a keyPrefix; SCAN and UNLINK would disagree');
+    if (redis.options.keyPrefix)
+      throw new RemediationError('refused', 'the target Redis client has a keyPrefix; SCAN and UNLINK would disagree');
 
     let cursor = '0';
     let scanned = 0;

@@ -48,7 +48,12 @@ function asRemediationError(err: unknown): RemediationError {
 /** Rejects when the signal fires, so a remediation that ignores its signal still cannot hold the worker. */
 function untilAborted(signal: AbortSignal): Promise<never> {
   return new Promise((_, reject) => {
-    const fail = () => reject(new RemediationError(String(signal.reason) === 'timeout' ? 'timeout' : 'aborted', `run ${String(signal.reason)}`, { retryable: true }));
+    const fail = () =>
+      reject(
+        new RemediationError(String(signal.reason) === 'timeout' ? 'timeout' : 'aborted', `run ${String(signal.reason)}`, {
+          retryable: true,
+        }),
+      );
     if (signal.aborted) fail();
     else signal.addEventListener('abort', fail, { once: true });
   });
@@ -64,7 +69,14 @@ export function createExecutor(deps: ExecutorDeps) {
   const leaseMs = deps.timeoutMs + LEASE_MARGIN_MS;
   const gates = createExecutionGates(deps);
 
-  async function finish(run: Run, to: Run['status'], event: { type: string; detail?: Record<string, unknown> }, patch: RunPatch, from: readonly Run['status'][] = IN_FLIGHT, guard: Guard | null = 'claimable') {
+  async function finish(
+    run: Run,
+    to: Run['status'],
+    event: { type: string; detail?: Record<string, unknown> },
+    patch: RunPatch,
+    from: readonly Run['status'][] = IN_FLIGHT,
+    guard: Guard | null = 'claimable',
+  ) {
     const moved = await deps.runs.transition(run.id, from, to, event, { leaseMs: null, ...patch }, guard ?? undefined);
     if (moved) deps.metrics.runs.inc({ rule: moved.rule, remediation: moved.remediation, status: to });
     return moved;
@@ -83,10 +95,20 @@ export function createExecutor(deps: ExecutorDeps) {
       case 'paused':
         return { kind: 'paused' };
       case 'cancel':
-        await finish(run, 'cancelled', { type: 'cancelled', detail: { reason: verdict.reason, at: 'execution' } }, { reason: verdict.reason });
+        await finish(
+          run,
+          'cancelled',
+          { type: 'cancelled', detail: { reason: verdict.reason, at: 'execution' } },
+          { reason: verdict.reason },
+        );
         return { kind: 'done' };
       case 'fail':
-        await finish(run, 'failed', { type: 'failed', detail: { reason: verdict.reason } }, { reason: verdict.reason, error: verdict.error });
+        await finish(
+          run,
+          'failed',
+          { type: 'failed', detail: { reason: verdict.reason } },
+          { reason: verdict.reason, error: verdict.error },
+        );
         return { kind: 'done' };
       case 'dry_run':
         await finish(run, 'dry_run', { type: 'dry_run', detail: { plan: run.plan } }, { plan: run.plan, reason: null });
@@ -106,7 +128,14 @@ export function createExecutor(deps: ExecutorDeps) {
   async function claim(run: Run, remediation: Remediation, took: boolean, attempt: { number: number; last: boolean }): Promise<Outcome> {
     let started: Run | null;
     try {
-      started = await deps.runs.transition(run.id, IN_FLIGHT, 'running', { type: 'started', detail: { attempt: attempt.number } }, { incrementAttempts: true, leaseMs }, 'claimable');
+      started = await deps.runs.transition(
+        run.id,
+        IN_FLIGHT,
+        'running',
+        { type: 'started', detail: { attempt: attempt.number } },
+        { incrementAttempts: true, leaseMs },
+        'claimable',
+      );
     } catch (err) {
       if (took) await deps.counters.release(gateSubject(run)).catch(() => {});
       throw err;
@@ -128,17 +157,29 @@ export function createExecutor(deps: ExecutorDeps) {
 
   async function escalate(run: Run): Promise<Outcome> {
     const expiresAt = approvalExpiry(deps.now(), run.gates.approvalTimeoutMs);
-    const moved = await finish(run, 'pending_approval', { type: 'pending_approval', detail: { reason: 'escalated', expiresAt } }, {
-      reason: 'escalated',
-      approvalRequired: true,
-      expiresAt,
-    });
+    const moved = await finish(
+      run,
+      'pending_approval',
+      { type: 'pending_approval', detail: { reason: 'escalated', expiresAt } },
+      {
+        reason: 'escalated',
+        approvalRequired: true,
+        expiresAt,
+      },
+    );
     if (moved) deps.notifier.notify(moved, 'escalated');
     return { kind: 'done' };
   }
 
   async function recordSuccess(run: Run, result: Record<string, unknown>, durationMs: number): Promise<Outcome> {
-    const moved = await finish(run, 'succeeded', { type: 'succeeded', detail: { result, durationMs } }, { result, error: null, reason: null }, IN_FLIGHT, null);
+    const moved = await finish(
+      run,
+      'succeeded',
+      { type: 'succeeded', detail: { result, durationMs } },
+      { result, error: null, reason: null },
+      IN_FLIGHT,
+      null,
+    );
     if (moved) await deps.streak.recordSuccess(run.remediation, run.target ?? run.remediation);
     return { kind: 'done' };
   }
@@ -153,7 +194,14 @@ export function createExecutor(deps: ExecutorDeps) {
     let failure: RemediationError | undefined;
     try {
       result = await Promise.race([
-        remediation.execute(run.params, { runId: run.id, signal: controller.signal, timeoutMs: deps.timeoutMs, targets: deps.targets, log: deps.log, now: deps.now }),
+        remediation.execute(run.params, {
+          runId: run.id,
+          signal: controller.signal,
+          timeoutMs: deps.timeoutMs,
+          targets: deps.targets,
+          log: deps.log,
+          now: deps.now,
+        }),
         untilAborted(controller.signal),
       ]);
     } catch (raw) {
@@ -168,20 +216,40 @@ export function createExecutor(deps: ExecutorDeps) {
     // Bookkeeping failures below are not the remediation's: they propagate, the job is retried, and
     // the retry records the outcome from the marker instead of executing again.
     if (!failure) {
-      await deps.queue.markExecuted(run.id, result ?? {}).catch((err: Error) => deps.log.warn({ runId: run.id, err: err.message }, 'could not mark the run executed'));
+      await deps.queue
+        .markExecuted(run.id, result ?? {})
+        .catch((err: Error) => deps.log.warn({ runId: run.id, err: err.message }, 'could not mark the run executed'));
       return recordSuccess(run, result ?? {}, Math.round(seconds * 1000));
     }
-    const detail = { attempt: attempt.number, code: failure.code, error: failure.message, ...(failure.detail ? { detail: failure.detail } : {}) };
+    const detail = {
+      attempt: attempt.number,
+      code: failure.code,
+      error: failure.message,
+      ...(failure.detail ? { detail: failure.detail } : {}),
+    };
     if (failure.code === 'aborted' && String(controller.signal.reason) === 'shutdown') {
       // Not the remediation's fault: leave the run to the next worker.
       await deps.runs.transition(run.id, ['running'], 'queued', { type: 'interrupted', detail }, { leaseMs: null });
       return { kind: 'retry', error: failure };
     }
     if (failure.retryable && !attempt.last) {
-      await deps.runs.transition(run.id, ['running'], 'queued', { type: 'attempt_failed', detail }, { error: failure.message, leaseMs: null });
+      await deps.runs.transition(
+        run.id,
+        ['running'],
+        'queued',
+        { type: 'attempt_failed', detail },
+        { error: failure.message, leaseMs: null },
+      );
       return { kind: 'retry', error: failure };
     }
-    const failed = await finish(run, 'failed', { type: 'failed', detail }, { error: failure.message, reason: failure.code }, ['running'], null);
+    const failed = await finish(
+      run,
+      'failed',
+      { type: 'failed', detail },
+      { error: failure.message, reason: failure.code },
+      ['running'],
+      null,
+    );
     if (failed) {
       const streak = await deps.streak.recordFailure(run.remediation, run.target ?? run.remediation);
       if (streak >= ESCALATE_AFTER) await deps.runs.addEvent(run.id, 'escalation_armed', { consecutiveFailures: streak });
@@ -194,7 +262,14 @@ export function createExecutor(deps: ExecutorDeps) {
   async function abandon(runId: string, reason: string): Promise<void> {
     const run = await deps.runs.get(runId, { events: false });
     if (!run) return;
-    const moved = await finish(run, 'failed', { type: 'failed', detail: { reason: 'worker_lost', error: reason } }, { reason: 'worker_lost', error: reason }, IN_FLIGHT, null);
+    const moved = await finish(
+      run,
+      'failed',
+      { type: 'failed', detail: { reason: 'worker_lost', error: reason } },
+      { reason: 'worker_lost', error: reason },
+      IN_FLIGHT,
+      null,
+    );
     if (moved) deps.notifier.notify(moved, 'failed');
   }
 

@@ -39,16 +39,26 @@ export function createApprovals(deps: ApprovalDeps) {
     const run = await deps.runs.get(id, { events: false });
     if (!run) throw notFound(`run ${id}`);
     if (run.status === 'pending_approval') throw conflict(`run ${id} expired at ${run.approval.expiresAt}`);
-    throw conflict(`run ${id} is ${run.status}${run.approval.decidedBy ? ` (decided by ${run.approval.decidedBy})` : ''}; only pending_approval runs can be decided`);
+    throw conflict(
+      `run ${id} is ${run.status}${run.approval.decidedBy ? ` (decided by ${run.approval.decidedBy})` : ''}; only pending_approval runs can be decided`,
+    );
   }
 
-  const observeWait = (run: Run) => deps.metrics.approvalWait.observe((Date.parse(run.approval.decidedAt ?? run.updatedAt) - Date.parse(run.createdAt)) / 1000);
+  const observeWait = (run: Run) =>
+    deps.metrics.approvalWait.observe((Date.parse(run.approval.decidedAt ?? run.updatedAt) - Date.parse(run.createdAt)) / 1000);
 
   async function approve(id: string, by: string, comment: string | null): Promise<Run> {
-    const run = await deps.runs.transition(id, ['pending_approval'], 'queued', { type: 'approved', detail: { by, comment } }, {
-      decidedBy: by,
-      decisionComment: comment,
-    }, 'undecided');
+    const run = await deps.runs.transition(
+      id,
+      ['pending_approval'],
+      'queued',
+      { type: 'approved', detail: { by, comment } },
+      {
+        decidedBy: by,
+        decisionComment: comment,
+      },
+      'undecided',
+    );
     if (!run) return refuse(id);
     deps.metrics.runs.inc({ rule: run.rule, remediation: run.remediation, status: 'queued' });
     observeWait(run);
@@ -63,11 +73,18 @@ export function createApprovals(deps: ApprovalDeps) {
   }
 
   async function reject(id: string, by: string, reason: string | null): Promise<Run> {
-    const run = await deps.runs.transition(id, ['pending_approval'], 'rejected', { type: 'rejected', detail: { by, reason } }, {
-      decidedBy: by,
-      decisionComment: reason,
-      reason: 'rejected',
-    }, 'undecided');
+    const run = await deps.runs.transition(
+      id,
+      ['pending_approval'],
+      'rejected',
+      { type: 'rejected', detail: { by, reason } },
+      {
+        decidedBy: by,
+        decisionComment: reason,
+        reason: 'rejected',
+      },
+      'undecided',
+    );
     if (!run) return refuse(id);
     deps.metrics.runs.inc({ rule: run.rule, remediation: run.remediation, status: 'rejected' });
     observeWait(run);

@@ -62,7 +62,8 @@ export function createExecutionGates(deps: ExecutionGateDeps) {
     const subject = gateSubject(run);
     if (run.dryRun) {
       const [verdict] = await deps.counters.peek([subject]);
-      if (verdict && !verdict.ok && verdict.reason !== 'escalated') return { kind: 'suppress', reason: verdict.reason, retryInMs: verdict.retryInMs };
+      if (verdict && !verdict.ok && verdict.reason !== 'escalated')
+        return { kind: 'suppress', reason: verdict.reason, retryInMs: verdict.retryInMs };
       return { kind: 'dry_run' };
     }
     if (remediation.requires !== 'none' && !deps.configured.has(remediation.requires)) {
@@ -72,7 +73,10 @@ export function createExecutionGates(deps: ExecutionGateDeps) {
     if (executed) return { kind: 'record', result: executed };
 
     const verdict = await deps.counters.take(subject);
-    if (!verdict.ok) return verdict.reason === 'escalated' ? { kind: 'escalate' } : { kind: 'suppress', reason: verdict.reason, retryInMs: verdict.retryInMs };
+    if (!verdict.ok)
+      return verdict.reason === 'escalated'
+        ? { kind: 'escalate' }
+        : { kind: 'suppress', reason: verdict.reason, retryInMs: verdict.retryInMs };
     return { kind: 'execute', remediation, took: verdict.took };
   };
 }

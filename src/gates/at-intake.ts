@@ -76,10 +76,19 @@ function precheck(action: Action, alert: AlertSnapshot, ctx: IntakeGateContext):
     return { run: end(run, 'failed', 'invalid_params', { error: prepared.error }) };
   }
   const requires = action.remediation.requires;
-  if (!run.dryRun && requires !== 'none' && !ctx.configured.has(requires)) return { run: end(run, 'failed', 'target_not_configured', { requires }) };
+  if (!run.dryRun && requires !== 'none' && !ctx.configured.has(requires))
+    return { run: end(run, 'failed', 'target_not_configured', { requires }) };
   if (ctx.paused) return { run: end(run, 'suppressed', 'paused') };
   return {
     run,
-    subject: { runId: run.id, rule: run.rule, action: run.action, remediation: run.remediation, target: prepared.target, gates: run.gates, approved: false },
+    subject: {
+      runId: run.id,
+      rule: run.rule,
+      action: run.action,
+      remediation: run.remediation,
+      target: prepared.target,
+      gates: run.gates,
+      approved: false,
+    },
   };
 }

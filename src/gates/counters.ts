@@ -17,8 +17,7 @@ export type CounterReason = CounterGate['name'];
 
 export type CounterVerdict =
   /** `took`: this call took from the gates (false for a peek, or for a run that already held its place). */
-  | { ok: true; took: boolean }
-  | { ok: false; reason: CounterReason; retryInMs: number };
+  { ok: true; took: boolean } | { ok: false; reason: CounterReason; retryInMs: number };
 
 const LUA_DIR = join(dirname(fileURLToPath(import.meta.url)), 'lua');
 const lua = (file: string) => readFileSync(join(LUA_DIR, file), 'utf8');
@@ -35,7 +34,12 @@ const COMMAND = 'remediatorCounters';
  * runs in one round trip; `take` passes a run through all of them or takes nothing, idempotently per
  * run (a retry is not stopped by its own cooldown); `release` gives back what a take took.
  */
-export function createCounters(redis: Redis, prefix: string, globalLimit: Limit | undefined, gates: readonly CounterGate[] = COUNTER_GATES) {
+export function createCounters(
+  redis: Redis,
+  prefix: string,
+  globalLimit: Limit | undefined,
+  gates: readonly CounterGate[] = COUNTER_GATES,
+) {
   const r = redis as Redis & Record<string, (json: string) => Promise<string>>;
   if (typeof r[COMMAND] !== 'function') r.defineCommand(COMMAND, { numberOfKeys: 0, lua: script(gates) });
   const ctx: CounterContext = { key: (...parts) => `${prefix}:gates:${parts.join(':')}`, globalLimit };
@@ -53,8 +57,15 @@ export function createCounters(redis: Redis, prefix: string, globalLimit: Limit 
   async function call(mode: 'peek' | 'take' | 'release', subjects: readonly GateSubject[]): Promise<CounterVerdict[]> {
     if (subjects.length === 0) return [];
     const json = JSON.stringify({ mode, order, runs: subjects.map(request) });
-    const answer = JSON.parse(await on('Redis', `gate counters (${mode})`, r[COMMAND]!.call(r, json))) as Array<{ ok: boolean; took?: boolean; gate?: CounterReason; ms?: number }>;
-    return answer.map((a): CounterVerdict => (a.ok ? { ok: true, took: a.took === true } : { ok: false, reason: a.gate!, retryInMs: Number(a.ms) }));
+    const answer = JSON.parse(await on('Redis', `gate counters (${mode})`, r[COMMAND]!.call(r, json))) as Array<{
+      ok: boolean;
+      took?: boolean;
+      gate?: CounterReason;
+      ms?: number;
+    }>;
+    return answer.map((a): CounterVerdict =>
+      a.ok ? { ok: true, took: a.took === true } : { ok: false, reason: a.gate!, retryInMs: Number(a.ms) },
+    );
   }
 
   return {

@@ -104,7 +104,9 @@ export function createIntake(deps: IntakeDeps) {
 
     const inserted = stored.flatMap((s) => (s.duplicate ? [] : [s.run]));
     // A resolution that raced these firing runs (another message of the batch, another replica): cancel them now.
-    const late = await deps.runs.cancelResolved(inserted.filter((r) => r.phase === 'firing' && r.status === 'pending_approval').map((r) => r.id));
+    const late = await deps.runs.cancelResolved(
+      inserted.filter((r) => r.phase === 'firing' && r.status === 'pending_approval').map((r) => r.id),
+    );
     const cancelled = new Map(late.map((r) => [r.id, r]));
     const created = inserted.map((r) => cancelled.get(r.id) ?? r);
     const known = [...existing.values(), ...stored.flatMap((s) => (s.duplicate ? [s.run] : []))];

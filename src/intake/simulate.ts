@@ -32,7 +32,10 @@ export async function simulate(services: Services, message: WebhookMessage) {
   };
   const alerts = [];
   for (const { snapshot, actions } of matched) {
-    const decisions = await decideAll(actions.map((action) => ({ action, alert: snapshot })), gateContext);
+    const decisions = await decideAll(
+      actions.map((action) => ({ action, alert: snapshot })),
+      gateContext,
+    );
     const wouldCancel = snapshot.status === 'resolved' ? await services.runs.pendingOfEpisode(snapshot.fingerprint, snapshot.startsAt) : [];
     alerts.push({
       fingerprint: snapshot.fingerprint,

@@ -3,7 +3,10 @@ export class TimeoutError extends Error {
   override readonly name = 'TimeoutError';
   readonly code = 'TIMEOUT';
 
-  constructor(what: string, readonly ms: number) {
+  constructor(
+    what: string,
+    readonly ms: number,
+  ) {
     super(`${what} timed out after ${ms} ms`);
   }
 }

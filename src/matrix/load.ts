@@ -59,7 +59,10 @@ function locator(file: string, doc: Document, lines: LineCounter) {
     for (let i = path.length; i >= 0 && !isNode(node); i--) node = doc.getIn(path.slice(0, i), true);
     const offset = isNode(node) && node.range ? node.range[0] : 0;
     const { line, col } = lines.linePos(offset);
-    const where = path.map((p) => (typeof p === 'number' ? `[${p}]` : `.${p}`)).join('').replace(/^\./, '');
+    const where = path
+      .map((p) => (typeof p === 'number' ? `[${p}]` : `.${p}`))
+      .join('')
+      .replace(/^\./, '');
     return new ConfigError(`${file}:${line}:${col}`, where ? `${where}: ${message}` : message);
   };
 }
@@ -80,7 +83,10 @@ export function parseMatrix(text: string, file: string, catalogue: ReadonlyMap<s
   const data = doc.toJS() as unknown;
   const first = Value.Errors(MatrixSchema, data).First();
   if (first) {
-    const path = first.path.split('/').slice(1).map((p) => (/^\d+$/.test(p) ? Number(p) : p));
+    const path = first.path
+      .split('/')
+      .slice(1)
+      .map((p) => (/^\d+$/.test(p) ? Number(p) : p));
     throw at(path, first.message);
   }
   const file_ = data as MatrixFile;
@@ -144,12 +150,17 @@ export function parseMatrix(text: string, file: string, catalogue: ReadonlyMap<s
  * Catches mistakes that no alert could fix at load time: unknown params, and constant values the
  * schema rejects. Templated values are checked per alert, when they are rendered.
  */
-function checkConstantParams(remediation: Remediation, params: Record<string, unknown>, fail: (key: string, message: string) => ConfigError): void {
+function checkConstantParams(
+  remediation: Remediation,
+  params: Record<string, unknown>,
+  fail: (key: string, message: string) => ConfigError,
+): void {
   const schema = remediation.params as { properties?: Record<string, unknown>; additionalProperties?: unknown };
   for (const [key, value] of Object.entries(params)) {
     const prop = schema.properties?.[key];
     if (!prop) {
-      if (schema.additionalProperties === false) throw fail(key, `${remediation.name} takes no param "${key}" (params: ${Object.keys(schema.properties ?? {}).join(', ')})`);
+      if (schema.additionalProperties === false)
+        throw fail(key, `${remediation.name} takes no param "${key}" (params: ${Object.keys(schema.properties ?? {}).join(', ')})`);
       continue;
     }
     if (JSON.stringify(value).includes('{{')) continue;
@@ -158,7 +169,9 @@ function checkConstantParams(remediation: Remediation, params: Record<string, un
     if (err) throw fail(key, err.message);
   }
   const required = (schema as { required?: string[] }).required ?? [];
-  const missing = required.filter((key) => !(key in params) && (schema.properties?.[key] as { default?: unknown } | undefined)?.default === undefined);
+  const missing = required.filter(
+    (key) => !(key in params) && (schema.properties?.[key] as { default?: unknown } | undefined)?.default === undefined,
+  );
   if (missing.length > 0) throw fail('', `${remediation.name} needs param${missing.length > 1 ? 's' : ''} ${missing.join(', ')}`);
 }
 

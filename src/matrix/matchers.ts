@@ -48,7 +48,7 @@ export function parseMatcher(text: string): Matcher {
   if (op === '=' || op === '!=') {
     const equal = op === '=';
     // A missing label matches the empty string, as in Alertmanager.
-    return { name, op, value, test: (labels) => ((label(labels, name) === value)) === equal };
+    return { name, op, value, test: (labels) => (label(labels, name) === value) === equal };
   }
   let re: RegExp;
   try {

@@ -48,7 +48,7 @@ export type ParamsRenderer = (scope: TemplateScope) => Record<string, unknown>;
 
 /** Compiles every string inside a params tree; numbers, booleans and nested objects are kept. */
 export function compileParams(params: Record<string, unknown>): ParamsRenderer {
-  const compileValue = (value: unknown): (scope: TemplateScope) => unknown => {
+  const compileValue = (value: unknown): ((scope: TemplateScope) => unknown) => {
     if (typeof value === 'string') return compileTemplate(value);
     if (Array.isArray(value)) {
       const items = value.map(compileValue);

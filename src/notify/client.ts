@@ -43,10 +43,16 @@ function statusError(status: number, answer: string): RemediationError {
   const detail = { status, ...(answer ? { response: answer } : {}) };
   const said = answer ? `: ${answer}` : '';
   if (status === 401 || status === 403) {
-    return new RemediationError('unauthorized', `notification webhook refused the request (${status})${said}; check NOTIFY_WEBHOOK_URL`, { detail });
+    return new RemediationError('unauthorized', `notification webhook refused the request (${status})${said}; check NOTIFY_WEBHOOK_URL`, {
+      detail,
+    });
   }
   if (status === 404 || status === 410) {
-    return new RemediationError('not_found', `notification webhook does not exist or was revoked (${status})${said}; check NOTIFY_WEBHOOK_URL`, { detail });
+    return new RemediationError(
+      'not_found',
+      `notification webhook does not exist or was revoked (${status})${said}; check NOTIFY_WEBHOOK_URL`,
+      { detail },
+    );
   }
   const retryable = status >= 500 || status === 408 || status === 429;
   return new RemediationError('target_error', `notification webhook answered ${status}${said}`, { retryable, detail });

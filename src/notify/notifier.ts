@@ -34,7 +34,13 @@ export function notificationText(run: Run, kind: NotificationKind, publicUrl: st
  * Tells on-call about runs that need a human. Best effort and off the request path: a failed
  * notification is logged and recorded in the run's timeline, never blocks or fails the run.
  */
-export function createNotifier(deps: { target: NotifyTarget | undefined; runs: RunStore; log: Log; publicUrl: string; timeoutMs?: number }) {
+export function createNotifier(deps: {
+  target: NotifyTarget | undefined;
+  runs: RunStore;
+  log: Log;
+  publicUrl: string;
+  timeoutMs?: number;
+}) {
   const pending = new Set<Promise<void>>();
 
   async function send(run: Run, kind: NotificationKind): Promise<void> {

@@ -52,7 +52,11 @@ export function createRunQueue(connection: Redis, opts: RunQueueOptions) {
   async function enqueueMissing(runIds: readonly string[]): Promise<void> {
     if (runIds.length === 0) return;
     const keys = runIds.map((id) => queue.toKey(id));
-    const exists = (await on('Redis', `lookup of ${runIds.length} job(s)`, withTimeout(connection.eval(EXISTS_EACH, keys.length, ...keys), timeoutMs, 'job lookup'))) as number[];
+    const exists = (await on(
+      'Redis',
+      `lookup of ${runIds.length} job(s)`,
+      withTimeout(connection.eval(EXISTS_EACH, keys.length, ...keys), timeoutMs, 'job lookup'),
+    )) as number[];
     await enqueue(runIds.filter((_, i) => exists[i] === 0));
   }
 

@@ -45,7 +45,9 @@ export function createRunWorker(connection: Redis, executor: Executor, log: Log,
   worker.on('failed', (job, err) => {
     if (!job) return;
     if (/stalled/i.test(err.message)) {
-      executor.abandon(job.data.runId, err.message).catch((e: Error) => log.error({ runId: job.data.runId, err: e.message }, 'could not record an abandoned run'));
+      executor
+        .abandon(job.data.runId, err.message)
+        .catch((e: Error) => log.error({ runId: job.data.runId, err: e.message }, 'could not record an abandoned run'));
     }
   });
   worker.on('error', (err) => log.warn({ err: err.message }, 'worker connection error'));

@@ -37,16 +37,22 @@ const Simulation = Type.Object({
   ),
 });
 
-export const simulateRoutes = (services: Services): FastifyPluginAsyncTypebox => async (app) => {
-  app.post('/api/simulate', {
-    onRequest: requireRole(services, 'viewer'),
-    bodyLimit: services.config.bodyLimit,
-    schema: {
-      summary: 'What an Alertmanager message would do now, with no side effect',
-      tags: ['simulate'],
-      security: bearerSecurity,
-      body: WebhookMessage,
-      response: { 200: Simulation, 400: ErrorResponse, 401: ErrorResponse, 403: ErrorResponse },
-    },
-  }, async (req) => simulate(services, req.body));
-};
+export const simulateRoutes =
+  (services: Services): FastifyPluginAsyncTypebox =>
+  async (app) => {
+    app.post(
+      '/api/simulate',
+      {
+        onRequest: requireRole(services, 'viewer'),
+        bodyLimit: services.config.bodyLimit,
+        schema: {
+          summary: 'What an Alertmanager message would do now, with no side effect',
+          tags: ['simulate'],
+          security: bearerSecurity,
+          body: WebhookMessage,
+          response: { 200: Simulation, 400: ErrorResponse, 401: ErrorResponse, 403: ErrorResponse },
+        },
+      },
+      async (req) => simulate(services, req.body),
+    );
+  };

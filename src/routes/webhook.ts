@@ -4,35 +4,40 @@ import { WebhookMessage, WebhookResponse } from '../schemas/alertmanager.js';
 import { ErrorResponse } from '../schemas/runs.js';
 import type { Services } from '../services.js';
 
-export const webhookRoutes = (services: Services): FastifyPluginAsyncTypebox => async (app) => {
-  app.post(
-    '/webhooks/alertmanager',
-    {
-      bodyLimit: services.config.bodyLimit,
-      schema: {
-        summary: 'Alertmanager webhook receiver (message version 4)',
-        tags: ['webhook'],
-        security: [{ bearer: [] }],
-        body: WebhookMessage,
-        response: { 200: WebhookResponse, 400: ErrorResponse, 401: ErrorResponse, 413: ErrorResponse, 503: ErrorResponse },
+export const webhookRoutes =
+  (services: Services): FastifyPluginAsyncTypebox =>
+  async (app) => {
+    app.post(
+      '/webhooks/alertmanager',
+      {
+        bodyLimit: services.config.bodyLimit,
+        schema: {
+          summary: 'Alertmanager webhook receiver (message version 4)',
+          tags: ['webhook'],
+          security: [{ bearer: [] }],
+          body: WebhookMessage,
+          response: { 200: WebhookResponse, 400: ErrorResponse, 401: ErrorResponse, 413: ErrorResponse, 503: ErrorResponse },
+        },
+        onRequest: async (req) => {
+          if (!services.auth.webhook(req.headers.authorization)) throw unauthorized('missing or wrong webhook bearer token');
+        },
       },
-      onRequest: async (req) => {
-        if (!services.auth.webhook(req.headers.authorization)) throw unauthorized('missing or wrong webhook bearer token');
+      async (req) => {
+        const started = performance.now();
+        try {
+          const result = await services.intake(req.body);
+          services.metrics.webhookDuration.observe({ code: '200' }, (performance.now() - started) / 1000);
+          return result;
+        } catch (err) {
+          services.metrics.webhookDuration.observe({ code: '503' }, (performance.now() - started) / 1000);
+          // Anything that kept the alerts from being stored is a 503: Alertmanager retries only 5xx.
+          const dependency = err instanceof DependencyError ? err.dependency : 'storage';
+          req.log.error(
+            { err: (err as Error).message, dependency, alerts: req.body.alerts.length },
+            'alerts not stored; answering 503 so Alertmanager retries',
+          );
+          throw new ApiError('UNAVAILABLE', `${dependency} cannot take the write right now; retry`);
+        }
       },
-    },
-    async (req) => {
-      const started = performance.now();
-      try {
-        const result = await services.intake(req.body);
-        services.metrics.webhookDuration.observe({ code: '200' }, (performance.now() - started) / 1000);
-        return result;
-      } catch (err) {
-        services.metrics.webhookDuration.observe({ code: '503' }, (performance.now() - started) / 1000);
-        // Anything that kept the alerts from being stored is a 503: Alertmanager retries only 5xx.
-        const dependency = err instanceof DependencyError ? err.dependency : 'storage';
-        req.log.error({ err: (err as Error).message, dependency, alerts: req.body.alerts.length }, 'alerts not stored; answering 503 so Alertmanager retries');
-        throw new ApiError('UNAVAILABLE', `${dependency} cannot take the write right now; retry`);
-      }
-    },
-  );
-};
+    );
+  };

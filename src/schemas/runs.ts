@@ -5,8 +5,16 @@ import { Type, type Static } from '@sinclair/typebox';
  * with them, and a test checks the store's row mapping against them.
  */
 export const RUN_STATUSES = [
-  'pending_approval', 'queued', 'running', 'succeeded', 'failed',
-  'rejected', 'expired', 'cancelled', 'suppressed', 'dry_run',
+  'pending_approval',
+  'queued',
+  'running',
+  'succeeded',
+  'failed',
+  'rejected',
+  'expired',
+  'cancelled',
+  'suppressed',
+  'dry_run',
 ] as const;
 export type RunStatus = (typeof RUN_STATUSES)[number];
 export const TERMINAL_STATUSES: readonly RunStatus[] = ['succeeded', 'failed', 'rejected', 'expired', 'cancelled', 'suppressed', 'dry_run'];
@@ -78,7 +86,22 @@ export type Run = Static<typeof Run>;
 
 /** A run about to be stored, with the events that explain its first status. */
 export const NewRun = Type.Composite([
-  Type.Pick(Run, ['id', 'rule', 'action', 'phase', 'remediation', 'target', 'params', 'status', 'reason', 'alert', 'dryRun', 'gates', 'plan', 'error']),
+  Type.Pick(Run, [
+    'id',
+    'rule',
+    'action',
+    'phase',
+    'remediation',
+    'target',
+    'params',
+    'status',
+    'reason',
+    'alert',
+    'dryRun',
+    'gates',
+    'plan',
+    'error',
+  ]),
   Type.Object({
     approvalRequired: Type.Boolean(),
     expiresAt: Nullable(Type.String()),

@@ -7,7 +7,10 @@ import { on } from '../errors.js';
  */
 export interface Db {
   pool: pg.Pool;
-  query<R extends pg.QueryResultRow = Record<string, unknown>>(text: string | pg.QueryConfig, values?: unknown[]): Promise<pg.QueryResult<R>>;
+  query<R extends pg.QueryResultRow = Record<string, unknown>>(
+    text: string | pg.QueryConfig,
+    values?: unknown[],
+  ): Promise<pg.QueryResult<R>>;
   /** Runs `work` in one transaction on one connection. */
   transaction<T>(work: (client: pg.PoolClient) => Promise<T>): Promise<T>;
 }
@@ -18,20 +21,24 @@ export function createDb(pool: pg.Pool): Db {
     query: <R extends pg.QueryResultRow>(text: string | pg.QueryConfig, values?: unknown[]) =>
       on('PostgreSQL', 'query', typeof text === 'string' ? pool.query<R>(text, values) : pool.query<R>(text)),
     transaction: (work) =>
-      on('PostgreSQL', 'transaction', (async () => {
-        const client = await pool.connect();
-        try {
-          await client.query('BEGIN');
-          const result = await work(client);
-          await client.query('COMMIT');
-          return result;
-        } catch (err) {
-          await client.query('ROLLBACK').catch(() => {});
-          throw err;
-        } finally {
-          client.release();
-        }
-      })()),
+      on(
+        'PostgreSQL',
+        'transaction',
+        (async () => {
+          const client = await pool.connect();
+          try {
+            await client.query('BEGIN');
+            const result = await work(client);
+            await client.query('COMMIT');
+            return result;
+          } catch (err) {
+            await client.query('ROLLBACK').catch(() => {});
+            throw err;
+          } finally {
+            client.release();
+          }
+        })(),
+      ),
   };
 }
 

@@ -22,7 +22,9 @@ export function createKillSwitchStore(db: Db) {
     await db.transaction(async (client) => {
       await client.query('UPDATE control SET paused = $1, reason = $2, changed_by = $3, changed_at = now()', [paused, reason, actor]);
       await client.query('INSERT INTO control_events (actor, type, detail) VALUES ($1, $2, $3)', [
-        actor, paused ? 'paused' : 'resumed', JSON.stringify({ reason }),
+        actor,
+        paused ? 'paused' : 'resumed',
+        JSON.stringify({ reason }),
       ]);
     });
     return get();

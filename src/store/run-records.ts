@@ -57,10 +57,25 @@ export function createRunRecords(db: Db) {
     if (runs.length === 0) return [];
     const ordered = [...runs].sort((x, y) => compareDedupKeys(dedupKeyOf(x), dedupKeyOf(y)));
     const payload = ordered.map((r) => ({
-      id: r.id, rule: r.rule, action: r.action, phase: r.phase, remediation: r.remediation, target: r.target,
-      params: r.params, status: r.status, reason: r.reason, fingerprint: r.alert.fingerprint,
-      starts_at: r.alert.startsAt, alert: r.alert, approval_required: r.approvalRequired, expires_at: r.expiresAt,
-      dry_run: r.dryRun, gates: r.gates, plan: r.plan, error: r.error, events: r.events,
+      id: r.id,
+      rule: r.rule,
+      action: r.action,
+      phase: r.phase,
+      remediation: r.remediation,
+      target: r.target,
+      params: r.params,
+      status: r.status,
+      reason: r.reason,
+      fingerprint: r.alert.fingerprint,
+      starts_at: r.alert.startsAt,
+      alert: r.alert,
+      approval_required: r.approvalRequired,
+      expires_at: r.expiresAt,
+      dry_run: r.dryRun,
+      gates: r.gates,
+      plan: r.plan,
+      error: r.error,
+      events: r.events,
     }));
     const { rows } = await db.query<{ id: string; created_at: Date; updated_at: Date }>({
       name: 'runs-insert',
@@ -95,17 +110,30 @@ export function createRunRecords(db: Db) {
     const payload = keys.map((k) => ({ rule: k.rule, action: k.action, fingerprint: k.fingerprint, starts_at: k.startsAt }));
     // Unnamed on purpose: a named statement's cached generic plan, made while the table was empty,
     // keeps scanning it whole long after it has grown.
-    const { rows } = await db.query<{ id: string | null; rule: string; action: string; remediation: string; status: RunStatus; fingerprint: string; starts_at: string; paused: boolean }>(
-      EXISTING_SQL,
-      [JSON.stringify(payload)],
-    );
+    const { rows } = await db.query<{
+      id: string | null;
+      rule: string;
+      action: string;
+      remediation: string;
+      status: RunStatus;
+      fingerprint: string;
+      starts_at: string;
+      paused: boolean;
+    }>(EXISTING_SQL, [JSON.stringify(payload)]);
     let paused = false;
     for (const row of rows) {
       if (row.id === null) {
         paused = row.paused;
         continue;
       }
-      const ref: RunRef = { id: row.id, rule: row.rule, action: row.action, remediation: row.remediation, status: row.status, alert: { fingerprint: row.fingerprint, startsAt: row.starts_at } };
+      const ref: RunRef = {
+        id: row.id,
+        rule: row.rule,
+        action: row.action,
+        remediation: row.remediation,
+        status: row.status,
+        alert: { fingerprint: row.fingerprint, startsAt: row.starts_at },
+      };
       found.set(dedupId(dedupKeyOf(ref)), ref);
     }
     return { existing: found, paused };

@@ -87,7 +87,13 @@ export function createRunTransitions(db: Db) {
   }
 
   /** A bulk status move of the runs `where` selects, each with its event. */
-  async function transitionWhere(where: string, values: unknown[], to: RunStatus, event: TransitionEvent, reason: string | null): Promise<Run[]> {
+  async function transitionWhere(
+    where: string,
+    values: unknown[],
+    to: RunStatus,
+    event: TransitionEvent,
+    reason: string | null,
+  ): Promise<Run[]> {
     const n = values.length;
     const sql = `
       WITH updated AS (

@@ -61,7 +61,9 @@ function skipReason(): string | false {
 
 /** The name API_TOKENS gives a token (`name:role:token`), so the test does not hard-code it. */
 function tokenName(token: string): string {
-  const entry = API_TOKENS.split(',').map((e) => e.split(':')).find((parts) => parts[2] === token);
+  const entry = API_TOKENS.split(',')
+    .map((e) => e.split(':'))
+    .find((parts) => parts[2] === token);
   assert.ok(entry?.[0], 'token not in API_TOKENS');
   return entry[0];
 }
@@ -216,12 +218,16 @@ describe('end to end through a real Alertmanager', { skip: skipReason() }, () =>
   it('a firing ConduitProviderDown disables the provider once, keeping its baseUrl, and notifies on-call', async () => {
     await alertmanager().postAlerts([OPENAI]);
 
-    const [disable, notify] = await waitFor(async () => {
-      const runs = await runsOf('openai', 'firing');
-      const d = runs.find((r) => r.remediation === 'conduit.disable-provider');
-      const n = runs.find((r) => r.remediation === 'notify.webhook');
-      return d?.status === 'succeeded' && n?.status === 'succeeded' ? ([d, n] as const) : undefined;
-    }, 15_000, 'both firing runs of openai to succeed');
+    const [disable, notify] = await waitFor(
+      async () => {
+        const runs = await runsOf('openai', 'firing');
+        const d = runs.find((r) => r.remediation === 'conduit.disable-provider');
+        const n = runs.find((r) => r.remediation === 'notify.webhook');
+        return d?.status === 'succeeded' && n?.status === 'succeeded' ? ([d, n] as const) : undefined;
+      },
+      15_000,
+      'both firing runs of openai to succeed',
+    );
 
     const firing = await runsOf('openai', 'firing');
     assert.deepEqual(firing.map((r) => r.remediation).sort(), ['conduit.disable-provider', 'notify.webhook'], 'one run per action');
@@ -239,7 +245,11 @@ describe('end to end through a real Alertmanager', { skip: skipReason() }, () =>
     assert.equal(admin().providers.find((p) => p.providerName === 'anthropic')!.isEnabled, true, 'nothing else touched');
 
     // The Slack stand-in.
-    await waitFor(async () => slack().messages.some((m) => m.text === 'Provider openai disabled: Provider openai down'), 5000, 'the notification');
+    await waitFor(
+      async () => slack().messages.some((m) => m.text === 'Provider openai disabled: Provider openai down'),
+      5000,
+      'the notification',
+    );
     assert.equal(slack().messages.filter((m) => m.text.startsWith('Provider openai disabled')).length, 1);
 
     // The alert as Alertmanager holds it: same fingerprint, same startsAt.
@@ -293,26 +303,41 @@ describe('end to end through a real Alertmanager', { skip: skipReason() }, () =>
     assert.ok(firingDisable, 'needs the firing step');
     await alertmanager().resolveAlerts([OPENAI]);
 
-    const pending = await waitFor(async () => {
-      const runs = await runsOf('openai', 'resolved');
-      return runs.find((r) => r.remediation === 'conduit.enable-provider');
-    }, 10_000, 'the onResolved run');
+    const pending = await waitFor(
+      async () => {
+        const runs = await runsOf('openai', 'resolved');
+        return runs.find((r) => r.remediation === 'conduit.enable-provider');
+      },
+      10_000,
+      'the onResolved run',
+    );
     assert.equal(pending.status, 'pending_approval');
     assert.equal(pending.approval.required, true);
-    assert.ok(pending.approval.expiresAt && Date.parse(pending.approval.expiresAt) > Date.now() + 25 * 60_000, 'expires after the 30m approvalTimeout');
+    assert.ok(
+      pending.approval.expiresAt && Date.parse(pending.approval.expiresAt) > Date.now() + 25 * 60_000,
+      'expires after the 30m approvalTimeout',
+    );
     assert.equal(pending.alert.status, 'resolved');
     assert.equal(pending.alert.fingerprint, firingFingerprint, 'the resolution has the firing alert fingerprint');
     assert.equal(Date.parse(pending.alert.startsAt), Date.parse(firingStartsAt), 'and its startsAt');
     assert.deepEqual(pending.params, { provider: 'openai' });
     const resolvedRuns = await runsOf('openai', 'resolved');
-    assert.deepEqual(resolvedRuns.map((r) => r.remediation), ['conduit.enable-provider'], 'only the onResolved action runs on resolution');
+    assert.deepEqual(
+      resolvedRuns.map((r) => r.remediation),
+      ['conduit.enable-provider'],
+      'only the onResolved action runs on resolution',
+    );
     assert.equal((await getRun(firingDisable.id)).status, 'succeeded', 'the executed firing run is left alone');
     // Nothing runs before a human decides.
     await sleep(300);
     assert.equal(puts(1).length, 1, 'no PUT before approval');
     assert.equal(admin().providers.find((p) => p.providerName === 'openai')!.isEnabled, false);
     // On-call is told, with the run id.
-    await waitFor(async () => slack().messages.some((m) => m.text.includes(pending.id) && /needs approval/.test(m.text)), 5000, 'the approval request notification');
+    await waitFor(
+      async () => slack().messages.some((m) => m.text.includes(pending.id) && /needs approval/.test(m.text)),
+      5000,
+      'the approval request notification',
+    );
 
     // A viewer may not approve.
     const denied = await api<{ statusCode: number }>('POST', `/api/runs/${pending.id}/approve`, TOKENS.viewer, {});
@@ -323,17 +348,22 @@ describe('end to end through a real Alertmanager', { skip: skipReason() }, () =>
     assert.equal(approved.body.id, pending.id);
     assert.equal(approved.body.approval.decidedBy, tokenName(TOKENS.approver));
 
-    const done = await waitFor(async () => {
-      const run = await getRun(pending.id);
-      return ['succeeded', 'failed'].includes(run.status) ? run : undefined;
-    }, 10_000, 'the approved run to finish');
+    const done = await waitFor(
+      async () => {
+        const run = await getRun(pending.id);
+        return ['succeeded', 'failed'].includes(run.status) ? run : undefined;
+      },
+      10_000,
+      'the approved run to finish',
+    );
     assert.equal(done.status, 'succeeded', JSON.stringify(done));
     assert.equal(done.attempts, 1);
     assert.equal(done.approval.decidedBy, tokenName(TOKENS.approver));
     assert.equal(done.approval.comment, 'openai is back');
     assert.ok(done.approval.decidedAt);
     const types = (done.events ?? []).map((e) => e.type);
-    for (const t of ['created', 'pending_approval', 'approved', 'succeeded']) assert.ok(types.includes(t), `event ${t} in ${types.join(',')}`);
+    for (const t of ['created', 'pending_approval', 'approved', 'succeeded'])
+      assert.ok(types.includes(t), `event ${t} in ${types.join(',')}`);
 
     const put = puts(1);
     assert.equal(put.length, 2, 'exactly one more PUT');
@@ -368,12 +398,16 @@ describe('end to end through a real Alertmanager', { skip: skipReason() }, () =>
     await alertmanager().postAlerts([ANTHROPIC]);
 
     await waitFor(async () => (await deliveries('503')) > refused, 10_000, 'the service to answer 503');
-    const [disable, notify] = await waitFor(async () => {
-      const runs = await runsOf('anthropic', 'firing');
-      const d = runs.find((r) => r.remediation === 'conduit.disable-provider');
-      const n = runs.find((r) => r.remediation === 'notify.webhook');
-      return d?.status === 'succeeded' && n && n.status !== 'queued' && n.status !== 'running' ? ([d, n] as const) : undefined;
-    }, 15_000, 'the anthropic runs, stored by a retried delivery, to finish');
+    const [disable, notify] = await waitFor(
+      async () => {
+        const runs = await runsOf('anthropic', 'firing');
+        const d = runs.find((r) => r.remediation === 'conduit.disable-provider');
+        const n = runs.find((r) => r.remediation === 'notify.webhook');
+        return d?.status === 'succeeded' && n && n.status !== 'queued' && n.status !== 'running' ? ([d, n] as const) : undefined;
+      },
+      15_000,
+      'the anthropic runs, stored by a retried delivery, to finish',
+    );
 
     // Alertmanager saw the failure and tried again.
     const amFailed = sample(await amMetrics(), 'alertmanager_notification_requests_failed_total', { integration: 'webhook' });
@@ -391,7 +425,11 @@ describe('end to end through a real Alertmanager', { skip: skipReason() }, () =>
     // notify.webhook's target is its message: the default 10m cooldown does not silence the notice
     // about a second provider.
     assert.equal(notify.status, 'succeeded', JSON.stringify(notify));
-    await waitFor(async () => slack().messages.some((m) => m.text === 'Provider anthropic disabled: Provider anthropic down'), 5000, 'the anthropic notification');
+    await waitFor(
+      async () => slack().messages.some((m) => m.text === 'Provider anthropic disabled: Provider anthropic down'),
+      5000,
+      'the anthropic notification',
+    );
     assert.equal(slack().messages.filter((m) => m.text.startsWith('Provider anthropic disabled')).length, 1);
   });
 });

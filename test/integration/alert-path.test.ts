@@ -76,7 +76,10 @@ describe('the alert path: webhook -> matrix -> run -> queue -> remediation', (s)
     assert.equal(run.attempts, 1);
     assert.equal(run.alert.fingerprint, '54e69878f8d451e8');
     assert.equal(run.alert.startsAt, '2026-11-27T13:31:39.202045328Z');
-    assert.deepEqual(run.events.map((e: { type: string }) => e.type), ['created', 'queued', 'started', 'succeeded']);
+    assert.deepEqual(
+      run.events.map((e: { type: string }) => e.type),
+      ['created', 'queued', 'started', 'succeeded'],
+    );
     assert.match(run.plan!, /openai/);
 
     await eventually(async () => sink.messages.length === 1, 5000, 'the notification');
@@ -95,19 +98,28 @@ describe('the alert path: webhook -> matrix -> run -> queue -> remediation', (s)
   it('creates one run per action from 50 concurrent deliveries of one message', async () => {
     const msg = alertMessage([{ labels: { alertname: 'ConduitProviderDown', provider: 'anthropic', severity: 'critical' } }]);
     const responses = await Promise.all(Array.from({ length: 50 }, () => hook().send(msg)));
-    assert.ok(responses.every((r) => r.status === 200), `statuses: ${responses.map((r) => r.status).join(',')}`);
+    assert.ok(
+      responses.every((r) => r.status === 200),
+      `statuses: ${responses.map((r) => r.status).join(',')}`,
+    );
     const all = responses.flatMap((r) => r.body.runs as Array<{ id: string; remediation: string; duplicate: boolean }>);
     const fresh = all.filter((r) => !r.duplicate);
     assert.equal(fresh.length, 2, 'exactly one new run per action');
     assert.equal(new Set(all.map((r) => r.id)).size, 2, 'every response names the same two runs');
     const { rows } = await db.query(`SELECT count(*) AS n FROM runs WHERE alert->'labels'->>'provider' = 'anthropic'`);
     assert.equal(Number(rows[0].n), 2);
-    await eventually(async () => conduit.providers.find((p) => p.providerName === 'anthropic')?.isEnabled === false, 10_000, 'anthropic disabled');
+    await eventually(
+      async () => conduit.providers.find((p) => p.providerName === 'anthropic')?.isEnabled === false,
+      10_000,
+      'anthropic disabled',
+    );
   });
 
   it('counts an alert that matches no rule and still answers 200', async () => {
     const before = await runsCount();
-    const res = await hook().send(alertMessage([{ labels: { alertname: 'SomethingElse' } }])).expect(200);
+    const res = await hook()
+      .send(alertMessage([{ labels: { alertname: 'SomethingElse' } }]))
+      .expect(200);
     assert.deepEqual(res.body, { received: 1, runs: [] });
     assert.equal(await runsCount(), before);
     const metrics = await request(svc.url).get('/metrics').expect(200);
@@ -125,7 +137,9 @@ describe('the alert path: webhook -> matrix -> run -> queue -> remediation', (s)
       [{ ...firing, alerts: [{ ...firing.alerts[0], fingerprint: undefined }] }, /fingerprint/],
     ];
     for (const [body, field] of cases) {
-      const res = await hook().send(body as object).expect(400);
+      const res = await hook()
+        .send(body as object)
+        .expect(400);
       assert.match(res.body.message, field);
       assert.equal(res.body.statusCode, 400);
       assert.ok(res.body.code);
@@ -139,7 +153,12 @@ describe('the alert path: webhook -> matrix -> run -> queue -> remediation', (s)
   it('accepts fields added by newer Alertmanager versions', async () => {
     const msg = alertMessage([{ labels: { alertname: 'ConduitProviderDown', provider: 'groq', severity: 'high' } }]);
     const res = await hook()
-      .send({ ...msg, notification_reason: 'new_alerts', routeLabels: { team: 'sre' }, alerts: msg.alerts.map((a) => ({ ...a, extra: 1 })) })
+      .send({
+        ...msg,
+        notification_reason: 'new_alerts',
+        routeLabels: { team: 'sre' },
+        alerts: msg.alerts.map((a) => ({ ...a, extra: 1 })),
+      })
       .expect(200);
     assert.equal(res.body.runs.length, 2);
   });
@@ -166,7 +185,11 @@ describe('the alert path: webhook -> matrix -> run -> queue -> remediation', (s)
     const ids = [...page1.body.runs, ...page2.body.runs].map((r: { id: string }) => r.id);
     assert.equal(new Set(ids).size, ids.length, 'pages do not overlap');
     const created = [...page1.body.runs, ...page2.body.runs].map((r: { createdAt: string }) => Date.parse(r.createdAt));
-    assert.deepEqual([...created].sort((a, b) => b - a), created, 'newest first');
+    assert.deepEqual(
+      [...created].sort((a, b) => b - a),
+      created,
+      'newest first',
+    );
     const filtered = await request(svc.url).get('/api/runs?remediation=notify.webhook&limit=100').set('Authorization', auth).expect(200);
     assert.ok(filtered.body.runs.length >= 1);
     assert.ok(filtered.body.runs.every((r: { remediation: string }) => r.remediation === 'notify.webhook'));
@@ -177,18 +200,29 @@ describe('the alert path: webhook -> matrix -> run -> queue -> remediation', (s)
 
   it('exports the metrics SPEC names', async () => {
     const res = await request(svc.url).get('/metrics').expect(200);
-    for (const name of ['remediator_alerts_received_total', 'remediator_runs_total', 'remediator_run_duration_seconds_bucket',
-      'remediator_approvals_pending', 'remediator_queue_jobs', 'remediator_paused', 'remediator_process_cpu_seconds_total']) {
+    for (const name of [
+      'remediator_alerts_received_total',
+      'remediator_runs_total',
+      'remediator_run_duration_seconds_bucket',
+      'remediator_approvals_pending',
+      'remediator_queue_jobs',
+      'remediator_paused',
+      'remediator_process_cpu_seconds_total',
+    ]) {
       assert.ok(res.text.includes(name), `${name} missing`);
     }
     assert.match(res.text, /remediator_runs_total\{rule="provider-down",remediation="conduit.disable-provider",status="succeeded"\} [1-9]/);
   });
 
-  it('exports names that pass promtool check metrics', { skip: spawnSync('sh', ['-c', 'command -v promtool']).status === 0 ? false : 'promtool not installed' }, async () => {
-    const res = await request(svc.url).get('/metrics').expect(200);
-    const check = spawnSync('promtool', ['check', 'metrics'], { input: res.text, encoding: 'utf8', timeout: 30_000 });
-    assert.equal(check.status, 0, check.stdout + check.stderr);
-  });
+  it(
+    'exports names that pass promtool check metrics',
+    { skip: spawnSync('sh', ['-c', 'command -v promtool']).status === 0 ? false : 'promtool not installed' },
+    async () => {
+      const res = await request(svc.url).get('/metrics').expect(200);
+      const check = spawnSync('promtool', ['check', 'metrics'], { input: res.text, encoding: 'utf8', timeout: 30_000 });
+      assert.equal(check.status, 0, check.stdout + check.stderr);
+    },
+  );
 
   it('is live and ready while Redis and PostgreSQL answer', async () => {
     await request(svc.url).get('/health/live').expect(200);

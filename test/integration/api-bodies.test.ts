@@ -25,8 +25,13 @@ describe('decisions and the kill switch as curl sends them', () => {
   });
 
   const pending = async (key: string) =>
-    (await request(svc.url).post('/webhooks/alertmanager').set('Authorization', `Bearer ${WEBHOOK_TOKEN}`)
-      .send(alertMessage([{ labels: { alertname: 'NeedsApproval', key } }])).expect(200)).body.runs[0].id as string;
+    (
+      await request(svc.url)
+        .post('/webhooks/alertmanager')
+        .set('Authorization', `Bearer ${WEBHOOK_TOKEN}`)
+        .send(alertMessage([{ labels: { alertname: 'NeedsApproval', key } }]))
+        .expect(200)
+    ).body.runs[0].id as string;
 
   it('approves and rejects with no body at all, and with an empty JSON body', async () => {
     const a = await pending('no-body');
@@ -34,8 +39,11 @@ describe('decisions and the kill switch as curl sends them', () => {
     assert.equal(approved.status, 200, JSON.stringify(approved.body));
     assert.equal(approved.body.approval.comment, null);
     const r = await pending('empty-json');
-    const rejected = await request(svc.url).post(`/api/runs/${r}/reject`).set('Authorization', `Bearer ${TOKENS.approver}`)
-      .set('Content-Type', 'application/json').send('{}');
+    const rejected = await request(svc.url)
+      .post(`/api/runs/${r}/reject`)
+      .set('Authorization', `Bearer ${TOKENS.approver}`)
+      .set('Content-Type', 'application/json')
+      .send('{}');
     assert.equal(rejected.status, 200, JSON.stringify(rejected.body));
     assert.equal(rejected.body.status, 'rejected');
   });
@@ -51,7 +59,10 @@ describe('decisions and the kill switch as curl sends them', () => {
 
   it('refuses a malformed decision body with 400, and answers 404 for an id that names no run', async () => {
     const id = await pending('bad-body');
-    const bad = await request(svc.url).post(`/api/runs/${id}/approve`).set('Authorization', `Bearer ${TOKENS.approver}`).send({ comment: 5 });
+    const bad = await request(svc.url)
+      .post(`/api/runs/${id}/approve`)
+      .set('Authorization', `Bearer ${TOKENS.approver}`)
+      .send({ comment: 5 });
     assert.equal(bad.status, 400);
     assert.match(bad.body.message, /comment/);
     await request(svc.url).post('/api/runs/not-a-uuid/approve').set('Authorization', `Bearer ${TOKENS.approver}`).send({}).expect(404);
@@ -63,11 +74,23 @@ describe('decisions and the kill switch as curl sends them', () => {
 
   it("answers Fastify's own errors with the project's codes", async () => {
     const auth = `Bearer ${WEBHOOK_TOKEN}`;
-    const broken = await request(svc.url).post('/webhooks/alertmanager').set('Authorization', auth).set('Content-Type', 'application/json').send('{"version": ');
+    const broken = await request(svc.url)
+      .post('/webhooks/alertmanager')
+      .set('Authorization', auth)
+      .set('Content-Type', 'application/json')
+      .send('{"version": ');
     assert.deepEqual([broken.status, broken.body.code], [400, 'BAD_REQUEST']);
-    const empty = await request(svc.url).post('/webhooks/alertmanager').set('Authorization', auth).set('Content-Type', 'application/json').send('');
+    const empty = await request(svc.url)
+      .post('/webhooks/alertmanager')
+      .set('Authorization', auth)
+      .set('Content-Type', 'application/json')
+      .send('');
     assert.deepEqual([empty.status, empty.body.code], [400, 'BAD_REQUEST']);
-    const text = await request(svc.url).post('/webhooks/alertmanager').set('Authorization', auth).set('Content-Type', 'application/xml').send('<alerts/>');
+    const text = await request(svc.url)
+      .post('/webhooks/alertmanager')
+      .set('Authorization', auth)
+      .set('Content-Type', 'application/xml')
+      .send('<alerts/>');
     assert.deepEqual([text.status, text.body.code], [415, 'UNSUPPORTED_MEDIA_TYPE']);
     const invalid = await request(svc.url).post('/webhooks/alertmanager').set('Authorization', auth).send({ version: '4' });
     assert.deepEqual([invalid.status, invalid.body.code], [400, 'VALIDATION']);
@@ -82,9 +105,18 @@ describe('decisions and the kill switch as curl sends them', () => {
   it('serves the OpenAPI document', async () => {
     const doc = await request(svc.url).get('/docs/json').expect(200);
     assert.equal(doc.body.openapi.startsWith('3.'), true);
-    for (const path of ['/webhooks/alertmanager', '/api/runs', '/api/runs/{id}', '/api/runs/{id}/approve', '/api/simulate', '/api/control/pause']) {
+    for (const path of [
+      '/webhooks/alertmanager',
+      '/api/runs',
+      '/api/runs/{id}',
+      '/api/runs/{id}/approve',
+      '/api/simulate',
+      '/api/control/pause',
+    ]) {
       assert.ok(doc.body.paths[path], `${path} documented`);
     }
-    await request(svc.url).get('/docs').expect((res) => assert.ok([200, 302].includes(res.status)));
+    await request(svc.url)
+      .get('/docs')
+      .expect((res) => assert.ok([200, 302].includes(res.status)));
   });
 });

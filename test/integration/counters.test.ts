@@ -163,7 +163,11 @@ for (const impl of [real, fake]) {
       assert.equal(await streak.recordFailure('test.fail', 'test/esc'), 3);
       const [escalated] = await counters.peek([subject({ remediation: 'test.fail', target: 'test/esc' })]);
       assert.deepEqual(escalated, { ok: false, reason: 'escalated', retryInMs: 3 }, 'the streak is the answer');
-      assert.deepEqual(await counters.take(subject({ remediation: 'test.fail', target: 'test/esc' })), { ok: false, reason: 'escalated', retryInMs: 3 });
+      assert.deepEqual(await counters.take(subject({ remediation: 'test.fail', target: 'test/esc' })), {
+        ok: false,
+        reason: 'escalated',
+        retryInMs: 3,
+      });
       passes(await counters.take(subject({ remediation: 'test.fail', target: 'test/other' })), true, 'another target');
       passes(await counters.take(subject({ remediation: 'test.count', target: 'test/esc' })), true, 'another remediation');
       await streak.recordSuccess('test.fail', 'test/esc');
@@ -177,7 +181,12 @@ for (const impl of [real, fake]) {
       const approved = subject({ remediation: 'test.fail', target: 'test/esc', approved: true, cooldownMs: 60_000 });
       passes((await counters.peek([approved]))[0], false, 'peek');
       passes(await counters.take(approved), true, 'take');
-      stops(await counters.take(subject({ remediation: 'test.fail', target: 'test/esc', approved: true, cooldownMs: 60_000 })), 'cooldown', 60_000, 'another approved run');
+      stops(
+        await counters.take(subject({ remediation: 'test.fail', target: 'test/esc', approved: true, cooldownMs: 60_000 })),
+        'cooldown',
+        60_000,
+        'another approved run',
+      );
     });
 
     it('checks escalation, then cooldown, then rate limit, then global budget', async () => {
@@ -188,7 +197,11 @@ for (const impl of [real, fake]) {
       stops(await counters.take(subject({ cooldownMs: 60_000, limit })), 'cooldown', 60_000, 'cooldown before rate limit and budget');
       stops(await counters.take(subject({ target: 'test/c', cooldownMs: 60_000, limit })), 'rate_limit', HOUR, 'rate limit before budget');
       for (let i = 0; i < 3; i++) await streak.recordFailure('test.count', 'test/a');
-      assert.deepEqual(await counters.take(subject({ cooldownMs: 60_000, limit })), { ok: false, reason: 'escalated', retryInMs: 3 }, 'escalation first');
+      assert.deepEqual(
+        await counters.take(subject({ cooldownMs: 60_000, limit })),
+        { ok: false, reason: 'escalated', retryInMs: 3 },
+        'escalation first',
+      );
     });
 
     it('takes from every gate or from none', async () => {
@@ -196,15 +209,27 @@ for (const impl of [real, fake]) {
       const limit = { max: 1, perMs: HOUR };
       passes(await counters.take(subject({ target: 'test/1', limit })), true);
       stops(await counters.take(subject({ target: 'test/2', limit, cooldownMs: 60_000 })), 'rate_limit', HOUR, 'stopped by the rate limit');
-      passes(await counters.take(subject({ target: 'test/2', action: 'firing:1', cooldownMs: 60_000 })), true, 'the stopped run took neither its cooldown nor the budget');
+      passes(
+        await counters.take(subject({ target: 'test/2', action: 'firing:1', cooldownMs: 60_000 })),
+        true,
+        'the stopped run took neither its cooldown nor the budget',
+      );
       stops(await counters.take(subject({ target: 'test/3', action: 'firing:2' })), 'global_budget', HOUR, 'now the budget is spent');
     });
 
     it('peeks without taking, for many runs at once', async () => {
       const { counters } = impl.create();
       const limit = { max: 1, perMs: HOUR };
-      const many = [subject({ target: 'test/1', limit, cooldownMs: 60_000 }), subject({ target: 'test/1', limit, cooldownMs: 60_000 }), subject({ target: 'test/2', limit })];
-      assert.deepEqual(await counters.peek(many), [{ ok: true, took: false }, { ok: true, took: false }, { ok: true, took: false }]);
+      const many = [
+        subject({ target: 'test/1', limit, cooldownMs: 60_000 }),
+        subject({ target: 'test/1', limit, cooldownMs: 60_000 }),
+        subject({ target: 'test/2', limit }),
+      ];
+      assert.deepEqual(await counters.peek(many), [
+        { ok: true, took: false },
+        { ok: true, took: false },
+        { ok: true, took: false },
+      ]);
       assert.deepEqual(await counters.peek([]), []);
       passes(await counters.take(many[0]!), true);
       const after = await counters.peek(many);
@@ -234,13 +259,22 @@ for (const impl of [real, fake]) {
       const second = subject({ cooldownMs: 60_000, limit });
       passes(await counters.take(second), true, 'the cooldown was given back');
       await counters.release(first);
-      stops(await counters.take(subject({ cooldownMs: 60_000, limit })), 'cooldown', 60_000, 'releasing the first again leaves the second its cooldown');
+      stops(
+        await counters.take(subject({ cooldownMs: 60_000, limit })),
+        'cooldown',
+        60_000,
+        'releasing the first again leaves the second its cooldown',
+      );
       await counters.release(subject({ cooldownMs: 60_000, limit }));
       stops(await counters.take(subject({ cooldownMs: 60_000, limit })), 'cooldown', 60_000, 'nor does a run that never took');
       passes(await counters.take(subject({ target: 'test/b', limit })), true, 'the released run left the rate limit');
       stops(await counters.take(subject({ target: 'test/c', limit })), 'rate_limit', HOUR, 'the others still count');
-      stops(await counters.take(first), 'cooldown', 60_000, 'the released run holds no place any more: the second one\'s cooldown stops it');
-      passes(await counters.take(subject({ target: 'test/d', action: 'firing:1' })), true, 'the budget has room for one more: the first gave its place back');
+      stops(await counters.take(first), 'cooldown', 60_000, "the released run holds no place any more: the second one's cooldown stops it");
+      passes(
+        await counters.take(subject({ target: 'test/d', action: 'firing:1' })),
+        true,
+        'the budget has room for one more: the first gave its place back',
+      );
       stops(await counters.take(subject({ target: 'test/e', action: 'firing:2' })), 'global_budget', HOUR);
     });
 
@@ -275,7 +309,11 @@ describe('the in-memory twin on its own clock', () => {
     assert.deepEqual(await counters.take(subject({ cooldownMs: 5000 })), { ok: false, reason: 'cooldown', retryInMs: 3766 });
     assert.deepEqual(await counters.take(subject({ target: 'test/b' })), { ok: false, reason: 'global_budget', retryInMs: 8766 });
     clock.advance(3766);
-    assert.deepEqual(await counters.take(subject({ cooldownMs: 5000 })), { ok: false, reason: 'global_budget', retryInMs: 5000 }, 'the cooldown is over at its last millisecond');
+    assert.deepEqual(
+      await counters.take(subject({ cooldownMs: 5000 })),
+      { ok: false, reason: 'global_budget', retryInMs: 5000 },
+      'the cooldown is over at its last millisecond',
+    );
     clock.advance(5000);
     passes(await counters.take(subject({ cooldownMs: 5000 })), true, 'the budget window slid past the first run');
   });

@@ -6,7 +6,17 @@ import { Redis } from 'ioredis';
 import pg from 'pg';
 import request from 'supertest';
 import { startConduitAdmin, type ConduitAdmin } from '../support/conduit-admin.js';
-import { alertMessage, API_TOKENS, eventually, isolation, REDIS_URL, startService, TOKENS, WEBHOOK_TOKEN, writeMatrix } from '../support/harness.js';
+import {
+  alertMessage,
+  API_TOKENS,
+  eventually,
+  isolation,
+  REDIS_URL,
+  startService,
+  TOKENS,
+  WEBHOOK_TOKEN,
+  writeMatrix,
+} from '../support/harness.js';
 import { startRedisServer } from '../support/redis-server.js';
 import { executionsKey } from '../support/test-remediations.js';
 
@@ -57,16 +67,25 @@ describe('faults: retries, Redis outages, dead workers, concurrent starts', () =
     const svc = await startService({ databaseUrl: iso.databaseUrl, prefix: iso.prefix, matrix: MATRIX, env: conduitEnv() });
     try {
       conduit.failNext(2, 503);
-      const res = await request(svc.url).post('/webhooks/alertmanager').set('Authorization', `Bearer ${WEBHOOK_TOKEN}`)
-        .send(providerDown('openai')).expect(200);
+      const res = await request(svc.url)
+        .post('/webhooks/alertmanager')
+        .set('Authorization', `Bearer ${WEBHOOK_TOKEN}`)
+        .send(providerDown('openai'))
+        .expect(200);
       const id = res.body.runs[0].id;
-      const run = await eventually(async () => {
-        const r = await getRun(svc.url, id);
-        return r.status === 'succeeded' ? r : undefined;
-      }, 15_000, 'the run to succeed');
+      const run = await eventually(
+        async () => {
+          const r = await getRun(svc.url, id);
+          return r.status === 'succeeded' ? r : undefined;
+        },
+        15_000,
+        'the run to succeed',
+      );
       assert.equal(run.attempts, 3);
-      assert.deepEqual(run.events.map((e: { type: string }) => e.type),
-        ['created', 'queued', 'started', 'attempt_failed', 'started', 'attempt_failed', 'started', 'succeeded']);
+      assert.deepEqual(
+        run.events.map((e: { type: string }) => e.type),
+        ['created', 'queued', 'started', 'attempt_failed', 'started', 'attempt_failed', 'started', 'succeeded'],
+      );
       const failures = run.events.filter((e: { type: string }) => e.type === 'attempt_failed');
       assert.ok(failures.every((e: { detail: { code: string } }) => e.detail.code === 'target_error'));
       assert.equal(conduit.providers.find((p) => p.providerName === 'openai')!.isEnabled, false);
@@ -78,7 +97,10 @@ describe('faults: retries, Redis outages, dead workers, concurrent starts', () =
   it('answers 503 while Redis is down, stores nothing that cannot run, and executes once after Redis is back', async () => {
     const redis = await startRedisServer();
     const svc = await startService({
-      databaseUrl: iso.databaseUrl, prefix: iso.prefix, matrix: MATRIX, env: { ...conduitEnv(), REDIS_URL: redis.url },
+      databaseUrl: iso.databaseUrl,
+      prefix: iso.prefix,
+      matrix: MATRIX,
+      env: { ...conduitEnv(), REDIS_URL: redis.url },
     });
     try {
       const msg = providerDown('anthropic');
@@ -90,11 +112,18 @@ describe('faults: retries, Redis outages, dead workers, concurrent starts', () =
       const ready = await request(svc.url).get('/health/ready').expect(503);
       assert.equal(ready.body.checks.redis, 'unreachable');
       const stored = await db.query(`SELECT status FROM runs WHERE alert->'labels'->>'provider' = 'anthropic'`);
-      assert.ok(stored.rows.every((r) => r.status === 'queued'), 'anything stored is still runnable');
+      assert.ok(
+        stored.rows.every((r) => r.status === 'queued'),
+        'anything stored is still runnable',
+      );
 
       await redis.start();
       await eventually(async () => (await request(svc.url).get('/health/ready')).status === 200, 10_000, 'ready again');
-      const retry = await request(svc.url).post('/webhooks/alertmanager').set('Authorization', `Bearer ${WEBHOOK_TOKEN}`).send(msg).expect(200);
+      const retry = await request(svc.url)
+        .post('/webhooks/alertmanager')
+        .set('Authorization', `Bearer ${WEBHOOK_TOKEN}`)
+        .send(msg)
+        .expect(200);
       const id = retry.body.runs[0].id;
       await eventually(async () => (await getRun(svc.url, id)).status === 'succeeded', 15_000, 'the run to succeed');
       const { rows } = await db.query(`SELECT count(*) AS n FROM runs WHERE alert->'labels'->>'provider' = 'anthropic'`);
@@ -111,15 +140,26 @@ describe('faults: retries, Redis outages, dead workers, concurrent starts', () =
     const env = { ...conduitEnv(), REDIS_URL: redis.url };
     const api = await startService({ databaseUrl: iso.databaseUrl, prefix: iso.prefix, matrix: MATRIX, env: { ...env, ROLE: 'api' } });
     try {
-      const res = await request(api.url).post('/webhooks/alertmanager').set('Authorization', `Bearer ${WEBHOOK_TOKEN}`)
-        .send(providerDown('mistral')).expect(200);
+      const res = await request(api.url)
+        .post('/webhooks/alertmanager')
+        .set('Authorization', `Bearer ${WEBHOOK_TOKEN}`)
+        .send(providerDown('mistral'))
+        .expect(200);
       const id = res.body.runs[0].id;
       await redis.stop();
       await redis.start();
-      const worker = await startService({ databaseUrl: iso.databaseUrl, prefix: iso.prefix, matrix: MATRIX, env: { ...env, ROLE: 'worker' } });
+      const worker = await startService({
+        databaseUrl: iso.databaseUrl,
+        prefix: iso.prefix,
+        matrix: MATRIX,
+        env: { ...env, ROLE: 'worker' },
+      });
       try {
-        await eventually(async () => (await db.query('SELECT status FROM runs WHERE id = $1', [id])).rows[0]?.status === 'succeeded',
-          15_000, 'the sweeper to re-enqueue and the worker to run it');
+        await eventually(
+          async () => (await db.query('SELECT status FROM runs WHERE id = $1', [id])).rows[0]?.status === 'succeeded',
+          15_000,
+          'the sweeper to re-enqueue and the worker to run it',
+        );
         assert.equal(conduit.providers.find((p) => p.providerName === 'mistral')!.isEnabled, false);
       } finally {
         await worker.close();
@@ -137,16 +177,27 @@ describe('faults: retries, Redis outages, dead workers, concurrent starts', () =
     const matrixPath = writeMatrix(MATRIX);
     const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', 'test/support/worker-process.ts'], {
       env: {
-        ...process.env, ...env, DATABASE_URL: iso.databaseUrl, REDIS_URL, QUEUE_PREFIX: iso.prefix, MATRIX_PATH: matrixPath,
-        WEBHOOK_TOKEN, API_TOKENS, LOG_LEVEL: 'silent', PORT: '0',
+        ...process.env,
+        ...env,
+        DATABASE_URL: iso.databaseUrl,
+        REDIS_URL,
+        QUEUE_PREFIX: iso.prefix,
+        MATRIX_PATH: matrixPath,
+        WEBHOOK_TOKEN,
+        API_TOKENS,
+        LOG_LEVEL: 'silent',
+        PORT: '0',
       },
       stdio: ['ignore', 'pipe', 'inherit'],
     });
     const redis = new Redis(REDIS_URL);
     try {
       await once(child.stdout!, 'data');
-      const res = await request(api.url).post('/webhooks/alertmanager').set('Authorization', `Bearer ${WEBHOOK_TOKEN}`)
-        .send(alertMessage([{ labels: { alertname: 'Slow', key: 'k1' } }])).expect(200);
+      const res = await request(api.url)
+        .post('/webhooks/alertmanager')
+        .set('Authorization', `Bearer ${WEBHOOK_TOKEN}`)
+        .send(alertMessage([{ labels: { alertname: 'Slow', key: 'k1' } }]))
+        .expect(200);
       const id = res.body.runs[0].id;
       const key = executionsKey(iso.prefix, 'slow', id);
       await eventually(async () => (await redis.get(key)) === '1', 10_000, 'the first execution to start');
@@ -154,12 +205,21 @@ describe('faults: retries, Redis outages, dead workers, concurrent starts', () =
       child.kill('SIGKILL');
       await once(child, 'exit');
 
-      const worker = await startService({ databaseUrl: iso.databaseUrl, prefix: iso.prefix, matrix: MATRIX, env: { ...env, ROLE: 'worker' } });
+      const worker = await startService({
+        databaseUrl: iso.databaseUrl,
+        prefix: iso.prefix,
+        matrix: MATRIX,
+        env: { ...env, ROLE: 'worker' },
+      });
       try {
-        const run = await eventually(async () => {
-          const r = await getRun(api.url, id);
-          return r.status === 'succeeded' ? r : undefined;
-        }, 20_000, 'the stalled run to be picked up');
+        const run = await eventually(
+          async () => {
+            const r = await getRun(api.url, id);
+            return r.status === 'succeeded' ? r : undefined;
+          },
+          20_000,
+          'the stalled run to be picked up',
+        );
         assert.equal(await redis.get(key), '2');
         assert.equal(run.events.filter((e: { type: string }) => e.type === 'started').length, 2);
 

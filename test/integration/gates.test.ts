@@ -89,7 +89,9 @@ describe('safety gates across two replicas', (s) => {
     const [pending] = await deliver(a, fire('NeedsApproval', 'race'));
     assert.equal(pending!.status, 'pending_approval');
     const tokens = [TOKENS.approver, TOKENS.alice];
-    const answers = await Promise.all(Array.from({ length: 20 }, (_, i) => approve(i % 2 ? a : b, pending!.id, { token: tokens[i % 2]!, comment: `try ${i}` })));
+    const answers = await Promise.all(
+      Array.from({ length: 20 }, (_, i) => approve(i % 2 ? a : b, pending!.id, { token: tokens[i % 2]!, comment: `try ${i}` })),
+    );
     const codes = answers.map((r) => r.status).sort();
     assert.deepEqual(codes, [200, ...Array(19).fill(409)]);
     const winner = answers.find((r) => r.status === 200)!.body;
@@ -159,17 +161,24 @@ describe('safety gates across two replicas', (s) => {
     const bodies = Array.from({ length: 10 }, (_, i) => fire('Limited', `t${i}`));
     const delivered = (await Promise.all(bodies.map((m, i) => deliver(i % 2 ? a : b, m)))).flat();
     const ids = delivered.map((r) => r.id);
-    const final = await eventually(async () => {
-      const all = await Promise.all(ids.map(run));
-      return all.every((r) => ['succeeded', 'suppressed'].includes(r.status)) ? all : undefined;
-    }, 15_000, 'all limited runs to settle');
+    const final = await eventually(
+      async () => {
+        const all = await Promise.all(ids.map(run));
+        return all.every((r) => ['succeeded', 'suppressed'].includes(r.status)) ? all : undefined;
+      },
+      15_000,
+      'all limited runs to settle',
+    );
     const ran = final.filter((r) => r.status === 'succeeded');
     const stopped = final.filter((r) => r.status === 'suppressed');
     assert.equal(ran.length, 3);
     assert.equal(stopped.length, 7);
     assert.ok(stopped.every((r) => r.reason === 'rate_limit'));
     const counts = await Promise.all(ids.map(executions));
-    assert.equal(counts.reduce((s, n) => s + n, 0), 3);
+    assert.equal(
+      counts.reduce((s, n) => s + n, 0),
+      3,
+    );
   });
 
   it('records a dry run with its plan and touches nothing', async () => {
@@ -190,7 +199,11 @@ describe('safety gates across two replicas', (s) => {
     assert.equal((await run(fourth!.id)).reason, 'escalated');
     const [elsewhere] = await deliver(b, fire('Failing', 'other', { startsAt: '2026-11-27T12:09:00Z' }));
     assert.equal(elsewhere!.status, 'queued', 'escalation is per target');
-    await eventually(async () => sink.messages.some((m) => m.text.includes(fourth!.id) && /escalated/.test(m.text)), 5000, 'escalation notice');
+    await eventually(
+      async () => sink.messages.some((m) => m.text.includes(fourth!.id) && /escalated/.test(m.text)),
+      5000,
+      'escalation notice',
+    );
   });
 
   it('checks roles: viewers cannot approve or pause, no token is 401', async () => {
@@ -211,8 +224,16 @@ describe('safety gates across two replicas', (s) => {
   it('simulates a message without writing anything', async () => {
     const count = async () => Number((await db.query('SELECT count(*) AS n FROM runs')).rows[0].n);
     const before = await count();
-    const res = await request(a.url).post('/api/simulate').set('Authorization', `Bearer ${TOKENS.viewer}`)
-      .send(alertMessage([{ labels: { alertname: 'NeedsApproval', key: 'sim' } }, { labels: { alertname: 'Cooldown', key: 'cd' } }, { labels: { alertname: 'Nothing' } }]))
+    const res = await request(a.url)
+      .post('/api/simulate')
+      .set('Authorization', `Bearer ${TOKENS.viewer}`)
+      .send(
+        alertMessage([
+          { labels: { alertname: 'NeedsApproval', key: 'sim' } },
+          { labels: { alertname: 'Cooldown', key: 'cd' } },
+          { labels: { alertname: 'Nothing' } },
+        ]),
+      )
       .expect(200);
     assert.equal(res.body.alerts.length, 3);
     const [approval, cooldown, nothing] = res.body.alerts;
@@ -221,8 +242,11 @@ describe('safety gates across two replicas', (s) => {
     assert.equal(cooldown.actions[0].remediation, 'test.count');
     assert.equal(nothing.matched, false);
     assert.equal(await count(), before);
-    const dup = await request(a.url).post('/api/simulate').set('Authorization', `Bearer ${TOKENS.viewer}`)
-      .send(fire('Dry', 'dry')).expect(200);
+    const dup = await request(a.url)
+      .post('/api/simulate')
+      .set('Authorization', `Bearer ${TOKENS.viewer}`)
+      .send(fire('Dry', 'dry'))
+      .expect(200);
     assert.equal(dup.body.alerts[0].actions[0].outcome, 'duplicate');
   });
 });
@@ -231,7 +255,12 @@ describe('kill switch and global budget', (s) => {
   const iso = isolation('pause');
   let redis: Redis;
   const MATRIX_GLOBAL = `${MATRIX}\nlimits: { global: { max: 2, per: 1h } }\n`;
-  const options = (role: 'api' | 'worker') => ({ databaseUrl: iso.databaseUrl, prefix: iso.prefix, matrix: MATRIX_GLOBAL, env: { TARGET_REDIS_URL: REDIS_URL, ROLE: role } });
+  const options = (role: 'api' | 'worker') => ({
+    databaseUrl: iso.databaseUrl,
+    prefix: iso.prefix,
+    matrix: MATRIX_GLOBAL,
+    env: { TARGET_REDIS_URL: REDIS_URL, ROLE: role },
+  });
 
   const api = startService(s, options('api'));
   before(async () => {
@@ -248,7 +277,11 @@ describe('kill switch and global budget', (s) => {
   it('suppresses new runs while paused, holds queued jobs, and runs them after resume', async (t) => {
     const [queued] = await deliver(api, alertMessage([{ labels: { alertname: 'Plain', key: 'before-pause' } }]));
     assert.equal(queued!.status, 'queued');
-    const paused = await request(api.url).post('/api/control/pause').set('Authorization', admin).send({ reason: 'incident 42' }).expect(200);
+    const paused = await request(api.url)
+      .post('/api/control/pause')
+      .set('Authorization', admin)
+      .send({ reason: 'incident 42' })
+      .expect(200);
     assert.equal(paused.body.paused, true);
     assert.equal(paused.body.reason, 'incident 42');
     assert.equal(paused.body.changedBy, 'root');

@@ -25,7 +25,8 @@ async function startServer(env: Record<string, string>): Promise<ServerProcess> 
   return { child, port, output: () => out };
 }
 
-const readyAt = (port: number) => eventually(async () => (await fetch(`http://127.0.0.1:${port}/health/ready`)).status === 200, 20_000, `server on ${port} ready`);
+const readyAt = (port: number) =>
+  eventually(async () => (await fetch(`http://127.0.0.1:${port}/health/ready`)).status === 200, 20_000, `server on ${port} ready`);
 
 async function exitOf(child: ChildProcess): Promise<number | null> {
   if (child.exitCode !== null) return child.exitCode;
@@ -48,11 +49,17 @@ describe('service processes', () => {
       const { rows } = await db.query('SELECT version, count(*) OVER () AS total FROM schema_migrations ORDER BY version');
       await db.end();
       assert.ok(rows.length >= 1);
-      assert.deepEqual(rows.map((r) => r.version), [...new Set(rows.map((r) => r.version))], 'each migration applied once');
+      assert.deepEqual(
+        rows.map((r) => r.version),
+        [...new Set(rows.map((r) => r.version))],
+        'each migration applied once',
+      );
 
       const fixture = readFileSync(new URL('../fixtures/alertmanager/firing-provider-down.json', import.meta.url), 'utf8');
       const res = await fetch(`http://127.0.0.1:${one.port}/webhooks/alertmanager`, {
-        method: 'POST', headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${WEBHOOK_TOKEN}` }, body: fixture,
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${WEBHOOK_TOKEN}` },
+        body: fixture,
       });
       assert.equal(res.status, 200);
       const body = (await res.json()) as { runs: Array<{ status: string }> };
@@ -73,15 +80,28 @@ describe('service processes', () => {
 
   it('prints generated tokens once to the terminal and never in a log line', async () => {
     const matrix = writeMatrix(readFileSync('config/response-matrix.yaml', 'utf8'));
-    const server = await startServer({ DATABASE_URL: iso.databaseUrl, REDIS_URL, QUEUE_PREFIX: iso.prefix, MATRIX_PATH: matrix, WEBHOOK_TOKEN: '', API_TOKENS: '' });
+    const server = await startServer({
+      DATABASE_URL: iso.databaseUrl,
+      REDIS_URL,
+      QUEUE_PREFIX: iso.prefix,
+      MATRIX_PATH: matrix,
+      WEBHOOK_TOKEN: '',
+      API_TOKENS: '',
+    });
     try {
       await readyAt(server.port);
       await eventually(async () => /generated admin token/.test(server.output()), 5000, 'the token banner');
       const token = /generated admin token for this run: (\S+)/.exec(server.output())![1]!;
       const hook = /generated for this run: (\S+)/.exec(server.output())![1]!;
-      const logLines = server.output().split('\n').filter((l) => l.startsWith('{'));
+      const logLines = server
+        .output()
+        .split('\n')
+        .filter((l) => l.startsWith('{'));
       assert.ok(logLines.length > 0);
-      assert.ok(logLines.every((l) => !l.includes(token) && !l.includes(hook)), 'no log line carries a secret');
+      assert.ok(
+        logLines.every((l) => !l.includes(token) && !l.includes(hook)),
+        'no log line carries a secret',
+      );
       assert.equal(server.output().split(token).length - 1, 1, 'printed exactly once');
       const control = await fetch(`http://127.0.0.1:${server.port}/api/control`, { headers: { Authorization: `Bearer ${token}` } });
       assert.equal(control.status, 200);
@@ -96,9 +116,16 @@ describe('service processes', () => {
     assert.equal(await exitOf(role.child), 2);
     assert.match(role.output(), /ROLE: must be one of api, worker, all/);
 
-    const broken = writeMatrix('rules:\n  - name: x\n    matchers: [\'alertname="A"\']\n    actions:\n      - remediation: no.such-thing\n');
+    const broken = writeMatrix(
+      'rules:\n  - name: x\n    matchers: [\'alertname="A"\']\n    actions:\n      - remediation: no.such-thing\n',
+    );
     const matrix = await startServer({ MATRIX_PATH: broken, DATABASE_URL: iso.databaseUrl, REDIS_URL, QUEUE_PREFIX: iso.prefix });
     assert.equal(await exitOf(matrix.child), 2);
-    assert.match(matrix.output(), new RegExp(`${broken.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:5:\\d+: rules\\[0\\]\\.actions\\[0\\]\\.remediation: unknown remediation "no.such-thing"`));
+    assert.match(
+      matrix.output(),
+      new RegExp(
+        `${broken.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:5:\\d+: rules\\[0\\]\\.actions\\[0\\]\\.remediation: unknown remediation "no.such-thing"`,
+      ),
+    );
   });
 });

@@ -7,7 +7,16 @@ import request from 'supertest';
 import { createExecutor } from '../../src/execution/executor.js';
 import type { RunStore } from '../../src/store/runs.js';
 import type { NewRun } from '../../src/schemas/runs.js';
-import { alertMessage, eventually, isolation, REDIS_URL, startService, TOKENS, WEBHOOK_TOKEN, type TestService } from '../support/harness.js';
+import {
+  alertMessage,
+  eventually,
+  isolation,
+  REDIS_URL,
+  startService,
+  TOKENS,
+  WEBHOOK_TOKEN,
+  type TestService,
+} from '../support/harness.js';
 import { executionsKey } from '../support/test-remediations.js';
 
 const MATRIX = `
@@ -32,10 +41,16 @@ describe('races and partial failures', () => {
   let api: TestService;
   let redis: Redis;
   let db: pg.Pool;
-  const deliver = (msg: object) => request(api.url).post('/webhooks/alertmanager').set('Authorization', `Bearer ${WEBHOOK_TOKEN}`).send(msg);
+  const deliver = (msg: object) =>
+    request(api.url).post('/webhooks/alertmanager').set('Authorization', `Bearer ${WEBHOOK_TOKEN}`).send(msg);
 
   before(async () => {
-    api = await startService({ databaseUrl: iso.databaseUrl, prefix: iso.prefix, matrix: MATRIX, env: { TARGET_REDIS_URL: REDIS_URL, ROLE: 'api', SWEEP_INTERVAL: '1h' } });
+    api = await startService({
+      databaseUrl: iso.databaseUrl,
+      prefix: iso.prefix,
+      matrix: MATRIX,
+      env: { TARGET_REDIS_URL: REDIS_URL, ROLE: 'api', SWEEP_INTERVAL: '1h' },
+    });
     redis = new Redis(REDIS_URL);
     db = new pg.Pool({ connectionString: iso.databaseUrl, max: 2 });
   });
@@ -47,28 +62,53 @@ describe('races and partial failures', () => {
   });
 
   it('never leaves an approval open for an episode whose resolution raced its firing delivery', async () => {
-    const episodes = Array.from({ length: 12 }, (_, i) => ({ key: `race-${i}`, startsAt: `2026-11-27T09:00:${String(i).padStart(2, '0')}Z` }));
-    await Promise.all(episodes.flatMap(({ key, startsAt }) => [
-      deliver(alertMessage([{ labels: { alertname: 'NeedsApproval', key }, startsAt }])).expect(200),
-      deliver(alertMessage([{ labels: { alertname: 'NeedsApproval', key }, startsAt, status: 'resolved' }])).expect(200),
-    ]));
-    const { rows } = await db.query(`SELECT status, reason FROM runs WHERE rule = 'approve' AND phase = 'firing' AND params->>'key' LIKE 'race-%'`);
+    const episodes = Array.from({ length: 12 }, (_, i) => ({
+      key: `race-${i}`,
+      startsAt: `2026-11-27T09:00:${String(i).padStart(2, '0')}Z`,
+    }));
+    await Promise.all(
+      episodes.flatMap(({ key, startsAt }) => [
+        deliver(alertMessage([{ labels: { alertname: 'NeedsApproval', key }, startsAt }])).expect(200),
+        deliver(alertMessage([{ labels: { alertname: 'NeedsApproval', key }, startsAt, status: 'resolved' }])).expect(200),
+      ]),
+    );
+    const { rows } = await db.query(
+      `SELECT status, reason FROM runs WHERE rule = 'approve' AND phase = 'firing' AND params->>'key' LIKE 'race-%'`,
+    );
     assert.equal(rows.length, episodes.length);
-    assert.ok(rows.every((r) => r.status === 'cancelled' && r.reason === 'alert_resolved'), JSON.stringify(rows));
+    assert.ok(
+      rows.every((r) => r.status === 'cancelled' && r.reason === 'alert_resolved'),
+      JSON.stringify(rows),
+    );
   });
 
   it('inserts overlapping batches concurrently without deadlocks, one run per key', async () => {
     const keys = Array.from({ length: 20 }, (_, i) => `k${i}`);
     const newRun = (key: string): NewRun => ({
-      id: randomUUID(), rule: 'plain', action: 'firing:0', phase: 'firing', remediation: 'test.count', target: `test/${key}`,
-      params: { key }, status: 'suppressed', reason: 'test', approvalRequired: false, expiresAt: null, dryRun: false,
-      gates: { cooldownMs: 0, limit: null, approvalTimeoutMs: 1000 }, plan: null, error: null,
+      id: randomUUID(),
+      rule: 'plain',
+      action: 'firing:0',
+      phase: 'firing',
+      remediation: 'test.count',
+      target: `test/${key}`,
+      params: { key },
+      status: 'suppressed',
+      reason: 'test',
+      approvalRequired: false,
+      expiresAt: null,
+      dryRun: false,
+      gates: { cooldownMs: 0, limit: null, approvalTimeoutMs: 1000 },
+      plan: null,
+      error: null,
       alert: { fingerprint: `f${key}`, status: 'firing', startsAt: '2026-11-27T08:00:00Z', labels: {}, annotations: {} },
       events: [{ type: 'created' }],
     });
     const shuffled = () => [...keys].sort(() => Math.random() - 0.5).map(newRun);
     const results = await Promise.allSettled(Array.from({ length: 40 }, () => api.services.runs.insert(shuffled())));
-    assert.deepEqual(results.filter((r) => r.status === 'rejected').map((r) => String((r as PromiseRejectedResult).reason)), []);
+    assert.deepEqual(
+      results.filter((r) => r.status === 'rejected').map((r) => String((r as PromiseRejectedResult).reason)),
+      [],
+    );
     const { rows } = await db.query(`SELECT count(*) AS n FROM runs WHERE rule = 'plain' AND fingerprint LIKE 'fk%'`);
     assert.equal(Number(rows[0].n), keys.length);
   });
@@ -104,17 +144,31 @@ describe('races and partial failures', () => {
       },
     };
     const executor = createExecutor({
-      runs, counters: s.counters, streak: s.streak, queue: s.queue, catalogue: s.catalogue, targets: s.targets.targets,
-      configured: s.targets.configured, metrics: s.metrics, notifier: s.notifier, log: s.log, timeoutMs: 2000,
-      shutdown: new AbortController().signal, now: () => new Date(),
+      runs,
+      counters: s.counters,
+      streak: s.streak,
+      queue: s.queue,
+      catalogue: s.catalogue,
+      targets: s.targets.targets,
+      configured: s.targets.configured,
+      metrics: s.metrics,
+      notifier: s.notifier,
+      log: s.log,
+      timeoutMs: 2000,
+      shutdown: new AbortController().signal,
+      now: () => new Date(),
     });
     await assert.rejects(executor.execute(id, { number: 1, last: false }), /connection terminated/);
     assert.equal(await redis.get(executionsKey(iso.prefix, 'count', id)), '1');
     // The lease of the first claim has to run out before another attempt may take the run.
-    const outcome = await eventually(async () => {
-      const o = await executor.execute(id, { number: 2, last: true });
-      return o.kind === 'later' ? undefined : o;
-    }, 10_000, 'the lease to run out');
+    const outcome = await eventually(
+      async () => {
+        const o = await executor.execute(id, { number: 2, last: true });
+        return o.kind === 'later' ? undefined : o;
+      },
+      10_000,
+      'the lease to run out',
+    );
     assert.equal(outcome.kind, 'done');
     assert.equal(await redis.get(executionsKey(iso.prefix, 'count', id)), '1', 'executed once');
     const run = (await request(api.url).get(`/api/runs/${id}`).set('Authorization', `Bearer ${TOKENS.viewer}`).expect(200)).body;

@@ -41,20 +41,33 @@ describe('the store returns runs of exactly the schema the API answers with', ()
   const check = (run: unknown, where: string) => {
     const problems = [...Value.Errors(Run, run)].map((e) => `${e.path}: ${e.message}`);
     assert.deepEqual(problems, [], `${where} fits the Run schema`);
-    const keys = Object.keys(run as object).filter((k) => k !== 'events').sort();
-    assert.deepEqual(keys, schemaKeys.filter((k) => k !== 'events'), `${where} has every schema field and no other`);
+    const keys = Object.keys(run as object)
+      .filter((k) => k !== 'events')
+      .sort();
+    assert.deepEqual(
+      keys,
+      schemaKeys.filter((k) => k !== 'events'),
+      `${where} has every schema field and no other`,
+    );
   };
 
   it('maps stored, listed, decided and executed rows onto the Run schema', async () => {
-    const res = await request(svc.url).post('/webhooks/alertmanager').set('Authorization', `Bearer ${WEBHOOK_TOKEN}`)
-      .send(alertMessage([{ labels: { alertname: 'NeedsApproval', key: 'a' } }, { labels: { alertname: 'Plain', key: 'b' } }])).expect(200);
+    const res = await request(svc.url)
+      .post('/webhooks/alertmanager')
+      .set('Authorization', `Bearer ${WEBHOOK_TOKEN}`)
+      .send(alertMessage([{ labels: { alertname: 'NeedsApproval', key: 'a' } }, { labels: { alertname: 'Plain', key: 'b' } }]))
+      .expect(200);
     const [pending, plain] = res.body.runs as Array<{ id: string }>;
     const stored = await svc.services.runs.get(pending!.id);
     check(stored, 'get');
     assert.ok(stored!.events!.length >= 2);
     const listed = await svc.services.runs.list({ limit: 10 });
     for (const run of listed.runs) check(run, 'list');
-    const approved = await request(svc.url).post(`/api/runs/${pending!.id}/approve`).set('Authorization', `Bearer ${TOKENS.approver}`).send({ comment: 'ok' }).expect(200);
+    const approved = await request(svc.url)
+      .post(`/api/runs/${pending!.id}/approve`)
+      .set('Authorization', `Bearer ${TOKENS.approver}`)
+      .send({ comment: 'ok' })
+      .expect(200);
     check(approved.body, 'approve answer');
     const moved = await svc.services.runs.transition(plain!.id, ['queued', 'running', 'succeeded'], 'succeeded', { type: 'noted' }, {});
     check(moved, 'transition');

@@ -40,7 +40,13 @@ test('disable sends the whole provider back, so Conduit keeps its baseUrl', asyn
   assert.equal(puts()[0]!.path, '/api/ProviderCredentials/1');
   assert.deepEqual(puts()[0]!.body, { id: 1, providerName: 'openai', baseUrl: 'https://api.openai.com/v1', isEnabled: false });
   assert.equal(puts()[0]!.headers['x-api-key'], admin.apiKey);
-  assert.deepEqual(result, { changed: true, providerId: 1, providerName: 'openai', isEnabled: false, baseUrl: 'https://api.openai.com/v1' });
+  assert.deepEqual(result, {
+    changed: true,
+    providerId: 1,
+    providerName: 'openai',
+    isEnabled: false,
+    baseUrl: 'https://api.openai.com/v1',
+  });
 });
 
 test('the stand-in nulls baseUrl on a partial body, as Conduit does', async (t) => {
@@ -59,8 +65,14 @@ test('disable resolves the provider by name case-insensitively and by numeric id
   await disableProvider.execute({ provider: 'OpenAI' }, ctx());
   await disableProvider.execute({ provider: '2' }, ctx());
 
-  assert.deepEqual(puts().map((r) => r.path), ['/api/ProviderCredentials/1', '/api/ProviderCredentials/2']);
-  assert.deepEqual(admin.providers.map((p) => p.isEnabled), [false, false, false]);
+  assert.deepEqual(
+    puts().map((r) => r.path),
+    ['/api/ProviderCredentials/1', '/api/ProviderCredentials/2'],
+  );
+  assert.deepEqual(
+    admin.providers.map((p) => p.isEnabled),
+    [false, false, false],
+  );
   assert.equal(admin.providers[1]!.baseUrl, 'https://api.anthropic.com');
 });
 
@@ -188,7 +200,10 @@ test('a missing Conduit target fails with target_not_configured', async () => {
 test('test-provider posts to the test endpoint of the resolved id and returns the answer', async (t) => {
   const { admin, ctx } = await conduit(t);
   const result = await testProvider.execute({ provider: 'Anthropic' }, ctx());
-  assert.deepEqual(admin.requests.map((r) => `${r.method} ${r.path}`), ['GET /api/ProviderCredentials', 'POST /api/ProviderCredentials/test/2']);
+  assert.deepEqual(
+    admin.requests.map((r) => `${r.method} ${r.path}`),
+    ['GET /api/ProviderCredentials', 'POST /api/ProviderCredentials/test/2'],
+  );
   assert.equal(result.success, true);
   assert.equal(result.providerId, 2);
   assert.equal(result.message, 'Connection successful');
@@ -217,7 +232,10 @@ test('disable-key checks the key belongs to the provider, then disables it with 
 test('clear-cache posts to the cache clear endpoint', async (t) => {
   const { admin, ctx } = await conduit(t);
   const result = await clearCache.execute({ cacheId: 'model-list' }, ctx());
-  assert.deepEqual(admin.requests.map((r) => `${r.method} ${r.path}`), ['POST /api/config/caching/model-list/clear']);
+  assert.deepEqual(
+    admin.requests.map((r) => `${r.method} ${r.path}`),
+    ['POST /api/config/caching/model-list/clear'],
+  );
   assert.deepEqual(admin.clearedCaches, ['model-list']);
   assert.equal(result.cacheId, 'model-list');
 });

@@ -28,7 +28,8 @@ async function standIn(t: TestContext, opts: { token?: string | undefined } = { 
   return server;
 }
 
-const ctxFor = (s: KubeApiServer, opts: { signal?: AbortSignal; timeoutMs?: number } = {}) => executionContext({ kubernetes: s.kubeConfig() }, { now: () => NOW, ...opts });
+const ctxFor = (s: KubeApiServer, opts: { signal?: AbortSignal; timeoutMs?: number } = {}) =>
+  executionContext({ kubernetes: s.kubeConfig() }, { now: () => NOW, ...opts });
 const writes = (s: KubeApiServer) => s.requests.filter((r) => r.method !== 'GET');
 
 function deployment(name: string, extra: { replicas?: number; paused?: boolean; annotations?: JsonObject } = {}): JsonObject {
@@ -82,7 +83,12 @@ test('scale-deployment patches the scale subresource with a merge patch and read
     s.requests.map((r) => [r.method, r.path, r.contentType, r.body]),
     [
       ['GET', '/apis/apps/v1/namespaces/conduit/deployments/conduit-api/scale', undefined, undefined],
-      ['PATCH', '/apis/apps/v1/namespaces/conduit/deployments/conduit-api/scale', 'application/merge-patch+json', { spec: { replicas: 5 } }],
+      [
+        'PATCH',
+        '/apis/apps/v1/namespaces/conduit/deployments/conduit-api/scale',
+        'application/merge-patch+json',
+        { spec: { replicas: 5 } },
+      ],
     ],
   );
 });
@@ -90,29 +96,76 @@ test('scale-deployment patches the scale subresource with a merge patch and read
 test('scale-deployment clamps to max, and a relative scale-up never scales down', T, async (t) => {
   const s = await standIn(t);
   s.put(deployment('big', { replicas: 12 }));
-  assert.deepEqual(await scaleDeployment.execute({ namespace: 'conduit', deployment: 'conduit-api', by: 3, max: 4 }, ctxFor(s)), { from: 2, to: 4, changed: true });
-  assert.deepEqual(await scaleDeployment.execute({ namespace: 'conduit', deployment: 'conduit-api', replicas: 50, max: 6 }, ctxFor(s)), { from: 4, to: 6, changed: true });
-  assert.deepEqual(await scaleDeployment.execute({ namespace: 'conduit', deployment: 'conduit-api', by: -10, max: 6 }, ctxFor(s)), { from: 6, to: 0, changed: true });
-  assert.deepEqual(await scaleDeployment.execute({ namespace: 'conduit', deployment: 'big', by: 2, max: 10 }, ctxFor(s)), { from: 12, to: 12, changed: false });
+  assert.deepEqual(await scaleDeployment.execute({ namespace: 'conduit', deployment: 'conduit-api', by: 3, max: 4 }, ctxFor(s)), {
+    from: 2,
+    to: 4,
+    changed: true,
+  });
+  assert.deepEqual(await scaleDeployment.execute({ namespace: 'conduit', deployment: 'conduit-api', replicas: 50, max: 6 }, ctxFor(s)), {
+    from: 4,
+    to: 6,
+    changed: true,
+  });
+  assert.deepEqual(await scaleDeployment.execute({ namespace: 'conduit', deployment: 'conduit-api', by: -10, max: 6 }, ctxFor(s)), {
+    from: 6,
+    to: 0,
+    changed: true,
+  });
+  assert.deepEqual(await scaleDeployment.execute({ namespace: 'conduit', deployment: 'big', by: 2, max: 10 }, ctxFor(s)), {
+    from: 12,
+    to: 12,
+    changed: false,
+  });
   assert.equal(spec(s, 'deployments', 'conduit-api')['replicas'], 0);
   assert.equal(spec(s, 'deployments', 'big')['replicas'], 12);
 });
 
 test('scale-deployment sends no PATCH when the deployment already has that many replicas', T, async (t) => {
   const s = await standIn(t);
-  assert.deepEqual(await scaleDeployment.execute({ namespace: 'conduit', deployment: 'conduit-api', replicas: 2, max: 10 }, ctxFor(s)), { from: 2, to: 2, changed: false });
+  assert.deepEqual(await scaleDeployment.execute({ namespace: 'conduit', deployment: 'conduit-api', replicas: 2, max: 10 }, ctxFor(s)), {
+    from: 2,
+    to: 2,
+    changed: false,
+  });
   assert.deepEqual(writes(s), []);
 });
 
 test('plans name the exact object and change', () => {
-  assert.match(scaleDeployment.plan({ namespace: 'conduit', deployment: 'conduit-api', replicas: 50, max: 10 }), /Deployment conduit\/conduit-api to 10 replicas.*deployments\/conduit-api\/scale/);
-  assert.match(scaleDeployment.plan({ namespace: 'conduit', deployment: 'conduit-api', by: 2, max: 10 }), /by \+2 replicas \(never above 10\)/);
-  assert.match(patchHpa.plan({ namespace: 'conduit', name: 'conduit-api-hpa', minReplicas: 5, maxReplicas: 30 }), /minReplicas=5, maxReplicas=30 on HorizontalPodAutoscaler conduit\/conduit-api-hpa/);
-  assert.match(rolloutRestart.plan({ namespace: 'conduit', deployment: 'conduit-api' }), /Rolling restart of Deployment conduit\/conduit-api.*kubectl\.kubernetes\.io\/restartedAt/);
-  assert.match(setResources.plan({ namespace: 'conduit', deployment: 'conduit-api', container: 'api', limits: { memory: '4Gi' }, requests: { memory: '2Gi' } }), /limits\.memory=4Gi, requests\.memory=2Gi on container "api" of Deployment conduit\/conduit-api/);
+  assert.match(
+    scaleDeployment.plan({ namespace: 'conduit', deployment: 'conduit-api', replicas: 50, max: 10 }),
+    /Deployment conduit\/conduit-api to 10 replicas.*deployments\/conduit-api\/scale/,
+  );
+  assert.match(
+    scaleDeployment.plan({ namespace: 'conduit', deployment: 'conduit-api', by: 2, max: 10 }),
+    /by \+2 replicas \(never above 10\)/,
+  );
+  assert.match(
+    patchHpa.plan({ namespace: 'conduit', name: 'conduit-api-hpa', minReplicas: 5, maxReplicas: 30 }),
+    /minReplicas=5, maxReplicas=30 on HorizontalPodAutoscaler conduit\/conduit-api-hpa/,
+  );
+  assert.match(
+    rolloutRestart.plan({ namespace: 'conduit', deployment: 'conduit-api' }),
+    /Rolling restart of Deployment conduit\/conduit-api.*kubectl\.kubernetes\.io\/restartedAt/,
+  );
+  assert.match(
+    setResources.plan({
+      namespace: 'conduit',
+      deployment: 'conduit-api',
+      container: 'api',
+      limits: { memory: '4Gi' },
+      requests: { memory: '2Gi' },
+    }),
+    /limits\.memory=4Gi, requests\.memory=2Gi on container "api" of Deployment conduit\/conduit-api/,
+  );
   assert.match(deletePod.plan({ namespace: 'conduit', pod: 'postgres-0' }), /Delete Pod conduit\/postgres-0/);
-  assert.match(renewCertificate.plan({ namespace: 'conduit', certificate: 'conduit-tls' }), /Certificate conduit\/conduit-tls.*Issuing.*ManuallyTriggered/);
-  assert.equal(scaleDeployment.target({ namespace: 'conduit', deployment: 'conduit-api', by: 1, max: 3 }), 'kubernetes/conduit/deployment/conduit-api');
+  assert.match(
+    renewCertificate.plan({ namespace: 'conduit', certificate: 'conduit-tls' }),
+    /Certificate conduit\/conduit-tls.*Issuing.*ManuallyTriggered/,
+  );
+  assert.equal(
+    scaleDeployment.target({ namespace: 'conduit', deployment: 'conduit-api', by: 1, max: 3 }),
+    'kubernetes/conduit/deployment/conduit-api',
+  );
 });
 
 test('invalid params fail with invalid_params before any request, and schema or plan rejects them too', T, async (t) => {
@@ -126,7 +179,10 @@ test('invalid params fail with invalid_params before any request, and schema or 
     [patchHpa, { namespace: 'conduit', name: 'conduit-api-hpa', minReplicas: 9, maxReplicas: 3 }],
     [rolloutRestart, { namespace: 'Conduit', deployment: 'conduit-api' }],
     [setResources, { namespace: 'conduit', deployment: 'conduit-api', container: 'api', limits: { memory: 'lots' } }],
-    [setResources, { namespace: 'conduit', deployment: 'conduit-api', container: 'api', limits: { memory: '1Gi' }, requests: { memory: '2Gi' } }],
+    [
+      setResources,
+      { namespace: 'conduit', deployment: 'conduit-api', container: 'api', limits: { memory: '1Gi' }, requests: { memory: '2Gi' } },
+    ],
     [deletePod, { namespace: 'conduit', pod: '../secrets/x' }],
     [renewCertificate, { namespace: 'conduit', certificate: 'Bad_Name' }],
   ];
@@ -139,21 +195,51 @@ test('invalid params fail with invalid_params before any request, and schema or 
     const rejected = !Value.Check(remediation.params, params) || throwsInvalidParams(() => remediation.plan(params));
     assert.ok(rejected, `${remediation.name} ${JSON.stringify(params)} is rejected by its schema or its plan`);
   }
-  await rejectsWith(scaleDeployment.execute({ namespace: 'conduit', deployment: 'conduit-api', max: 5 }, ctxFor(s)), 'invalid_params', /exactly one of `replicas`.*or `by`/);
+  await rejectsWith(
+    scaleDeployment.execute({ namespace: 'conduit', deployment: 'conduit-api', max: 5 }, ctxFor(s)),
+    'invalid_params',
+    /exactly one of `replicas`.*or `by`/,
+  );
 });
 
 test('a missing object is not_found naming it; auth and server failures map to their codes', T, async (t) => {
   const s = await standIn(t);
-  await rejectsWith(scaleDeployment.execute({ namespace: 'conduit', deployment: 'ghost', replicas: 3, max: 5 }, ctxFor(s)), 'not_found', /Deployment conduit\/ghost not found/);
-  await rejectsWith(patchHpa.execute({ namespace: 'conduit', name: 'ghost-hpa', minReplicas: 3 }, ctxFor(s)), 'not_found', /HorizontalPodAutoscaler conduit\/ghost-hpa not found/);
-  await rejectsWith(renewCertificate.execute({ namespace: 'conduit', certificate: 'ghost-tls' }, ctxFor(s)), 'not_found', /Certificate conduit\/ghost-tls not found/);
+  await rejectsWith(
+    scaleDeployment.execute({ namespace: 'conduit', deployment: 'ghost', replicas: 3, max: 5 }, ctxFor(s)),
+    'not_found',
+    /Deployment conduit\/ghost not found/,
+  );
+  await rejectsWith(
+    patchHpa.execute({ namespace: 'conduit', name: 'ghost-hpa', minReplicas: 3 }, ctxFor(s)),
+    'not_found',
+    /HorizontalPodAutoscaler conduit\/ghost-hpa not found/,
+  );
+  await rejectsWith(
+    renewCertificate.execute({ namespace: 'conduit', certificate: 'ghost-tls' }, ctxFor(s)),
+    'not_found',
+    /Certificate conduit\/ghost-tls not found/,
+  );
   s.inject({ method: 'GET', status: 403 });
-  await rejectsWith(rolloutRestart.execute({ namespace: 'conduit', deployment: 'conduit-api' }, ctxFor(s)), 'unauthorized', /Deployment conduit\/conduit-api/);
+  await rejectsWith(
+    rolloutRestart.execute({ namespace: 'conduit', deployment: 'conduit-api' }, ctxFor(s)),
+    'unauthorized',
+    /Deployment conduit\/conduit-api/,
+  );
   s.inject({ method: 'GET', status: 503 });
-  const unavailable = await rejectsWith(rolloutRestart.execute({ namespace: 'conduit', deployment: 'conduit-api' }, ctxFor(s)), 'target_error');
+  const unavailable = await rejectsWith(
+    rolloutRestart.execute({ namespace: 'conduit', deployment: 'conduit-api' }, ctxFor(s)),
+    'target_error',
+  );
   assert.equal(unavailable.retryable, true);
-  await rejectsWith(scaleDeployment.execute({ namespace: 'conduit', deployment: 'conduit-api', replicas: 3, max: 5 }, ctxWithToken(s, 'wrong-token')), 'unauthorized', /HTTP 401/);
-  await rejectsWith(scaleDeployment.execute({ namespace: 'conduit', deployment: 'conduit-api', replicas: 3, max: 5 }, executionContext({})), 'target_not_configured');
+  await rejectsWith(
+    scaleDeployment.execute({ namespace: 'conduit', deployment: 'conduit-api', replicas: 3, max: 5 }, ctxWithToken(s, 'wrong-token')),
+    'unauthorized',
+    /HTTP 401/,
+  );
+  await rejectsWith(
+    scaleDeployment.execute({ namespace: 'conduit', deployment: 'conduit-api', replicas: 3, max: 5 }, executionContext({})),
+    'target_not_configured',
+  );
 });
 
 function ctxWithToken(server: KubeApiServer, token: string) {
@@ -170,8 +256,15 @@ function ctxWithToken(server: KubeApiServer, token: string) {
 test('a 409 on the first write is retried after a fresh read; persistent conflicts stay retryable', T, async (t) => {
   const s = await standIn(t);
   s.inject({ method: 'PATCH', pathEndsWith: '/scale', status: 409 });
-  assert.deepEqual(await scaleDeployment.execute({ namespace: 'conduit', deployment: 'conduit-api', replicas: 4, max: 10 }, ctxFor(s)), { from: 2, to: 4, changed: true });
-  assert.deepEqual(s.requests.map((r) => r.method), ['GET', 'PATCH', 'GET', 'PATCH']);
+  assert.deepEqual(await scaleDeployment.execute({ namespace: 'conduit', deployment: 'conduit-api', replicas: 4, max: 10 }, ctxFor(s)), {
+    from: 2,
+    to: 4,
+    changed: true,
+  });
+  assert.deepEqual(
+    s.requests.map((r) => r.method),
+    ['GET', 'PATCH', 'GET', 'PATCH'],
+  );
   assert.equal(spec(s, 'deployments', 'conduit-api')['replicas'], 4);
   s.inject({ method: 'PATCH', status: 409, times: 3 });
   const conflict = await rejectsWith(rolloutRestart.execute({ namespace: 'conduit', deployment: 'conduit-api' }, ctxFor(s)), 'conflict');
@@ -182,7 +275,10 @@ test('the run timeout and abort signal bound every request', T, async (t) => {
   const s = await standIn(t);
   s.inject({ method: 'GET', hangMs: 5_000 });
   const started = Date.now();
-  const timedOut = await rejectsWith(scaleDeployment.execute({ namespace: 'conduit', deployment: 'conduit-api', replicas: 3, max: 5 }, ctxFor(s, { timeoutMs: 150 })), 'timeout');
+  const timedOut = await rejectsWith(
+    scaleDeployment.execute({ namespace: 'conduit', deployment: 'conduit-api', replicas: 3, max: 5 }, ctxFor(s, { timeoutMs: 150 })),
+    'timeout',
+  );
   assert.ok(Date.now() - started < 2_000, 'gave up near the timeout');
   assert.equal(timedOut.retryable, true);
   const aborted = new AbortController();
@@ -194,16 +290,40 @@ test('the run timeout and abort signal bound every request', T, async (t) => {
 
 test('patch-hpa merge-patches only what changes, is a no-op when set, refuses min above the current max', T, async (t) => {
   const s = await standIn(t);
-  s.put({ apiVersion: 'autoscaling/v2', kind: 'HorizontalPodAutoscaler', metadata: { name: 'conduit-api-hpa', namespace: 'conduit' }, spec: { scaleTargetRef: { apiVersion: 'apps/v1', kind: 'Deployment', name: 'conduit-api' }, minReplicas: 2, maxReplicas: 10 } });
+  s.put({
+    apiVersion: 'autoscaling/v2',
+    kind: 'HorizontalPodAutoscaler',
+    metadata: { name: 'conduit-api-hpa', namespace: 'conduit' },
+    spec: { scaleTargetRef: { apiVersion: 'apps/v1', kind: 'Deployment', name: 'conduit-api' }, minReplicas: 2, maxReplicas: 10 },
+  });
   const params = { namespace: 'conduit', name: 'conduit-api-hpa', minReplicas: 5, maxReplicas: 30 };
-  assert.deepEqual(await patchHpa.execute(params, ctxFor(s)), { from: { minReplicas: 2, maxReplicas: 10 }, to: { minReplicas: 5, maxReplicas: 30 }, changed: true });
-  assert.deepEqual(spec(s, 'horizontalpodautoscalers', 'conduit-api-hpa'), { scaleTargetRef: { apiVersion: 'apps/v1', kind: 'Deployment', name: 'conduit-api' }, minReplicas: 5, maxReplicas: 30 });
+  assert.deepEqual(await patchHpa.execute(params, ctxFor(s)), {
+    from: { minReplicas: 2, maxReplicas: 10 },
+    to: { minReplicas: 5, maxReplicas: 30 },
+    changed: true,
+  });
+  assert.deepEqual(spec(s, 'horizontalpodautoscalers', 'conduit-api-hpa'), {
+    scaleTargetRef: { apiVersion: 'apps/v1', kind: 'Deployment', name: 'conduit-api' },
+    minReplicas: 5,
+    maxReplicas: 30,
+  });
   const [patch] = writes(s);
-  assert.deepEqual([patch?.path, patch?.contentType, patch?.body], ['/apis/autoscaling/v2/namespaces/conduit/horizontalpodautoscalers/conduit-api-hpa', 'application/merge-patch+json', { spec: { minReplicas: 5, maxReplicas: 30 } }]);
+  assert.deepEqual(
+    [patch?.path, patch?.contentType, patch?.body],
+    [
+      '/apis/autoscaling/v2/namespaces/conduit/horizontalpodautoscalers/conduit-api-hpa',
+      'application/merge-patch+json',
+      { spec: { minReplicas: 5, maxReplicas: 30 } },
+    ],
+  );
   assert.equal((await patchHpa.execute(params, ctxFor(s)))['changed'], false);
   await patchHpa.execute({ namespace: 'conduit', name: 'conduit-api-hpa', maxReplicas: 40 }, ctxFor(s));
   assert.deepEqual(writes(s)[1]?.body, { spec: { maxReplicas: 40 } });
-  await rejectsWith(patchHpa.execute({ namespace: 'conduit', name: 'conduit-api-hpa', minReplicas: 50 }, ctxFor(s)), 'invalid_params', /minReplicas 50 above maxReplicas 40/);
+  await rejectsWith(
+    patchHpa.execute({ namespace: 'conduit', name: 'conduit-api-hpa', minReplicas: 50 }, ctxFor(s)),
+    'invalid_params',
+    /minReplicas 50 above maxReplicas 40/,
+  );
   assert.equal(writes(s).length, 2);
 });
 
@@ -211,44 +331,87 @@ test('rollout-restart sets restartedAt by strategic merge patch, refuses a pause
   const s = await standIn(t);
   s.put(deployment('paused', { paused: true }));
   s.put(deployment('fresh', { annotations: { 'kubectl.kubernetes.io/restartedAt': '2025-03-04T05:05:50Z' } }));
-  assert.deepEqual(await rolloutRestart.execute({ namespace: 'conduit', deployment: 'conduit-api' }, ctxFor(s)), { restarted: true, restartedAt: '2025-03-04T05:06:07Z' });
+  assert.deepEqual(await rolloutRestart.execute({ namespace: 'conduit', deployment: 'conduit-api' }, ctxFor(s)), {
+    restarted: true,
+    restartedAt: '2025-03-04T05:06:07Z',
+  });
   const template = spec(s, 'deployments', 'conduit-api')['template'];
-  assert.deepEqual(template.metadata, { labels: { app: 'conduit-api' }, annotations: { 'kubectl.kubernetes.io/restartedAt': '2025-03-04T05:06:07Z' } });
+  assert.deepEqual(template.metadata, {
+    labels: { app: 'conduit-api' },
+    annotations: { 'kubectl.kubernetes.io/restartedAt': '2025-03-04T05:06:07Z' },
+  });
   assert.equal(template.spec.containers.length, 2, 'the strategic merge kept the containers');
   assert.equal(writes(s)[0]?.contentType, 'application/strategic-merge-patch+json');
-  await rejectsWith(rolloutRestart.execute({ namespace: 'conduit', deployment: 'paused' }, ctxFor(s)), 'refused', /Deployment conduit\/paused is paused/);
-  assert.deepEqual(await rolloutRestart.execute({ namespace: 'conduit', deployment: 'fresh' }, ctxFor(s)), { restarted: false, restartedAt: '2025-03-04T05:05:50Z' });
+  await rejectsWith(
+    rolloutRestart.execute({ namespace: 'conduit', deployment: 'paused' }, ctxFor(s)),
+    'refused',
+    /Deployment conduit\/paused is paused/,
+  );
+  assert.deepEqual(await rolloutRestart.execute({ namespace: 'conduit', deployment: 'fresh' }, ctxFor(s)), {
+    restarted: false,
+    restartedAt: '2025-03-04T05:05:50Z',
+  });
   assert.equal(writes(s).length, 1);
 });
 
 test('set-resources patches the one container, keeps the others and untouched values, no-ops on equal quantities', T, async (t) => {
   const s = await standIn(t);
-  const params = { namespace: 'conduit', deployment: 'conduit-api', container: 'api', limits: { memory: '4Gi' }, requests: { memory: '2Gi', cpu: '500m' } };
+  const params = {
+    namespace: 'conduit',
+    deployment: 'conduit-api',
+    container: 'api',
+    limits: { memory: '4Gi' },
+    requests: { memory: '2Gi', cpu: '500m' },
+  };
   const result = await setResources.execute(params, ctxFor(s));
   assert.equal(result['changed'], true);
   const [envoy, api] = spec(s, 'deployments', 'conduit-api')['template'].spec.containers;
   assert.deepEqual(envoy, { name: 'envoy', image: 'envoy:1.30', resources: { limits: { memory: '256Mi' } } });
-  assert.deepEqual(api, { name: 'api', image: 'conduit:1.2.3', resources: { limits: { cpu: '2', memory: '4Gi' }, requests: { memory: '2Gi', cpu: '500m' } } });
+  assert.deepEqual(api, {
+    name: 'api',
+    image: 'conduit:1.2.3',
+    resources: { limits: { cpu: '2', memory: '4Gi' }, requests: { memory: '2Gi', cpu: '500m' } },
+  });
   assert.equal(writes(s)[0]?.contentType, 'application/strategic-merge-patch+json');
   const same = { ...params, limits: { memory: '4096Mi' }, requests: { memory: '2Gi', cpu: '0.5' } };
   assert.equal((await setResources.execute(same, ctxFor(s)))['changed'], false);
   assert.equal(writes(s).length, 1);
-  await rejectsWith(setResources.execute({ ...params, container: 'worker' }, ctxFor(s)), 'not_found', /Deployment conduit\/conduit-api has no container "worker" \(it has: envoy, api\)/);
-  await rejectsWith(setResources.execute({ ...params, limits: { cpu: '100m' }, requests: undefined }, ctxFor(s)), 'invalid_params', /cpu request 500m would exceed its limit 100m/);
+  await rejectsWith(
+    setResources.execute({ ...params, container: 'worker' }, ctxFor(s)),
+    'not_found',
+    /Deployment conduit\/conduit-api has no container "worker" \(it has: envoy, api\)/,
+  );
+  await rejectsWith(
+    setResources.execute({ ...params, limits: { cpu: '100m' }, requests: undefined }, ctxFor(s)),
+    'invalid_params',
+    /cpu request 500m would exceed its limit 100m/,
+  );
   assert.equal(writes(s).length, 1);
 });
 
 test('delete-pod deletes an owned pod with a UID precondition, treats a gone pod as done, refuses an unowned one', T, async (t) => {
   const s = await standIn(t);
   const owner = [{ apiVersion: 'apps/v1', kind: 'StatefulSet', name: 'postgres', uid: 'u-1', controller: true }];
-  const uid = s.put({ apiVersion: 'v1', kind: 'Pod', metadata: { name: 'postgres-0', namespace: 'conduit', ownerReferences: owner }, spec: { containers: [{ name: 'pg' }] } })['metadata'] as JsonObject;
+  const uid = s.put({
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: { name: 'postgres-0', namespace: 'conduit', ownerReferences: owner },
+    spec: { containers: [{ name: 'pg' }] },
+  })['metadata'] as JsonObject;
   s.put({ apiVersion: 'v1', kind: 'Pod', metadata: { name: 'debug', namespace: 'conduit' }, spec: { containers: [{ name: 'sh' }] } });
   assert.deepEqual(await deletePod.execute({ namespace: 'conduit', pod: 'postgres-0' }, ctxFor(s)), { deleted: true, uid: uid['uid'] });
   assert.equal(s.get('pods', 'conduit', 'postgres-0'), undefined);
   const [del] = writes(s);
-  assert.deepEqual([del?.method, del?.path, (del?.body as JsonObject)['preconditions']], ['DELETE', '/api/v1/namespaces/conduit/pods/postgres-0', { uid: uid['uid'] }]);
+  assert.deepEqual(
+    [del?.method, del?.path, (del?.body as JsonObject)['preconditions']],
+    ['DELETE', '/api/v1/namespaces/conduit/pods/postgres-0', { uid: uid['uid'] }],
+  );
   assert.deepEqual(await deletePod.execute({ namespace: 'conduit', pod: 'postgres-0' }, ctxFor(s)), { deleted: false });
-  await rejectsWith(deletePod.execute({ namespace: 'conduit', pod: 'debug' }, ctxFor(s)), 'refused', /Pod conduit\/debug has no controller/);
+  await rejectsWith(
+    deletePod.execute({ namespace: 'conduit', pod: 'debug' }, ctxFor(s)),
+    'refused',
+    /Pod conduit\/debug has no controller/,
+  );
   assert.ok(s.get('pods', 'conduit', 'debug'));
   assert.equal(writes(s).length, 1);
 });
@@ -256,28 +419,58 @@ test('delete-pod deletes an owned pod with a UID precondition, treats a gone pod
 test('renew-certificate sets Issuing=True through the status subresource as cmctl does, once', T, async (t) => {
   const s = await standIn(t);
   const ready = { type: 'Ready', status: 'True', reason: 'Ready', message: 'up to date', lastTransitionTime: '2025-01-01T00:00:00Z' };
-  s.put({ apiVersion: 'cert-manager.io/v1', kind: 'Certificate', metadata: { name: 'conduit-tls', namespace: 'conduit' }, spec: { secretName: 'conduit-tls' }, status: { conditions: [ready] } });
+  s.put({
+    apiVersion: 'cert-manager.io/v1',
+    kind: 'Certificate',
+    metadata: { name: 'conduit-tls', namespace: 'conduit' },
+    spec: { secretName: 'conduit-tls' },
+    status: { conditions: [ready] },
+  });
   s.inject({ method: 'PUT', status: 409 });
-  assert.deepEqual(await renewCertificate.execute({ namespace: 'conduit', certificate: 'conduit-tls' }, ctxFor(s)), { triggered: true, issuingSince: '2025-03-04T05:06:07Z' });
+  assert.deepEqual(await renewCertificate.execute({ namespace: 'conduit', certificate: 'conduit-tls' }, ctxFor(s)), {
+    triggered: true,
+    issuingSince: '2025-03-04T05:06:07Z',
+  });
   const crt = s.get('certificates', 'conduit', 'conduit-tls')!;
-  const issuing = { type: 'Issuing', status: 'True', reason: 'ManuallyTriggered', message: 'Certificate re-issuance manually triggered', lastTransitionTime: '2025-03-04T05:06:07Z', observedGeneration: 1 };
+  const issuing = {
+    type: 'Issuing',
+    status: 'True',
+    reason: 'ManuallyTriggered',
+    message: 'Certificate re-issuance manually triggered',
+    lastTransitionTime: '2025-03-04T05:06:07Z',
+    observedGeneration: 1,
+  };
   assert.deepEqual(crt['status'], { conditions: [ready, issuing] });
   assert.deepEqual(crt['spec'], { secretName: 'conduit-tls' });
-  assert.deepEqual(writes(s).map((r) => [r.method, r.path, r.contentType]), Array(2).fill(['PUT', '/apis/cert-manager.io/v1/namespaces/conduit/certificates/conduit-tls/status', 'application/json']));
-  assert.deepEqual(await renewCertificate.execute({ namespace: 'conduit', certificate: 'conduit-tls' }, ctxFor(s)), { triggered: false, issuingSince: '2025-03-04T05:06:07Z' });
+  assert.deepEqual(
+    writes(s).map((r) => [r.method, r.path, r.contentType]),
+    Array(2).fill(['PUT', '/apis/cert-manager.io/v1/namespaces/conduit/certificates/conduit-tls/status', 'application/json']),
+  );
+  assert.deepEqual(await renewCertificate.execute({ namespace: 'conduit', certificate: 'conduit-tls' }, ctxFor(s)), {
+    triggered: false,
+    issuingSince: '2025-03-04T05:06:07Z',
+  });
   assert.equal(writes(s).length, 2);
 });
 
 test('the stand-in refuses what a real API server refuses', T, async (t) => {
   const s = await standIn(t);
   const call = (method: string, path: string, contentType: string, body: unknown) =>
-    fetch(`${s.url}${path}`, { method, headers: { authorization: 'Bearer stand-in-token', 'content-type': contentType }, body: JSON.stringify(body) });
+    fetch(`${s.url}${path}`, {
+      method,
+      headers: { authorization: 'Bearer stand-in-token', 'content-type': contentType },
+      body: JSON.stringify(body),
+    });
   const deploy = '/apis/apps/v1/namespaces/conduit/deployments/conduit-api';
   assert.equal((await call('PATCH', deploy, 'application/json', { spec: { replicas: 3 } })).status, 415);
   assert.equal((await call('POST', deploy, 'application/json', {})).status, 405);
   assert.equal((await call('DELETE', `${deploy}/scale`, 'application/json', {})).status, 405);
   s.put({ apiVersion: 'cert-manager.io/v1', kind: 'Certificate', metadata: { name: 'c', namespace: 'conduit' }, spec: {} });
-  assert.equal((await call('PATCH', '/apis/cert-manager.io/v1/namespaces/conduit/certificates/c', 'application/strategic-merge-patch+json', {})).status, 415);
+  assert.equal(
+    (await call('PATCH', '/apis/cert-manager.io/v1/namespaces/conduit/certificates/c', 'application/strategic-merge-patch+json', {}))
+      .status,
+    415,
+  );
   const missing = await call('PATCH', `${deploy}-x/scale`, 'application/merge-patch+json', {});
   assert.deepEqual([missing.status, ((await missing.json()) as JsonObject)['reason']], [404, 'NotFound']);
   assert.equal(spec(s, 'deployments', 'conduit-api')['replicas'], 2);
@@ -285,33 +478,63 @@ test('the stand-in refuses what a real API server refuses', T, async (t) => {
 
 const hasKubectl = spawnSync('kubectl', ['version', '--client'], { timeout: 10_000 }).status === 0;
 
-test('our writes match what kubectl sends for scale, rollout restart and set resources', { timeout: 90_000, skip: !hasKubectl && 'kubectl is not on PATH' }, async (t) => {
-  // kubectl keeps bearer tokens off plain http, so this pair of stand-ins asks for none.
-  const theirs = await standIn(t, { token: undefined });
-  const ours = await standIn(t, { token: undefined });
-  const kubeconfig = await theirs.writeKubeconfig();
-  const cacheDir = await mkdtemp(join(tmpdir(), 'kubectl-cache-'));
-  t.after(() => rm(cacheDir, { recursive: true, force: true }));
-  const kubectl = (...args: string[]) =>
-    promisify(execFile)('kubectl', ['--kubeconfig', kubeconfig, '--cache-dir', cacheDir, '--request-timeout=10s', '-n', 'conduit', ...args], { timeout: 30_000 });
-  const cases: Array<[string[], () => Promise<unknown>]> = [
-    [['scale', 'deployment', 'conduit-api', '--replicas=5'], () => scaleDeployment.execute({ namespace: 'conduit', deployment: 'conduit-api', replicas: 5, max: 10 }, ctxFor(ours))],
-    [['rollout', 'restart', 'deployment', 'conduit-api'], () => rolloutRestart.execute({ namespace: 'conduit', deployment: 'conduit-api' }, ctxFor(ours))],
-    [['set', 'resources', 'deployment', 'conduit-api', '-c=api', '--limits=memory=4Gi', '--requests=memory=2Gi'], () => setResources.execute({ namespace: 'conduit', deployment: 'conduit-api', container: 'api', limits: { memory: '4Gi' }, requests: { memory: '2Gi' } }, ctxFor(ours))],
-  ];
-  const timestamp = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(Z|[+-]\d\d:\d\d)$/;
-  const shape = (s: KubeApiServer) =>
-    writes(s).map((r) => [r.method, r.path, r.contentType, JSON.parse(JSON.stringify(r.body), (_k, v: unknown) => (typeof v === 'string' && timestamp.test(v) ? '<RFC3339>' : v))]);
-  for (const [args, run] of cases) {
-    theirs.requests.length = 0;
-    ours.requests.length = 0;
-    await kubectl(...args);
-    await run();
-    assert.equal(writes(theirs).length, 1, `kubectl ${args.join(' ')} wrote once`);
-    assert.deepEqual(shape(ours), shape(theirs), `kubectl ${args.join(' ')}`);
-  }
-  const restartedAt = (s: KubeApiServer) => spec(s, 'deployments', 'conduit-api')['template'].metadata.annotations['kubectl.kubernetes.io/restartedAt'];
-  assert.match(restartedAt(theirs), timestamp);
-  const normalized = (s: KubeApiServer) => ({ ...spec(s, 'deployments', 'conduit-api'), template: { ...spec(s, 'deployments', 'conduit-api')['template'], metadata: { labels: { app: 'conduit-api' } } } });
-  assert.deepEqual(normalized(ours), normalized(theirs), 'both end with the same deployment spec');
-});
+test(
+  'our writes match what kubectl sends for scale, rollout restart and set resources',
+  { timeout: 90_000, skip: !hasKubectl && 'kubectl is not on PATH' },
+  async (t) => {
+    // kubectl keeps bearer tokens off plain http, so this pair of stand-ins asks for none.
+    const theirs = await standIn(t, { token: undefined });
+    const ours = await standIn(t, { token: undefined });
+    const kubeconfig = await theirs.writeKubeconfig();
+    const cacheDir = await mkdtemp(join(tmpdir(), 'kubectl-cache-'));
+    t.after(() => rm(cacheDir, { recursive: true, force: true }));
+    const kubectl = (...args: string[]) =>
+      promisify(execFile)(
+        'kubectl',
+        ['--kubeconfig', kubeconfig, '--cache-dir', cacheDir, '--request-timeout=10s', '-n', 'conduit', ...args],
+        { timeout: 30_000 },
+      );
+    const cases: Array<[string[], () => Promise<unknown>]> = [
+      [
+        ['scale', 'deployment', 'conduit-api', '--replicas=5'],
+        () => scaleDeployment.execute({ namespace: 'conduit', deployment: 'conduit-api', replicas: 5, max: 10 }, ctxFor(ours)),
+      ],
+      [
+        ['rollout', 'restart', 'deployment', 'conduit-api'],
+        () => rolloutRestart.execute({ namespace: 'conduit', deployment: 'conduit-api' }, ctxFor(ours)),
+      ],
+      [
+        ['set', 'resources', 'deployment', 'conduit-api', '-c=api', '--limits=memory=4Gi', '--requests=memory=2Gi'],
+        () =>
+          setResources.execute(
+            { namespace: 'conduit', deployment: 'conduit-api', container: 'api', limits: { memory: '4Gi' }, requests: { memory: '2Gi' } },
+            ctxFor(ours),
+          ),
+      ],
+    ];
+    const timestamp = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(Z|[+-]\d\d:\d\d)$/;
+    const shape = (s: KubeApiServer) =>
+      writes(s).map((r) => [
+        r.method,
+        r.path,
+        r.contentType,
+        JSON.parse(JSON.stringify(r.body), (_k, v: unknown) => (typeof v === 'string' && timestamp.test(v) ? '<RFC3339>' : v)),
+      ]);
+    for (const [args, run] of cases) {
+      theirs.requests.length = 0;
+      ours.requests.length = 0;
+      await kubectl(...args);
+      await run();
+      assert.equal(writes(theirs).length, 1, `kubectl ${args.join(' ')} wrote once`);
+      assert.deepEqual(shape(ours), shape(theirs), `kubectl ${args.join(' ')}`);
+    }
+    const restartedAt = (s: KubeApiServer) =>
+      spec(s, 'deployments', 'conduit-api')['template'].metadata.annotations['kubectl.kubernetes.io/restartedAt'];
+    assert.match(restartedAt(theirs), timestamp);
+    const normalized = (s: KubeApiServer) => ({
+      ...spec(s, 'deployments', 'conduit-api'),
+      template: { ...spec(s, 'deployments', 'conduit-api')['template'], metadata: { labels: { app: 'conduit-api' } } },
+    });
+    assert.deepEqual(normalized(ours), normalized(theirs), 'both end with the same deployment spec');
+  },
+);

@@ -35,7 +35,9 @@ test('the message arrives with its text', async (t) => {
   const context = ctx();
   const result = await webhook.execute({ text: 'Provider openai disabled: error rate 40%' }, context);
 
-  assert.deepEqual(s.messages, [{ text: 'Provider openai disabled: error rate 40%', body: { text: 'Provider openai disabled: error rate 40%' } }]);
+  assert.deepEqual(s.messages, [
+    { text: 'Provider openai disabled: error rate 40%', body: { text: 'Provider openai disabled: error rate 40%' } },
+  ]);
   assert.equal(s.requests[0]!.headers['content-type'], 'application/json');
   assert.deepEqual(result, { posted: true, status: 200, chars: 40 });
   assert.ok(!JSON.stringify((context.log as ReturnType<typeof memoryLog>).lines).includes(s.secret));

@@ -61,7 +61,9 @@ describe('postgres.kill-idle-connections', () => {
     try {
       // Two pooled connections, so one sits idle in the pool while the other runs the remediation.
       const pooled = await Promise.all([pool.connect(), pool.connect()]);
-      const poolPids = await Promise.all(pooled.map(async (c) => (await c.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid));
+      const poolPids = await Promise.all(
+        pooled.map(async (c) => (await c.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid),
+      );
       pooled.forEach((c) => c.release());
       const idleA = [await idleSession(dbA), await idleSession(dbA)];
       const idleB = [await idleSession(dbB)];
@@ -69,7 +71,8 @@ describe('postgres.kill-idle-connections', () => {
       const active = await idleSession(dbA);
       sessions.push(...idleA, ...idleB, active);
       const sleeping = active.client.query('SELECT pg_sleep(4)');
-      while ((await admin.query("SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND state = 'active'", [active.pid])).rowCount === 0) await sleep(20);
+      while ((await admin.query("SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND state = 'active'", [active.pid])).rowCount === 0)
+        await sleep(20);
       await sleep(1500);
 
       const ctx = executionContext({ targetDatabase: pool });
@@ -104,7 +107,10 @@ describe('postgres.kill-idle-connections', () => {
     const newer = await idleSession(dbA);
     try {
       await sleep(1200);
-      const result = await killIdleConnections.execute({ database: dbA, idleFor: '1s', max: 1 }, executionContext({ targetDatabase: pool }));
+      const result = await killIdleConnections.execute(
+        { database: dbA, idleFor: '1s', max: 1 },
+        executionContext({ targetDatabase: pool }),
+      );
       assert.deepEqual(result, { terminated: 1, pids: [oldest.pid] });
       await within(5000, oldest.ended, 'the oldest session to end');
       assert.deepEqual((await newer.client.query('SELECT 1 AS one')).rows, [{ one: 1 }]);
@@ -144,7 +150,9 @@ describe('postgres.archive-old-data', () => {
   /** Ids 1..old are older than the cut-off, oldest first, one minute apart; the next `young` rows start exactly at it. */
   async function seed(old: number, young: number): Promise<void> {
     await pool.query('DROP TABLE IF EXISTS request_logs_archive, request_logs');
-    await pool.query('CREATE TABLE request_logs (id bigint PRIMARY KEY, "timestamp" timestamptz NOT NULL, model text NOT NULL DEFAULT \'gpt-4\')');
+    await pool.query(
+      'CREATE TABLE request_logs (id bigint PRIMARY KEY, "timestamp" timestamptz NOT NULL, model text NOT NULL DEFAULT \'gpt-4\')',
+    );
     await pool.query(
       `INSERT INTO request_logs (id, "timestamp")
        SELECT i, CASE WHEN i <= $2 THEN $1::timestamptz - make_interval(mins => $2 - i + 1) ELSE $1::timestamptz + make_interval(mins => i - $2 - 1) END
@@ -166,17 +174,32 @@ describe('postgres.archive-old-data', () => {
     const all = new Set([...source, ...archive]);
     assert.equal(all.size, total, 'an id is in both tables');
     for (let id = 1; id <= total; id += 1) assert.ok(all.has(id), `id ${id} was lost`);
-    assert.deepEqual(archive, Array.from({ length: archived }, (_, i) => i + 1), 'the oldest rows move first');
+    assert.deepEqual(
+      archive,
+      Array.from({ length: archived }, (_, i) => i + 1),
+      'the oldest rows move first',
+    );
   }
 
   test('moves exactly the rows older than the cut-off, in batches', { timeout: 60_000 }, async () => {
     await seed(12_000, 8_000);
     const ctx = executionContext({ targetDatabase: pool }, { now: () => NOW });
     const result = await archiveOldData.execute({ table: 'request_logs', olderThan: '90d', batchSize: 1000 }, ctx);
-    assert.deepEqual(result, { table: 'request_logs', archiveTable: 'request_logs_archive', moved: 12_000, batches: 12, cutoff: CUTOFF.toISOString() });
-    assert.deepEqual(await ids('request_logs'), Array.from({ length: 8000 }, (_, i) => i + 12_001));
+    assert.deepEqual(result, {
+      table: 'request_logs',
+      archiveTable: 'request_logs_archive',
+      moved: 12_000,
+      batches: 12,
+      cutoff: CUTOFF.toISOString(),
+    });
+    assert.deepEqual(
+      await ids('request_logs'),
+      Array.from({ length: 8000 }, (_, i) => i + 12_001),
+    );
     await assertNothingLostOrDuplicated(20_000, 12_000);
-    const { rows } = await pool.query<{ n: string }>('SELECT count(*) AS n FROM request_logs_archive WHERE "timestamp" >= $1', [CUTOFF.toISOString()]);
+    const { rows } = await pool.query<{ n: string }>('SELECT count(*) AS n FROM request_logs_archive WHERE "timestamp" >= $1', [
+      CUTOFF.toISOString(),
+    ]);
     assert.equal(rows[0]!.n, '0');
 
     const again = await archiveOldData.execute({ table: 'request_logs', olderThan: '90d', batchSize: 1000 }, ctx);
@@ -254,7 +277,8 @@ describe('postgres.archive-old-data', () => {
   test('target and plan name the table and the change', () => {
     assert.equal(archiveOldData.target({ table: 'request_logs' }), 'postgres/table/request_logs');
     const plan = archiveOldData.plan({ table: 'request_logs', olderThan: '30d', timestampColumn: 'created_at', batchSize: 200 });
-    for (const part of ['"request_logs"', '"created_at"', '30d', '"request_logs_archive"', 'batches of 200', 'one transaction']) assert.ok(plan.includes(part), plan);
+    for (const part of ['"request_logs"', '"created_at"', '30d', '"request_logs_archive"', 'batches of 200', 'one transaction'])
+      assert.ok(plan.includes(part), plan);
     const defaults = archiveOldData.plan({ table: 'request_logs' });
     for (const part of ['"timestamp"', '90d', 'batches of 5000']) assert.ok(defaults.includes(part), defaults);
   });

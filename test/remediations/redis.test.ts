@@ -71,8 +71,20 @@ describe('redis.flush-cache', () => {
 
   test('refuses broad patterns and any pattern that could reach the queue prefix, deleting nothing', async () => {
     const before = await ourKeys();
-    const refused = ['*', '**', '?*', `${queuePrefix}*`, `${queuePrefix}:bull:*`, `${queuePrefix.slice(0, 3)}*`, `${queuePrefix.slice(0, 6)}*`, '*:bull:*',
-      `?${queuePrefix.slice(1)}:*`, `[r]${queuePrefix.slice(1)}*`, `\\${queuePrefix}*`, 'ca*'];
+    const refused = [
+      '*',
+      '**',
+      '?*',
+      `${queuePrefix}*`,
+      `${queuePrefix}:bull:*`,
+      `${queuePrefix.slice(0, 3)}*`,
+      `${queuePrefix.slice(0, 6)}*`,
+      '*:bull:*',
+      `?${queuePrefix.slice(1)}:*`,
+      `[r]${queuePrefix.slice(1)}*`,
+      `\\${queuePrefix}*`,
+      'ca*',
+    ];
     for (const pattern of refused) {
       await assert.rejects(flushCache.execute({ pattern, batchSize: 100 }, context(redis)), isCode('refused'), pattern);
     }
@@ -98,10 +110,13 @@ describe('redis.flush-cache', () => {
       return unlink(keys);
     };
     try {
-      await assert.rejects(flushCache.execute({ pattern: cachePattern, batchSize: 100 }, context(client, controller.signal)), (err: unknown) => {
-        const deleted = err instanceof RemediationError ? (err.detail?.deleted as number) : -1;
-        return isCode('aborted')(err) && deleted > 0 && deleted < CACHE_KEYS;
-      });
+      await assert.rejects(
+        flushCache.execute({ pattern: cachePattern, batchSize: 100 }, context(client, controller.signal)),
+        (err: unknown) => {
+          const deleted = err instanceof RemediationError ? (err.detail?.deleted as number) : -1;
+          return isCode('aborted')(err) && deleted > 0 && deleted < CACHE_KEYS;
+        },
+      );
       const left = (await ourKeys()).filter((k) => k.startsWith(`cache:${id}:`)).length;
       assert.ok(left > 0 && left < CACHE_KEYS, `left ${left}`);
       const rerun = await flushCache.execute({ pattern: cachePattern, batchSize: 100 }, context(redis));
@@ -140,7 +155,16 @@ describe('the queue-prefix rule', () => {
   });
 
   test('refuses every pattern that could match a key starting with the prefix, and allows disjoint ones', () => {
-    for (const pattern of ['*', 'remed*', 'remediator*', 'remediator:bull:*', 'remediatorx*', '?emediator:*', '[r]emediator*', 'remediator']) {
+    for (const pattern of [
+      '*',
+      'remed*',
+      'remediator*',
+      'remediator:bull:*',
+      'remediatorx*',
+      '?emediator:*',
+      '[r]emediator*',
+      'remediator',
+    ]) {
       assert.ok(refusal(pattern, 'remediator'), pattern);
     }
     for (const pattern of ['cache:*', 'session:*', 'remx:*', 'rem3diator:*', 'cache:remediator:*']) {

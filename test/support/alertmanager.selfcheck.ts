@@ -17,7 +17,10 @@ interface Delivery {
   method: string;
   url: string;
   headers: IncomingHttpHeaders;
-  body: { status?: string; alerts?: Array<{ status?: string; fingerprint?: string; startsAt?: string; endsAt?: string }> } & Record<string, unknown>;
+  body: { status?: string; alerts?: Array<{ status?: string; fingerprint?: string; startsAt?: string; endsAt?: string }> } & Record<
+    string,
+    unknown
+  >;
 }
 
 const token = 'selfcheck-token-0123456789';
@@ -91,10 +94,7 @@ try {
   show(resolved);
   check(resolved.headers.authorization === `Bearer ${token}`, 'resolved: Authorization: Bearer <token>');
   check(resolved.body.alerts?.[0]?.status === 'resolved', 'resolved alert status');
-  check(
-    resolved.body.alerts?.[0]?.fingerprint === firing.body.alerts?.[0]?.fingerprint,
-    'same fingerprint when resolved',
-  );
+  check(resolved.body.alerts?.[0]?.fingerprint === firing.body.alerts?.[0]?.fingerprint, 'same fingerprint when resolved');
   check(resolved.body.alerts?.[0]?.startsAt === firing.body.alerts?.[0]?.startsAt, 'same startsAt when resolved');
   console.log('\nOK: firing and resolved deliveries received with the bearer token');
 } catch (err) {

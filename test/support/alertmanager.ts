@@ -90,9 +90,7 @@ export function findAlertmanagerBinary(explicit?: string): string {
   }
   const found = candidates.find((path) => existsSync(path));
   if (!found) {
-    throw new Error(
-      'Alertmanager not found: install it (Debian: apt-get install prometheus-alertmanager) or set ALERTMANAGER_BIN',
-    );
+    throw new Error('Alertmanager not found: install it (Debian: apt-get install prometheus-alertmanager) or set ALERTMANAGER_BIN');
   }
   return found;
 }

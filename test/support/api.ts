@@ -18,11 +18,14 @@ export type DeliveredRun = Static<typeof WebhookRun>;
 export type RunBody = Run & { events: RunEvent[] };
 
 /** `POST /webhooks/alertmanager` with the webhook token, ready for `.send(...)`. */
-export const webhook = (svc: Api): request.Test => request(svc.url).post('/webhooks/alertmanager').set('Authorization', `Bearer ${WEBHOOK_TOKEN}`);
+export const webhook = (svc: Api): request.Test =>
+  request(svc.url).post('/webhooks/alertmanager').set('Authorization', `Bearer ${WEBHOOK_TOKEN}`);
 
 /** Delivers an Alertmanager message as Alertmanager would; expects 200 (or `expect`) and returns the runs it answered. */
 export async function deliver(svc: Api, message: object, opts: { expect?: number } = {}): Promise<DeliveredRun[]> {
-  const res = await webhook(svc).send(message).expect(opts.expect ?? 200);
+  const res = await webhook(svc)
+    .send(message)
+    .expect(opts.expect ?? 200);
   return res.body.runs as DeliveredRun[];
 }
 
@@ -34,10 +37,14 @@ export async function getRun(svc: Api, id: string): Promise<RunBody> {
 
 /** Polls the run until its status is `status` and returns it as read then; fails after `timeoutMs`. */
 export function settled(svc: Api, id: string, status: Run['status'], timeoutMs = 10_000): Promise<RunBody> {
-  return eventually(async () => {
-    const run = await getRun(svc, id);
-    return run.status === status ? run : undefined;
-  }, timeoutMs, `run ${id} ${status}`);
+  return eventually(
+    async () => {
+      const run = await getRun(svc, id);
+      return run.status === status ? run : undefined;
+    },
+    timeoutMs,
+    `run ${id} ${status}`,
+  );
 }
 
 /** `token`: the bearer token (the approver bob's by default; `null` sends none). */
@@ -45,7 +52,13 @@ interface DecisionOptions {
   token?: string | null;
 }
 
-function decide(svc: Api, id: string, decision: 'approve' | 'reject', token: string | null | undefined, body: Record<string, string>): request.Test {
+function decide(
+  svc: Api,
+  id: string,
+  decision: 'approve' | 'reject',
+  token: string | null | undefined,
+  body: Record<string, string>,
+): request.Test {
   const req = request(svc.url).post(`/api/runs/${id}/${decision}`);
   const bearer = token === undefined ? TOKENS.approver : token;
   if (bearer !== null) req.set('Authorization', `Bearer ${bearer}`);

@@ -18,13 +18,23 @@ export async function rejectsWithCode<E extends Error & { code: unknown } = Erro
     outcome = { error };
   }
   if ('resolved' in outcome) {
-    throw new assert.AssertionError({ message: `expected a rejection with code ${code}, but it resolved`, actual: outcome.resolved, expected: code, operator: 'rejectsWithCode' });
+    throw new assert.AssertionError({
+      message: `expected a rejection with code ${code}, but it resolved`,
+      actual: outcome.resolved,
+      expected: code,
+      operator: 'rejectsWithCode',
+    });
   }
   const err = outcome.error as { code?: unknown; name?: unknown; message?: unknown } | null;
   const actual = typeof err === 'object' && err !== null ? err.code : undefined;
   if (actual !== code) {
     const what = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
-    throw new assert.AssertionError({ message: `expected a rejection with code ${code}, got code ${String(actual)} (${what})`, actual, expected: code, operator: 'rejectsWithCode' });
+    throw new assert.AssertionError({
+      message: `expected a rejection with code ${code}, got code ${String(actual)} (${what})`,
+      actual,
+      expected: code,
+      operator: 'rejectsWithCode',
+    });
   }
   return outcome.error as E;
 }

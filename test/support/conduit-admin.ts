@@ -50,9 +50,33 @@ const CREATED = '2025-01-01T00:00:00Z';
 
 function defaultProviders(): Provider[] {
   return [
-    { id: 1, providerType: 1, providerName: 'openai', baseUrl: 'https://api.openai.com/v1', isEnabled: true, createdAt: CREATED, updatedAt: CREATED },
-    { id: 2, providerType: 2, providerName: 'anthropic', baseUrl: 'https://api.anthropic.com', isEnabled: true, createdAt: CREATED, updatedAt: CREATED },
-    { id: 3, providerType: 4, providerName: 'groq', baseUrl: 'https://api.groq.com/openai/v1', isEnabled: false, createdAt: CREATED, updatedAt: CREATED },
+    {
+      id: 1,
+      providerType: 1,
+      providerName: 'openai',
+      baseUrl: 'https://api.openai.com/v1',
+      isEnabled: true,
+      createdAt: CREATED,
+      updatedAt: CREATED,
+    },
+    {
+      id: 2,
+      providerType: 2,
+      providerName: 'anthropic',
+      baseUrl: 'https://api.anthropic.com',
+      isEnabled: true,
+      createdAt: CREATED,
+      updatedAt: CREATED,
+    },
+    {
+      id: 3,
+      providerType: 4,
+      providerName: 'groq',
+      baseUrl: 'https://api.groq.com/openai/v1',
+      isEnabled: false,
+      createdAt: CREATED,
+      updatedAt: CREATED,
+    },
   ];
 }
 
@@ -82,7 +106,9 @@ function send(res: ServerResponse, status: number, body?: unknown): void {
     return;
   }
   const text = typeof body === 'string' ? body : JSON.stringify(body);
-  res.writeHead(status, { 'content-type': typeof body === 'string' ? 'text/plain; charset=utf-8' : 'application/json; charset=utf-8' }).end(text);
+  res
+    .writeHead(status, { 'content-type': typeof body === 'string' ? 'text/plain; charset=utf-8' : 'application/json; charset=utf-8' })
+    .end(text);
 }
 
 function validationProblem(res: ServerResponse, field: string, message: string): void {
@@ -116,7 +142,9 @@ function isJson(req: IncomingMessage): boolean {
  * without it nulls it) and defaults a missing `isEnabled` to true, as the real controller does.
  * Routes match case-insensitively, as ASP.NET's do.
  */
-export async function startConduitAdmin(opts: { apiKey?: string; providers?: Array<Partial<Provider>>; keys?: ProviderKey[] } = {}): Promise<ConduitAdmin> {
+export async function startConduitAdmin(
+  opts: { apiKey?: string; providers?: Array<Partial<Provider>>; keys?: ProviderKey[] } = {},
+): Promise<ConduitAdmin> {
   const apiKey = opts.apiKey ?? 'conduit-master-key-for-tests';
   const providers = opts.providers ? opts.providers.map(toProvider) : defaultProviders();
   const keys = opts.keys ?? defaultKeys();
@@ -191,7 +219,8 @@ export async function startConduitAdmin(opts: { apiKey?: string; providers?: Arr
     if (typeof b.providerName !== 'string' || b.providerName === '') {
       return validationProblem(res, 'ProviderName', 'The ProviderName field is required.');
     }
-    if (b.providerName.length > 100) return validationProblem(res, 'ProviderName', 'The field ProviderName must be a string with a maximum length of 100.');
+    if (b.providerName.length > 100)
+      return validationProblem(res, 'ProviderName', 'The field ProviderName must be a string with a maximum length of 100.');
     if (b.baseUrl !== undefined && b.baseUrl !== null && typeof b.baseUrl !== 'string') {
       return validationProblem(res, '$.baseUrl', 'The JSON value could not be converted to System.String.');
     }

@@ -11,7 +11,10 @@ export function memoryLog(): Log & { lines: Array<{ level: string; obj: object; 
 }
 
 /** An execution context for calling a remediation's `execute` directly. */
-export function executionContext(targets: Partial<Targets>, opts: { signal?: AbortSignal; timeoutMs?: number; now?: () => Date } = {}): ExecutionContext {
+export function executionContext(
+  targets: Partial<Targets>,
+  opts: { signal?: AbortSignal; timeoutMs?: number; now?: () => Date } = {},
+): ExecutionContext {
   return {
     runId: '00000000-0000-4000-8000-000000000000',
     signal: opts.signal ?? new AbortController().signal,

@@ -245,14 +245,17 @@ export function createFakeCounters(opts: FakeCountersOptions = {}): FakeCounters
   }
 
   // The real failure streak, over the fake keys: only INCR and DEL are used.
-  const streak = createFailureStreak({
-    incr: async (key: string) => redis.incr(key),
-    del: async (key: string) => {
-      const had = redis.exists(key);
-      redis.del(key);
-      return had ? 1 : 0;
-    },
-  } as unknown as Redis, ctx.key);
+  const streak = createFailureStreak(
+    {
+      incr: async (key: string) => redis.incr(key),
+      del: async (key: string) => {
+        const had = redis.exists(key);
+        redis.del(key);
+        return had ? 1 : 0;
+      },
+    } as unknown as Redis,
+    ctx.key,
+  );
 
   return {
     peek: async (subjects) => call('peek', subjects),

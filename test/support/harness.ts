@@ -213,7 +213,11 @@ async function launch(opts: ServiceOptions): Promise<TestService> {
 }
 
 /** Polls until `check` returns a value, or fails after `timeoutMs`. */
-export async function eventually<T>(check: () => Promise<T | undefined | null | false>, timeoutMs = 10_000, what = 'condition'): Promise<T> {
+export async function eventually<T>(
+  check: () => Promise<T | undefined | null | false>,
+  timeoutMs = 10_000,
+  what = 'condition',
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
   while (Date.now() < deadline) {
@@ -229,7 +233,15 @@ export async function eventually<T>(check: () => Promise<T | undefined | null | 
 }
 
 /** An Alertmanager v4 message with one alert per entry, shaped exactly as Alertmanager 0.25 sends it. */
-export function alertMessage(alerts: Array<{ labels: Record<string, string>; status?: 'firing' | 'resolved'; startsAt?: string; fingerprint?: string; annotations?: Record<string, string> }>) {
+export function alertMessage(
+  alerts: Array<{
+    labels: Record<string, string>;
+    status?: 'firing' | 'resolved';
+    startsAt?: string;
+    fingerprint?: string;
+    annotations?: Record<string, string>;
+  }>,
+) {
   const built = alerts.map((a) => {
     const status = a.status ?? 'firing';
     return {

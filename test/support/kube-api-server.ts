@@ -27,9 +27,36 @@ interface ResourceType {
 
 const RESOURCES: ResourceType[] = [
   { group: '', version: 'v1', plural: 'pods', singular: 'pod', kind: 'Pod', shortNames: ['po'], subresources: ['status'], builtin: true },
-  { group: 'apps', version: 'v1', plural: 'deployments', singular: 'deployment', kind: 'Deployment', shortNames: ['deploy'], subresources: ['status', 'scale'], builtin: true },
-  { group: 'autoscaling', version: 'v2', plural: 'horizontalpodautoscalers', singular: 'horizontalpodautoscaler', kind: 'HorizontalPodAutoscaler', shortNames: ['hpa'], subresources: ['status'], builtin: true },
-  { group: 'cert-manager.io', version: 'v1', plural: 'certificates', singular: 'certificate', kind: 'Certificate', shortNames: ['cert', 'certs'], subresources: ['status'], builtin: false },
+  {
+    group: 'apps',
+    version: 'v1',
+    plural: 'deployments',
+    singular: 'deployment',
+    kind: 'Deployment',
+    shortNames: ['deploy'],
+    subresources: ['status', 'scale'],
+    builtin: true,
+  },
+  {
+    group: 'autoscaling',
+    version: 'v2',
+    plural: 'horizontalpodautoscalers',
+    singular: 'horizontalpodautoscaler',
+    kind: 'HorizontalPodAutoscaler',
+    shortNames: ['hpa'],
+    subresources: ['status'],
+    builtin: true,
+  },
+  {
+    group: 'cert-manager.io',
+    version: 'v1',
+    plural: 'certificates',
+    singular: 'certificate',
+    kind: 'Certificate',
+    shortNames: ['cert', 'certs'],
+    subresources: ['status'],
+    builtin: false,
+  },
 ];
 
 const PATCH_TYPES = ['application/json-patch+json', 'application/merge-patch+json', 'application/strategic-merge-patch+json'];
@@ -56,12 +83,29 @@ export interface Fault {
 }
 
 class ApiError extends Error {
-  constructor(readonly code: number, readonly reason: string, message: string, readonly details?: JsonObject) {
+  constructor(
+    readonly code: number,
+    readonly reason: string,
+    message: string,
+    readonly details?: JsonObject,
+  ) {
     super(message);
   }
 }
 
-const REASONS: Record<number, string> = { 400: 'BadRequest', 401: 'Unauthorized', 403: 'Forbidden', 404: 'NotFound', 405: 'MethodNotAllowed', 409: 'Conflict', 415: 'UnsupportedMediaType', 422: 'Invalid', 429: 'TooManyRequests', 500: 'InternalError', 503: 'ServiceUnavailable' };
+const REASONS: Record<number, string> = {
+  400: 'BadRequest',
+  401: 'Unauthorized',
+  403: 'Forbidden',
+  404: 'NotFound',
+  405: 'MethodNotAllowed',
+  409: 'Conflict',
+  415: 'UnsupportedMediaType',
+  422: 'Invalid',
+  429: 'TooManyRequests',
+  500: 'InternalError',
+  503: 'ServiceUnavailable',
+};
 
 const groupVersion = (t: ResourceType) => (t.group ? `${t.group}/${t.version}` : t.version);
 const qualified = (t: ResourceType) => (t.group ? `${t.plural}.${t.group}` : t.plural);
@@ -120,9 +164,20 @@ export async function startKubeApiServer(opts: { token?: string } = {}): Promise
     return {
       kind: 'Scale',
       apiVersion: 'autoscaling/v1',
-      metadata: { name: meta['name'] ?? null, namespace: meta['namespace'] ?? null, uid: meta['uid'] ?? null, resourceVersion: meta['resourceVersion'] ?? null, creationTimestamp: meta['creationTimestamp'] ?? null },
+      metadata: {
+        name: meta['name'] ?? null,
+        namespace: meta['namespace'] ?? null,
+        uid: meta['uid'] ?? null,
+        resourceVersion: meta['resourceVersion'] ?? null,
+        creationTimestamp: meta['creationTimestamp'] ?? null,
+      },
       spec: { replicas: spec['replicas'] ?? 1 },
-      status: { replicas: ((deployment['status'] ?? {}) as JsonObject)['replicas'] ?? 0, selector: Object.entries(labels).map(([k, v]) => `${k}=${String(v)}`).join(',') },
+      status: {
+        replicas: ((deployment['status'] ?? {}) as JsonObject)['replicas'] ?? 0,
+        selector: Object.entries(labels)
+          .map(([k, v]) => `${k}=${String(v)}`)
+          .join(','),
+      },
     };
   }
 
@@ -130,12 +185,17 @@ export async function startKubeApiServer(opts: { token?: string } = {}): Promise
     try {
       if (contentType === 'application/merge-patch+json') return mergePatch(current, body as Json) as JsonObject;
       if (contentType === 'application/json-patch+json') return jsonPatch(current, body as Json) as JsonObject;
-      if (contentType === 'application/strategic-merge-patch+json' && t.builtin) return strategicMergePatch(current, body as Json) as JsonObject;
+      if (contentType === 'application/strategic-merge-patch+json' && t.builtin)
+        return strategicMergePatch(current, body as Json) as JsonObject;
     } catch (err) {
       if (err instanceof PatchError) throw new ApiError(422, 'Invalid', err.message);
       throw err;
     }
-    throw new ApiError(415, 'UnsupportedMediaType', `the body of the request was in an unknown format - accepted media types include: ${(t.builtin ? PATCH_TYPES : PATCH_TYPES.slice(0, 2)).join(', ')}`);
+    throw new ApiError(
+      415,
+      'UnsupportedMediaType',
+      `the body of the request was in an unknown format - accepted media types include: ${(t.builtin ? PATCH_TYPES : PATCH_TYPES.slice(0, 2)).join(', ')}`,
+    );
   }
 
   /** Writes `next` in place of `current` through the main resource or a subresource, as the real server scopes each. */
@@ -143,19 +203,29 @@ export async function startKubeApiServer(opts: { token?: string } = {}): Promise
     const meta = current['metadata'] as JsonObject;
     const nextMeta = (next['metadata'] ?? {}) as JsonObject;
     if (nextMeta['resourceVersion'] !== undefined && nextMeta['resourceVersion'] !== meta['resourceVersion']) {
-      throw new ApiError(409, 'Conflict', `Operation cannot be fulfilled on ${qualified(t)} "${String(meta['name'])}": the object has been modified; please apply your changes to the latest version and try again`);
+      throw new ApiError(
+        409,
+        'Conflict',
+        `Operation cannot be fulfilled on ${qualified(t)} "${String(meta['name'])}": the object has been modified; please apply your changes to the latest version and try again`,
+      );
     }
-    if (nextMeta['name'] !== undefined && nextMeta['name'] !== meta['name']) throw new ApiError(400, 'BadRequest', 'the name of the object does not match the name on the URL');
+    if (nextMeta['name'] !== undefined && nextMeta['name'] !== meta['name'])
+      throw new ApiError(400, 'BadRequest', 'the name of the object does not match the name on the URL');
     let result: JsonObject;
     if (sub === 'scale') {
       const replicas = (next['spec'] as JsonObject | undefined)?.['replicas'];
-      if (typeof replicas !== 'number' || replicas < 0) throw new ApiError(422, 'Invalid', `Scale.autoscaling "${String(meta['name'])}" is invalid: spec.replicas: Invalid value`);
+      if (typeof replicas !== 'number' || replicas < 0)
+        throw new ApiError(422, 'Invalid', `Scale.autoscaling "${String(meta['name'])}" is invalid: spec.replicas: Invalid value`);
       result = { ...current, spec: { ...(current['spec'] as JsonObject), replicas } };
     } else if (sub === 'status') {
       result = { ...current, status: next['status'] ?? null };
     } else {
       const { status: _ignored, ...rest } = next;
-      result = { ...rest, metadata: { ...nextMeta, name: meta['name'] ?? null, namespace: meta['namespace'] ?? null }, ...(current['status'] === undefined ? {} : { status: current['status'] }) };
+      result = {
+        ...rest,
+        metadata: { ...nextMeta, name: meta['name'] ?? null, namespace: meta['namespace'] ?? null },
+        ...(current['status'] === undefined ? {} : { status: current['status'] }),
+      };
     }
     validate(t, result);
     const stored = store(t, result, current);
@@ -164,15 +234,32 @@ export async function startKubeApiServer(opts: { token?: string } = {}): Promise
 
   function validate(t: ResourceType, obj: JsonObject): void {
     const spec = (obj['spec'] ?? {}) as JsonObject;
-    if (t.kind === 'HorizontalPodAutoscaler' && typeof spec['minReplicas'] === 'number' && typeof spec['maxReplicas'] === 'number' && spec['minReplicas'] > spec['maxReplicas']) {
-      throw new ApiError(422, 'Invalid', `HorizontalPodAutoscaler.autoscaling "${String((obj['metadata'] as JsonObject)['name'])}" is invalid: spec.maxReplicas: Invalid value: ${spec['maxReplicas']}: must be greater than or equal to \`minReplicas\``);
+    if (
+      t.kind === 'HorizontalPodAutoscaler' &&
+      typeof spec['minReplicas'] === 'number' &&
+      typeof spec['maxReplicas'] === 'number' &&
+      spec['minReplicas'] > spec['maxReplicas']
+    ) {
+      throw new ApiError(
+        422,
+        'Invalid',
+        `HorizontalPodAutoscaler.autoscaling "${String((obj['metadata'] as JsonObject)['name'])}" is invalid: spec.maxReplicas: Invalid value: ${spec['maxReplicas']}: must be greater than or equal to \`minReplicas\``,
+      );
     }
   }
 
-  function handleObject(req: IncomingMessage, body: unknown, t: ResourceType, ns: string, name: string, sub: string | undefined): [number, Json] {
+  function handleObject(
+    req: IncomingMessage,
+    body: unknown,
+    t: ResourceType,
+    ns: string,
+    name: string,
+    sub: string | undefined,
+  ): [number, Json] {
     if (sub !== undefined && !t.subresources.includes(sub as 'status' | 'scale')) throw new ApiError(404, 'NotFound', '404 page not found');
     const allowed = sub === undefined ? ['GET', 'PUT', 'PATCH', 'DELETE'] : ['GET', 'PUT', 'PATCH'];
-    if (!allowed.includes(req.method ?? '')) throw new ApiError(405, 'MethodNotAllowed', `the server does not allow this method on the requested resource`);
+    if (!allowed.includes(req.method ?? ''))
+      throw new ApiError(405, 'MethodNotAllowed', `the server does not allow this method on the requested resource`);
     const current = objects.get(key(t, ns, name));
     if (!current) throw new ApiError(404, 'NotFound', `${qualified(t)} "${name}" not found`, { name, group: t.group, kind: t.plural });
     const view = sub === 'scale' ? scaleOf(current) : current;
@@ -180,7 +267,11 @@ export async function startKubeApiServer(opts: { token?: string } = {}): Promise
     if (req.method === 'DELETE') {
       const uid = isObject(body) && isObject(body['preconditions']) ? body['preconditions']['uid'] : undefined;
       if (uid !== undefined && uid !== (current['metadata'] as JsonObject)['uid']) {
-        throw new ApiError(409, 'Conflict', `Precondition failed: UID in precondition: ${String(uid)}, UID in object meta: ${String((current['metadata'] as JsonObject)['uid'])}`);
+        throw new ApiError(
+          409,
+          'Conflict',
+          `Precondition failed: UID in precondition: ${String(uid)}, UID in object meta: ${String((current['metadata'] as JsonObject)['uid'])}`,
+        );
       }
       objects.delete(key(t, ns, name));
       return [200, current];
@@ -193,7 +284,8 @@ export async function startKubeApiServer(opts: { token?: string } = {}): Promise
   function route(req: IncomingMessage, path: string, body: unknown): [number, Json] {
     const discovered = discovery(path, port);
     if (discovered) {
-      if (req.method !== 'GET') throw new ApiError(405, 'MethodNotAllowed', 'the server does not allow this method on the requested resource');
+      if (req.method !== 'GET')
+        throw new ApiError(405, 'MethodNotAllowed', 'the server does not allow this method on the requested resource');
       return [200, discovered];
     }
     const m = /^\/(?:api\/(v1)|apis\/([^/]+)\/([^/]+))\/namespaces\/([^/]+)\/([^/]+)(?:\/([^/]+))?(?:\/([^/]+))?$/.exec(path);
@@ -201,7 +293,8 @@ export async function startKubeApiServer(opts: { token?: string } = {}): Promise
     if (!m || !t) throw new ApiError(404, 'NotFound', '404 page not found');
     const [ns, name, sub] = [decodeURIComponent(m[4] ?? ''), m[6] && decodeURIComponent(m[6]), m[7]];
     if (name) return handleObject(req, body, t, ns, name, sub);
-    if (req.method !== 'GET') throw new ApiError(405, 'MethodNotAllowed', 'the server does not allow this method on the requested resource');
+    if (req.method !== 'GET')
+      throw new ApiError(405, 'MethodNotAllowed', 'the server does not allow this method on the requested resource');
     const items = [...objects.entries()].filter(([k]) => k.startsWith(`${t.plural}/${ns}/`)).map(([, v]) => v);
     return [200, { kind: `${t.kind}List`, apiVersion: groupVersion(t), metadata: { resourceVersion: String(revision) }, items }];
   }
@@ -219,21 +312,41 @@ export async function startKubeApiServer(opts: { token?: string } = {}): Promise
         body = text;
       }
       requests.push({ method: req.method ?? '', path: url.pathname, query: url.searchParams, contentType: mime(req), body });
-      const matches = (f: Fault) => (f.times ?? 1) > 0 && (!f.method || f.method === req.method) && (!f.pathEndsWith || url.pathname.endsWith(f.pathEndsWith));
+      const matches = (f: Fault) =>
+        (f.times ?? 1) > 0 && (!f.method || f.method === req.method) && (!f.pathEndsWith || url.pathname.endsWith(f.pathEndsWith));
       const send = (code: number, payload: Json) => {
         res.writeHead(code, { 'content-type': 'application/json' }).end(JSON.stringify(payload));
       };
-      const fail = (err: ApiError) => send(err.code, { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message: err.message, reason: err.reason, ...(err.details ? { details: err.details } : {}), code: err.code });
+      const fail = (err: ApiError) =>
+        send(err.code, {
+          kind: 'Status',
+          apiVersion: 'v1',
+          metadata: {},
+          status: 'Failure',
+          message: err.message,
+          reason: err.reason,
+          ...(err.details ? { details: err.details } : {}),
+          code: err.code,
+        });
       const answer = () => {
         try {
-          if (opts.token !== undefined && req.headers.authorization !== `Bearer ${opts.token}`) throw new ApiError(401, 'Unauthorized', 'Unauthorized');
+          if (opts.token !== undefined && req.headers.authorization !== `Bearer ${opts.token}`)
+            throw new ApiError(401, 'Unauthorized', 'Unauthorized');
           const fault = faults.find((f) => f.status !== undefined && matches(f));
           if (fault?.status !== undefined) {
             fault.times = (fault.times ?? 1) - 1;
             throw new ApiError(fault.status, REASONS[fault.status] ?? 'Unknown', `injected failure ${fault.status}`);
           }
-          if (body !== undefined && (req.method === 'PUT' || req.method === 'DELETE' || req.method === 'POST') && mime(req) !== 'application/json') {
-            throw new ApiError(415, 'UnsupportedMediaType', `the body of the request was in an unknown format - accepted media types include: application/json, application/yaml`);
+          if (
+            body !== undefined &&
+            (req.method === 'PUT' || req.method === 'DELETE' || req.method === 'POST') &&
+            mime(req) !== 'application/json'
+          ) {
+            throw new ApiError(
+              415,
+              'UnsupportedMediaType',
+              `the body of the request was in an unknown format - accepted media types include: application/json, application/yaml`,
+            );
           }
           if (typeof body === 'string') throw new ApiError(400, 'BadRequest', 'the body of the request is not valid JSON');
           send(...route(req, url.pathname, body));
@@ -300,7 +413,12 @@ export async function startKubeApiServer(opts: { token?: string } = {}): Promise
 /** The discovery documents kubectl reads before it touches a resource (legacy, non-aggregated discovery). */
 function discovery(path: string, port: number): Json | undefined {
   if (path === '/version') return { major: '1', minor: '32', gitVersion: 'v1.32.0-stand-in', platform: 'linux/amd64' };
-  if (path === '/api') return { kind: 'APIVersions', versions: ['v1'], serverAddressByClientCIDRs: [{ clientCIDR: '0.0.0.0/0', serverAddress: `127.0.0.1:${port}` }] };
+  if (path === '/api')
+    return {
+      kind: 'APIVersions',
+      versions: ['v1'],
+      serverAddressByClientCIDRs: [{ clientCIDR: '0.0.0.0/0', serverAddress: `127.0.0.1:${port}` }],
+    };
   const groups = [...new Set(RESOURCES.filter((t) => t.group).map(groupVersion))];
   if (path === '/apis') {
     return {
@@ -316,10 +434,25 @@ function discovery(path: string, port: number): Json | undefined {
   const types = RESOURCES.filter((t) => groupVersion(t) === gv);
   if (types.length === 0) return undefined;
   const resources: Json[] = types.flatMap((t): Json[] => [
-    { name: t.plural, singularName: t.singular, namespaced: true, kind: t.kind, verbs: ['create', 'delete', 'get', 'list', 'patch', 'update'], shortNames: t.shortNames },
+    {
+      name: t.plural,
+      singularName: t.singular,
+      namespaced: true,
+      kind: t.kind,
+      verbs: ['create', 'delete', 'get', 'list', 'patch', 'update'],
+      shortNames: t.shortNames,
+    },
     ...t.subresources.map((s): Json =>
       s === 'scale'
-        ? { name: `${t.plural}/scale`, singularName: '', namespaced: true, group: 'autoscaling', version: 'v1', kind: 'Scale', verbs: ['get', 'patch', 'update'] }
+        ? {
+            name: `${t.plural}/scale`,
+            singularName: '',
+            namespaced: true,
+            group: 'autoscaling',
+            version: 'v1',
+            kind: 'Scale',
+            verbs: ['get', 'patch', 'update'],
+          }
         : { name: `${t.plural}/status`, singularName: '', namespaced: true, kind: t.kind, verbs: ['get', 'patch', 'update'] },
     ),
   ]);

@@ -76,7 +76,8 @@ export function strategicMergePatch(target: Json, patch: Json): Json {
 function mergeList(current: Json[], patch: Json[], key: string): Json[] {
   const out = clone(current);
   for (const item of patch) {
-    if (!isObject(item) || item[key] === undefined) throw new PatchError(`map: ${JSON.stringify(item)} does not contain declared merge key: ${key}`);
+    if (!isObject(item) || item[key] === undefined)
+      throw new PatchError(`map: ${JSON.stringify(item)} does not contain declared merge key: ${key}`);
     const at = out.findIndex((c) => isObject(c) && c[key] === item[key]);
     if (item['$patch'] === 'delete') {
       if (at >= 0) out.splice(at, 1);
@@ -102,8 +103,12 @@ export function jsonPatch(target: Json, ops: Json): Json {
   if (!Array.isArray(ops)) throw new PatchError('json patch must be an array of operations');
   let doc = clone(target);
   for (const op of ops) {
-    if (!isObject(op) || typeof op['path'] !== 'string' || typeof op['op'] !== 'string') throw new PatchError(`invalid operation ${JSON.stringify(op)}`);
-    const parts = op['path'].split('/').slice(1).map((p) => p.replace(/~1/g, '/').replace(/~0/g, '~'));
+    if (!isObject(op) || typeof op['path'] !== 'string' || typeof op['op'] !== 'string')
+      throw new PatchError(`invalid operation ${JSON.stringify(op)}`);
+    const parts = op['path']
+      .split('/')
+      .slice(1)
+      .map((p) => p.replace(/~1/g, '/').replace(/~0/g, '~'));
     const last = parts.pop();
     if (last === undefined) {
       doc = clone(op['value'] ?? null);
@@ -131,7 +136,8 @@ function applyOp(parent: Json, last: string, op: JsonObject): void {
     return;
   }
   if (!isObject(parent)) throw new PatchError(`cannot apply ${String(op['op'])} to a scalar`);
-  if ((op['op'] === 'remove' || op['op'] === 'replace') && !(last in parent)) throw new PatchError(`path ${String(op['path'])} does not exist`);
+  if ((op['op'] === 'remove' || op['op'] === 'replace') && !(last in parent))
+    throw new PatchError(`path ${String(op['path'])} does not exist`);
   if (op['op'] === 'add' || op['op'] === 'replace') parent[last] = value;
   else if (op['op'] === 'remove') delete parent[last];
   else if (op['op'] === 'test' && JSON.stringify(parent[last]) !== JSON.stringify(value)) throw new PatchError('test failed');

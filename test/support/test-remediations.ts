@@ -14,10 +14,14 @@ export const executionsKey = (prefix: string, name: string, runId: string) => `$
 const sleep = (ms: number, signal: AbortSignal) =>
   new Promise<void>((resolve, reject) => {
     const t = setTimeout(resolve, ms);
-    signal.addEventListener('abort', () => {
-      clearTimeout(t);
-      reject(new RemediationError('aborted', 'aborted', { retryable: true }));
-    }, { once: true });
+    signal.addEventListener(
+      'abort',
+      () => {
+        clearTimeout(t);
+        reject(new RemediationError('aborted', 'aborted', { retryable: true }));
+      },
+      { once: true },
+    );
   });
 
 /** Hangs for `firstMs` on its first execution of a run, then completes at once: a worker dying mid-run. */

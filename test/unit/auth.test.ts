@@ -46,7 +46,16 @@ test('api: each token resolves to its name and role', () => {
 });
 
 test('api: unknown, missing or malformed tokens are refused', () => {
-  for (const header of [undefined, '', 'Bearer', 'admin-token-0123456789', 'Basic admin-token-0123456789', 'Bearer admin-token-012345678', `Bearer ${WEBHOOK}`, 'Bearer admin-token-0123456789 admin']) {
+  for (const header of [
+    undefined,
+    '',
+    'Bearer',
+    'admin-token-0123456789',
+    'Basic admin-token-0123456789',
+    'Bearer admin-token-012345678',
+    `Bearer ${WEBHOOK}`,
+    'Bearer admin-token-0123456789 admin',
+  ]) {
     assert.equal(auth.api(header), undefined, JSON.stringify(header));
   }
 });

@@ -138,7 +138,10 @@ test('only the unset token is generated', () => {
   const b = loadConfig({ API_TOKENS: API });
   assert.equal(b.generated.apiToken, undefined);
   assert.ok(b.generated.webhookToken);
-  assert.deepEqual(b.config.apiTokens.map((t) => t.name), ['alice']);
+  assert.deepEqual(
+    b.config.apiTokens.map((t) => t.name),
+    ['alice'],
+  );
 });
 
 test('ROLE must be api, worker or all', () => {
@@ -157,7 +160,14 @@ test('PORT must be an integer port number', () => {
 
 test('malformed URLs are refused naming their variable, without their value', () => {
   const secret = 's3cr3t-pa55word';
-  for (const variable of ['REDIS_URL', 'DATABASE_URL', 'TARGET_DATABASE_URL', 'TARGET_REDIS_URL', 'NOTIFY_WEBHOOK_URL', 'CONDUIT_ADMIN_URL']) {
+  for (const variable of [
+    'REDIS_URL',
+    'DATABASE_URL',
+    'TARGET_DATABASE_URL',
+    'TARGET_REDIS_URL',
+    'NOTIFY_WEBHOOK_URL',
+    'CONDUIT_ADMIN_URL',
+  ]) {
     const err = refused({ [variable]: `mysql://user:${secret}@db.example/x`, CONDUIT_ADMIN_KEY: 'k' }, variable);
     assertNoSecret(err, secret);
   }
@@ -235,12 +245,27 @@ test('other bad values are named', () => {
 });
 
 test('numbers in the environment are read strictly, and paired variables must come together', () => {
-  for (const [variable, value] of [['PORT', '80.5'], ['PORT', '1e3'], ['WORKER_CONCURRENCY', '1e2'], ['JOB_ATTEMPTS', 'true']] as const) {
-    assert.throws(() => loadConfig({ [variable]: value }), (err: unknown) => err instanceof ConfigError && err.variable === variable, `${variable}=${value}`);
+  for (const [variable, value] of [
+    ['PORT', '80.5'],
+    ['PORT', '1e3'],
+    ['WORKER_CONCURRENCY', '1e2'],
+    ['JOB_ATTEMPTS', 'true'],
+  ] as const) {
+    assert.throws(
+      () => loadConfig({ [variable]: value }),
+      (err: unknown) => err instanceof ConfigError && err.variable === variable,
+      `${variable}=${value}`,
+    );
   }
-  assert.throws(() => loadConfig({ CONDUIT_ADMIN_KEY: 'k' }), (err: unknown) => err instanceof ConfigError && err.variable === 'CONDUIT_ADMIN_URL');
+  assert.throws(
+    () => loadConfig({ CONDUIT_ADMIN_KEY: 'k' }),
+    (err: unknown) => err instanceof ConfigError && err.variable === 'CONDUIT_ADMIN_URL',
+  );
   const token = 'same-token-0123456789';
-  assert.throws(() => loadConfig({ API_TOKENS: `a:admin:${token},b:viewer:${token}` }), (err: unknown) => err instanceof ConfigError && err.variable === 'API_TOKENS' && !err.message.includes(token));
+  assert.throws(
+    () => loadConfig({ API_TOKENS: `a:admin:${token},b:viewer:${token}` }),
+    (err: unknown) => err instanceof ConfigError && err.variable === 'API_TOKENS' && !err.message.includes(token),
+  );
 });
 
 test('a token may contain colons, and DRY_RUN is read case-insensitively', () => {

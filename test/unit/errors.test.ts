@@ -28,7 +28,10 @@ test("maps Fastify's own errors onto the project's codes", () => {
     [fastify('FST_ERR_CTP_INVALID_MEDIA_TYPE', 415), 'UNSUPPORTED_MEDIA_TYPE'],
     [fastify('FST_ERR_CTP_INVALID_JSON_BODY', 400), 'BAD_REQUEST'],
     [fastify('FST_ERR_CTP_EMPTY_JSON_BODY', 400), 'BAD_REQUEST'],
-    [Object.assign(new Error('body/comment must be string'), { validation: [{}], statusCode: 400, code: 'FST_ERR_VALIDATION' }), 'VALIDATION'],
+    [
+      Object.assign(new Error('body/comment must be string'), { validation: [{}], statusCode: 400, code: 'FST_ERR_VALIDATION' }),
+      'VALIDATION',
+    ],
     [fastify('FST_ERR_SOMETHING_NEW', 418), 'BAD_REQUEST'],
     [new DependencyError('PostgreSQL', 'query', new Error('connect ECONNREFUSED')), 'UNAVAILABLE'],
     [new TypeError('x is undefined'), 'INTERNAL'],

@@ -44,9 +44,17 @@ function stored(over: Partial<Run> & { cooldownMs?: number; limit?: Limit | null
   };
 }
 
-const approvedBy = (who: string): Run['approval'] => ({ required: true, expiresAt: null, decidedBy: who, decidedAt: new Date().toISOString(), comment: null });
+const approvedBy = (who: string): Run['approval'] => ({
+  required: true,
+  expiresAt: null,
+  decidedBy: who,
+  decidedAt: new Date().toISOString(),
+  comment: null,
+});
 
-function setup(opts: { configured?: ReadonlySet<TargetKind>; globalLimit?: Limit; executed?: Record<string, Record<string, unknown>> } = {}) {
+function setup(
+  opts: { configured?: ReadonlySet<TargetKind>; globalLimit?: Limit; executed?: Record<string, Record<string, unknown>> } = {},
+) {
   const counters: FakeCounters = createFakeCounters({ clock: fakeClock(), ...(opts.globalLimit ? { globalLimit: opts.globalLimit } : {}) });
   const asked: string[] = [];
   const check = createExecutionGates({
@@ -72,14 +80,34 @@ describe('createExecutionGates: the gates at execution', () => {
     const first = await verdict(run);
     assert.deepEqual(first, { kind: 'execute', remediation: counting, took: true });
     assert.equal(first.kind === 'execute' && first.remediation, catalogue.get('test.count'), 'the catalogue entry itself');
-    assert.deepEqual(await verdict(run), { kind: 'execute', remediation: counting, took: false }, 'a retry keeps its place and takes nothing more');
-    assert.deepEqual(counters.calls.map((c) => c.mode), ['take', 'take']);
-    assert.deepEqual(await verdict(stored({ cooldownMs: 60_000 })), { kind: 'suppress', reason: 'cooldown', retryInMs: 60_000 }, 'the run holds its cooldown');
+    assert.deepEqual(
+      await verdict(run),
+      { kind: 'execute', remediation: counting, took: false },
+      'a retry keeps its place and takes nothing more',
+    );
+    assert.deepEqual(
+      counters.calls.map((c) => c.mode),
+      ['take', 'take'],
+    );
+    assert.deepEqual(
+      await verdict(stored({ cooldownMs: 60_000 })),
+      { kind: 'suppress', reason: 'cooldown', retryInMs: 60_000 },
+      'the run holds its cooldown',
+    );
   });
 
   it('answers gone for a run no longer queued or running, touching nothing', async () => {
     const { counters, asked, verdict } = setup();
-    for (const status of ['pending_approval', 'succeeded', 'failed', 'rejected', 'expired', 'cancelled', 'suppressed', 'dry_run'] as const) {
+    for (const status of [
+      'pending_approval',
+      'succeeded',
+      'failed',
+      'rejected',
+      'expired',
+      'cancelled',
+      'suppressed',
+      'dry_run',
+    ] as const) {
       assert.deepEqual(await verdict(stored({ status }), { paused: true, episodeResolved: true }), { kind: 'gone' }, status);
     }
     assert.deepEqual(counters.calls, []);
@@ -94,7 +122,11 @@ describe('createExecutionGates: the gates at execution', () => {
     assert.ok(held.kind === 'held' && held.delayMs > 4800 && held.delayMs <= 5100, `delayMs ${JSON.stringify(held)}`);
     assert.deepEqual(counters.calls, []);
     assert.equal((await verdict(stored({ status: 'queued', leaseUntil }))).kind, 'execute', 'a lease holds only a running run');
-    assert.equal((await verdict(stored({ status: 'running', leaseUntil: new Date(Date.now() - 1000).toISOString() }))).kind, 'execute', 'an expired lease does not hold');
+    assert.equal(
+      (await verdict(stored({ status: 'running', leaseUntil: new Date(Date.now() - 1000).toISOString() }))).kind,
+      'execute',
+      'an expired lease does not hold',
+    );
   });
 
   it('puts the job back while paused, before the resolved check and the counters', async () => {
@@ -128,13 +160,20 @@ describe('createExecutionGates: the gates at execution', () => {
     const dry = stored({ dryRun: true, status: 'running', cooldownMs: 60_000, limit: { max: 1, perMs: 60_000 } });
     assert.deepEqual(await verdict(dry), { kind: 'dry_run' });
     assert.deepEqual(await verdict(dry), { kind: 'dry_run' }, 'it took nothing, so nothing holds it');
-    assert.deepEqual(counters.calls.map((c) => c.mode), ['peek', 'peek']);
+    assert.deepEqual(
+      counters.calls.map((c) => c.mode),
+      ['peek', 'peek'],
+    );
     assert.deepEqual(counters.keys(), ['fake:gates:streak:test.count:test/a'], 'only the streak exists: no cooldown, limit or hold taken');
     assert.deepEqual(asked, [], 'a dry run never looks for an executed marker');
 
     const other = setup();
     await other.counters.take(gateSubject(stored({ cooldownMs: 60_000 })));
-    assert.deepEqual(await other.verdict(stored({ dryRun: true, cooldownMs: 60_000 })), { kind: 'suppress', reason: 'cooldown', retryInMs: 60_000 });
+    assert.deepEqual(await other.verdict(stored({ dryRun: true, cooldownMs: 60_000 })), {
+      kind: 'suppress',
+      reason: 'cooldown',
+      retryInMs: 60_000,
+    });
   });
 
   it('fails a run whose target is not configured, before the counters', async () => {
@@ -160,20 +199,43 @@ describe('createExecutionGates: the gates at execution', () => {
     const limit = { max: 1, perMs: 600_000 };
     assert.equal((await verdict(stored({ cooldownMs: 60_000, limit }))).kind, 'execute');
     assert.deepEqual(await verdict(stored({ cooldownMs: 60_000, limit })), { kind: 'suppress', reason: 'cooldown', retryInMs: 60_000 });
-    assert.deepEqual(await verdict(stored({ cooldownMs: 60_000, limit, target: 'test/b' })), { kind: 'suppress', reason: 'rate_limit', retryInMs: 600_000 });
+    assert.deepEqual(await verdict(stored({ cooldownMs: 60_000, limit, target: 'test/b' })), {
+      kind: 'suppress',
+      reason: 'rate_limit',
+      retryInMs: 600_000,
+    });
     assert.equal((await verdict(stored({ rule: 'other', target: 'test/c' }))).kind, 'execute');
-    assert.deepEqual(await verdict(stored({ rule: 'third', target: 'test/d' })), { kind: 'suppress', reason: 'global_budget', retryInMs: 3_600_000 });
-    assert.deepEqual(counters.calls.map((c) => c.mode), ['take', 'take', 'take', 'take', 'take']);
+    assert.deepEqual(await verdict(stored({ rule: 'third', target: 'test/d' })), {
+      kind: 'suppress',
+      reason: 'global_budget',
+      retryInMs: 3_600_000,
+    });
+    assert.deepEqual(
+      counters.calls.map((c) => c.mode),
+      ['take', 'take', 'take', 'take', 'take'],
+    );
   });
 
   it('escalates after repeated failures, unless a human approved the run', async () => {
     const { counters, verdict } = setup();
     for (let i = 0; i < ESCALATE_AFTER; i++) await counters.recordFailure('test.count', 'test/a');
     assert.deepEqual(await verdict(stored({ cooldownMs: 60_000 })), { kind: 'escalate' });
-    assert.deepEqual(await verdict(stored({ approval: approvedBy('bob'), cooldownMs: 60_000 })), { kind: 'execute', remediation: counting, took: true });
-    assert.deepEqual(await verdict(stored({ target: 'test/b' })), { kind: 'execute', remediation: counting, took: true }, 'escalation is per target');
+    assert.deepEqual(await verdict(stored({ approval: approvedBy('bob'), cooldownMs: 60_000 })), {
+      kind: 'execute',
+      remediation: counting,
+      took: true,
+    });
+    assert.deepEqual(
+      await verdict(stored({ target: 'test/b' })),
+      { kind: 'execute', remediation: counting, took: true },
+      'escalation is per target',
+    );
     await counters.recordSuccess('test.count', 'test/a');
-    assert.deepEqual(await verdict(stored({ target: 'test/a', cooldownMs: 60_000 })), { kind: 'suppress', reason: 'cooldown', retryInMs: 60_000 }, 'after a success only the approved run\'s cooldown stops it');
+    assert.deepEqual(
+      await verdict(stored({ target: 'test/a', cooldownMs: 60_000 })),
+      { kind: 'suppress', reason: 'cooldown', retryInMs: 60_000 },
+      "after a success only the approved run's cooldown stops it",
+    );
   });
 
   it('sees a run without a target as its remediation, and an approved run as approved', () => {

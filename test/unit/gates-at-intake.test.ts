@@ -76,7 +76,8 @@ function setup(opts: { globalLimit?: Limit; paused?: boolean; dryRun?: boolean; 
     configured: opts.configured ?? ALL,
     now: () => clock.date(),
   };
-  const decide = async (rule: string, key: string, more: Record<string, string> = {}): Promise<NewRun> => (await decideAll([{ action: action(rule), alert: firing(key, more) }], ctx))[0]!;
+  const decide = async (rule: string, key: string, more: Record<string, string> = {}): Promise<NewRun> =>
+    (await decideAll([{ action: action(rule), alert: firing(key, more) }], ctx))[0]!;
   return { clock, counters, ctx, decide };
 }
 
@@ -241,15 +242,22 @@ describe('decideAll: the gates at intake', () => {
       { action: action('plain'), alert: firing('5') },
     ];
     const runs = await decideAll(items, ctx);
-    assert.deepEqual(runs.map((r) => [r.target ?? (r.params as Record<string, unknown>)['key'], r.status]), [
-      ['test/1', 'queued'],
-      ['2', 'failed'],
-      ['test/3', 'queued'],
-      ['test/4', 'pending_approval'],
-      ['test/5', 'queued'],
-    ]);
+    assert.deepEqual(
+      runs.map((r) => [r.target ?? (r.params as Record<string, unknown>)['key'], r.status]),
+      [
+        ['test/1', 'queued'],
+        ['2', 'failed'],
+        ['test/3', 'queued'],
+        ['test/4', 'pending_approval'],
+        ['test/5', 'queued'],
+      ],
+    );
     assert.equal(new Set(runs.map((r) => r.id)).size, runs.length, 'every run has its own id');
-    assert.deepEqual(counters.calls, [{ mode: 'peek', runIds: [runs[0]!.id, runs[2]!.id, runs[3]!.id, runs[4]!.id] }], 'one peek, for the runs still open');
+    assert.deepEqual(
+      counters.calls,
+      [{ mode: 'peek', runIds: [runs[0]!.id, runs[2]!.id, runs[3]!.id, runs[4]!.id] }],
+      'one peek, for the runs still open',
+    );
     assert.deepEqual(await decideAll([], ctx), []);
   });
 });

@@ -51,10 +51,13 @@ rules:
 test('the captured firing alert triggers provider-down: disable the provider, then notify', () => {
   const firing = fixtureAlert('firing-provider-down');
   const actions = matchAlert(matrix, firing).filter((a) => a.rule === 'provider-down');
-  assert.deepEqual(actions.map((a) => [a.key, a.remediation.name]), [
-    ['firing:0', 'conduit.disable-provider'],
-    ['firing:1', 'notify.webhook'],
-  ]);
+  assert.deepEqual(
+    actions.map((a) => [a.key, a.remediation.name]),
+    [
+      ['firing:0', 'conduit.disable-provider'],
+      ['firing:1', 'notify.webhook'],
+    ],
+  );
 
   const disable = prepare(actions[0]!, firing);
   assert.ok(disable.ok, JSON.stringify(disable));
@@ -73,17 +76,21 @@ test('every matching rule contributes its actions, in matrix order', () => {
   const firing = fixtureAlert('firing-provider-down');
   assert.deepEqual(
     matchAlert(matrix, firing).map((a) => `${a.rule}/${a.key}/${a.remediation.name}`),
-    ['provider-down/firing:0/conduit.disable-provider', 'provider-down/firing:1/notify.webhook', 'any-provider/firing:0/conduit.test-provider'],
+    [
+      'provider-down/firing:0/conduit.disable-provider',
+      'provider-down/firing:1/notify.webhook',
+      'any-provider/firing:0/conduit.test-provider',
+    ],
   );
 });
 
 test('the captured resolved alert yields the onResolved actions only', () => {
   const resolved = fixtureAlert('resolved-provider-down');
   const actions = matchAlert(matrix, resolved);
-  assert.deepEqual(actions.map((a) => `${a.rule}/${a.key}/${a.phase}/${a.remediation.name}/${a.approval}`), [
-    'provider-down/resolved:0/resolved/conduit.enable-provider/required',
-    'provider-down/resolved:1/resolved/notify.webhook/auto',
-  ]);
+  assert.deepEqual(
+    actions.map((a) => `${a.rule}/${a.key}/${a.phase}/${a.remediation.name}/${a.approval}`),
+    ['provider-down/resolved:0/resolved/conduit.enable-provider/required', 'provider-down/resolved:1/resolved/notify.webhook/auto'],
+  );
   const enable = prepare(actions[0]!, resolved);
   assert.ok(enable.ok, JSON.stringify(enable));
   assert.deepEqual(enable.params, { provider: 'openai' });
@@ -97,7 +104,11 @@ test('the captured resolved alert yields the onResolved actions only', () => {
 test('an alert that no rule matches yields nothing', () => {
   assert.deepEqual(matchAlert(matrix, alert({ alertname: 'ConduitProviderDown', severity: 'low' })), []);
   assert.deepEqual(matchAlert(matrix, alert({ alertname: 'ProviderUnhealthy', severity: 'critical' })), []);
-  assert.deepEqual(matchAlert(matrix, alert({ alertname: 'HighErrorRate' }, { status: 'resolved' })), [], 'a rule without onResolved does nothing on resolve');
+  assert.deepEqual(
+    matchAlert(matrix, alert({ alertname: 'HighErrorRate' }, { status: 'resolved' })),
+    [],
+    'a rule without onResolved does nothing on resolve',
+  );
 });
 
 test('a label that does not fit the schema fails preparation, naming the param', () => {
@@ -184,7 +195,13 @@ test('prepareParams: the target is normalised the way the remediation counts it'
 });
 
 test('prepareParams: a remediation that refuses the combination in plan() fails preparation', () => {
-  const p = prepareParams(remediation('kubernetes.scale-deployment'), { namespace: 'conduit', deployment: 'conduit-api', by: 1, replicas: 3, max: 5 });
+  const p = prepareParams(remediation('kubernetes.scale-deployment'), {
+    namespace: 'conduit',
+    deployment: 'conduit-api',
+    by: 1,
+    replicas: 3,
+    max: 5,
+  });
   assert.ok(!p.ok);
   assert.match(p.error, /exactly one of/);
 });

@@ -84,20 +84,27 @@ test('escaped quotes and backslashes in quoted values', () => {
 });
 
 test('an invalid regex is refused, naming the matcher', () => {
-  assert.throws(() => parseMatcher('severity=~"(crit"'), (err: Error) => {
-    assert.match(err.message, /invalid regex/);
-    assert.ok(err.message.includes('severity=~"(crit"'), err.message);
-    return true;
-  });
+  assert.throws(
+    () => parseMatcher('severity=~"(crit"'),
+    (err: Error) => {
+      assert.match(err.message, /invalid regex/);
+      assert.ok(err.message.includes('severity=~"(crit"'), err.message);
+      return true;
+    },
+  );
   assert.throws(() => parseMatcher('severity!~"[a-"'), /invalid regex/);
 });
 
 test('malformed matchers are refused with a message saying what a matcher is', () => {
   for (const text of ['severity', 'severity critical', '="critical"', '1abc="x"', 'sev-erity="x"', 'severity=="x"', '']) {
-    assert.throws(() => parseMatcher(text), (err: Error) => {
-      assert.match(err.message, /is not a matcher|not a valid quoted string|quote it/, `${text}: ${err.message}`);
-      return true;
-    }, text);
+    assert.throws(
+      () => parseMatcher(text),
+      (err: Error) => {
+        assert.match(err.message, /is not a matcher|not a valid quoted string|quote it/, `${text}: ${err.message}`);
+        return true;
+      },
+      text,
+    );
   }
   assert.throws(() => parseMatcher('severity="critical'), /no closing quote/);
   assert.throws(() => parseMatcher('severity="'), /no closing quote/);

@@ -37,9 +37,11 @@ function refused(text: string): ConfigError {
 }
 
 function rule(actions: string, extra = ''): string {
-  return ['rules:', '  - name: provider-down', `    matchers: ['alertname="ConduitProviderDown"']`, extra, '    actions:', actions]
-    .filter((l) => l !== '')
-    .join('\n') + '\n';
+  return (
+    ['rules:', '  - name: provider-down', `    matchers: ['alertname="ConduitProviderDown"']`, extra, '    actions:', actions]
+      .filter((l) => l !== '')
+      .join('\n') + '\n'
+  );
 }
 
 const NOTIFY = "      - remediation: notify.webhook\n        params: { text: 'hello {{ labels.provider }}' }";
@@ -75,10 +77,13 @@ test('a valid matrix compiles rules, actions and limits', () => {
   assert.equal(r.name, 'provider-down');
   assert.equal(r.severity, 'critical');
   assert.equal(r.responseTimeMs, 5 * MIN);
-  assert.deepEqual(r.matchers.map((x) => [x.name, x.op, x.value]), [
-    ['alertname', '=', 'ConduitProviderDown'],
-    ['severity', '=~', 'critical|high'],
-  ]);
+  assert.deepEqual(
+    r.matchers.map((x) => [x.name, x.op, x.value]),
+    [
+      ['alertname', '=', 'ConduitProviderDown'],
+      ['severity', '=~', 'critical|high'],
+    ],
+  );
   assert.deepEqual(
     r.actions.map((a) => [a.rule, a.key, a.phase, a.remediation.name, a.approval, a.cooldownMs, a.limit, a.dryRun, a.approvalTimeoutMs]),
     [
@@ -119,14 +124,9 @@ test('defaults: the matrix defaults apply to every action and each action may ov
 });
 
 test('a rule with only onResolved actions is valid', () => {
-  const text = [
-    'rules:',
-    '  - name: recovered',
-    `    matchers: ['alertname="ConduitProviderDown"']`,
-    '    onResolved:',
-    NOTIFY,
-    '',
-  ].join('\n');
+  const text = ['rules:', '  - name: recovered', `    matchers: ['alertname="ConduitProviderDown"']`, '    onResolved:', NOTIFY, ''].join(
+    '\n',
+  );
   const r = parse(text).rules[0]!;
   assert.deepEqual(r.actions, []);
   assert.equal(r.onResolved.length, 1);
@@ -160,7 +160,7 @@ test('an unknown key in an action is named with its line', () => {
 });
 
 test('an unknown remediation is named and the known ones are listed', () => {
-  const text = rule("      - remediation: conduit.disable-providers\n        params: { provider: openai }");
+  const text = rule('      - remediation: conduit.disable-providers\n        params: { provider: openai }');
   const err = refused(text);
   assert.equal(err.variable, `${FILE}:${pos(text, 'conduit.disable-providers')}`);
   assert.match(err.message, /rules\[0\]\.actions\[0\]\.remediation/);
@@ -252,7 +252,7 @@ test('a template with an unknown reference is refused at load', () => {
 });
 
 test('a param the remediation does not take is refused, listing the ones it takes', () => {
-  const text = rule("      - remediation: conduit.disable-provider\n        params: { provider: openai, force: true }");
+  const text = rule('      - remediation: conduit.disable-provider\n        params: { provider: openai, force: true }');
   const err = refused(text);
   assert.equal(err.variable, `${FILE}:${pos(text, 'true')}`);
   assert.match(err.message, /rules\[0\]\.actions\[0\]\.params\.force/);
@@ -262,12 +262,24 @@ test('a param the remediation does not take is refused, listing the ones it take
 
 test('a constant param the schema rejects is refused at load', () => {
   const bad = [
-    ["      - remediation: kubernetes.scale-deployment\n        params: { namespace: conduit, deployment: conduit-api, by: 2, max: 0 }", 'params.max'],
-    ["      - remediation: kubernetes.scale-deployment\n        params: { namespace: conduit, deployment: conduit-api, by: two, max: 5 }", 'params.by'],
+    [
+      '      - remediation: kubernetes.scale-deployment\n        params: { namespace: conduit, deployment: conduit-api, by: 2, max: 0 }',
+      'params.max',
+    ],
+    [
+      '      - remediation: kubernetes.scale-deployment\n        params: { namespace: conduit, deployment: conduit-api, by: two, max: 5 }',
+      'params.by',
+    ],
     ["      - remediation: postgres.archive-old-data\n        params: { table: 'request_logs; DROP TABLE x' }", 'params.table'],
-    ["      - remediation: postgres.archive-old-data\n        params: { table: request_logs, olderThan: 90 days }", 'params.olderThan'],
-    ["      - remediation: kubernetes.rollout-restart\n        params: { namespace: Conduit_NS, deployment: conduit-api }", 'params.namespace'],
-    ["      - remediation: kubernetes.set-resources\n        params: { namespace: conduit, deployment: api, container: api, limits: { memory: lots } }", 'params.limits'],
+    ['      - remediation: postgres.archive-old-data\n        params: { table: request_logs, olderThan: 90 days }', 'params.olderThan'],
+    [
+      '      - remediation: kubernetes.rollout-restart\n        params: { namespace: Conduit_NS, deployment: conduit-api }',
+      'params.namespace',
+    ],
+    [
+      '      - remediation: kubernetes.set-resources\n        params: { namespace: conduit, deployment: api, container: api, limits: { memory: lots } }',
+      'params.limits',
+    ],
   ] as const;
   for (const [actions, field] of bad) {
     const err = refused(rule(actions));
@@ -277,7 +289,11 @@ test('a constant param the schema rejects is refused at load', () => {
 });
 
 test('constant params are converted the way they will be at run time', () => {
-  const a = parse(rule("      - remediation: kubernetes.scale-deployment\n        params: { namespace: conduit, deployment: conduit-api, by: '2', max: 10 }"));
+  const a = parse(
+    rule(
+      "      - remediation: kubernetes.scale-deployment\n        params: { namespace: conduit, deployment: conduit-api, by: '2', max: 10 }",
+    ),
+  );
   assert.equal(a.rules[0]!.actions[0]!.remediation.name, 'kubernetes.scale-deployment');
 });
 
@@ -319,19 +335,25 @@ test('loadMatrix reads a file and names it in errors', () => {
     const bad = join(dir, 'bad.yaml');
     const text = rule(`${NOTIFY}\n        approval: maybe`);
     writeFileSync(bad, text);
-    assert.throws(() => loadMatrix(bad, catalogue), (err: unknown) => {
-      assert.ok(err instanceof ConfigError);
-      assert.equal(err.variable, `${bad}:${pos(text, 'maybe')}`);
-      return true;
-    });
+    assert.throws(
+      () => loadMatrix(bad, catalogue),
+      (err: unknown) => {
+        assert.ok(err instanceof ConfigError);
+        assert.equal(err.variable, `${bad}:${pos(text, 'maybe')}`);
+        return true;
+      },
+    );
 
-    assert.throws(() => loadMatrix(join(dir, 'missing.yaml'), catalogue), (err: unknown) => {
-      assert.ok(err instanceof ConfigError);
-      assert.equal(err.variable, 'MATRIX_PATH');
-      assert.match(err.message, /missing\.yaml/);
-      assert.match(err.message, /ENOENT/);
-      return true;
-    });
+    assert.throws(
+      () => loadMatrix(join(dir, 'missing.yaml'), catalogue),
+      (err: unknown) => {
+        assert.ok(err instanceof ConfigError);
+        assert.equal(err.variable, 'MATRIX_PATH');
+        assert.match(err.message, /missing\.yaml/);
+        assert.match(err.message, /ENOENT/);
+        return true;
+      },
+    );
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -21,7 +21,9 @@ interface PromRule {
   expr: string;
   labels?: Record<string, string>;
 }
-const promRules = (parseYaml(readFileSync(root('config/prometheus/alert-rules.yml'), 'utf8')) as { groups: Array<{ rules: PromRule[] }> }).groups
+const promRules = (
+  parseYaml(readFileSync(root('config/prometheus/alert-rules.yml'), 'utf8')) as { groups: Array<{ rules: PromRule[] }> }
+).groups
   .flatMap((g) => g.rules)
   .filter((r): r is PromRule & { alert: string } => r.alert !== undefined);
 
@@ -120,21 +122,29 @@ test('the matrix only reads labels that the Prometheus rule of its alert produce
       },
     });
     for (const action of [...matchAlert(matrix, a), ...matchAlert(matrix, { ...a, status: 'resolved' })]) {
-      action.renderParams({ labels, annotations: a.annotations, alert: { fingerprint: a.fingerprint, startsAt: a.startsAt, status: a.status } });
+      action.renderParams({
+        labels,
+        annotations: a.annotations,
+        alert: { fingerprint: a.fingerprint, startsAt: a.startsAt, status: a.status },
+      });
     }
     assert.ok(read.size > 0, `${rule.alert}: no label read (is the proxy seeing the lookups?)`);
     const produced = producedLabels(rule);
-    for (const name of read) assert.ok(produced.has(name), `${rule.alert}: the matrix reads labels.${name}, which the alert rule never sets`);
+    for (const name of read)
+      assert.ok(produced.has(name), `${rule.alert}: the matrix reads labels.${name}, which the alert rule never sets`);
   }
 });
 
 test('the captured provider-down alert disables openai and notifies; its resolution re-enables with approval', () => {
   const firing = fixtureAlert('firing-provider-down');
   const actions = matchAlert(matrix, firing);
-  assert.deepEqual(actions.map((a) => [a.rule, a.remediation.name, a.approval]), [
-    ['provider-down', 'conduit.disable-provider', 'auto'],
-    ['provider-down', 'notify.webhook', 'auto'],
-  ]);
+  assert.deepEqual(
+    actions.map((a) => [a.rule, a.remediation.name, a.approval]),
+    [
+      ['provider-down', 'conduit.disable-provider', 'auto'],
+      ['provider-down', 'notify.webhook', 'auto'],
+    ],
+  );
   const disable = prepare(actions[0]!, firing);
   assert.ok(disable.ok);
   assert.deepEqual(disable.params, { provider: 'openai' });
@@ -142,11 +152,14 @@ test('the captured provider-down alert disables openai and notifies; its resolut
 
   const resolved = fixtureAlert('resolved-provider-down');
   const back = matchAlert(matrix, resolved);
-  assert.deepEqual(back.map((a) => [a.remediation.name, a.approval]), [
-    ['conduit.test-provider', 'auto'],
-    ['conduit.enable-provider', 'required'],
-    ['notify.webhook', 'auto'],
-  ]);
+  assert.deepEqual(
+    back.map((a) => [a.remediation.name, a.approval]),
+    [
+      ['conduit.test-provider', 'auto'],
+      ['conduit.enable-provider', 'required'],
+      ['notify.webhook', 'auto'],
+    ],
+  );
   const enable = prepare(back[1]!, resolved);
   assert.ok(enable.ok);
   assert.equal(enable.target, 'conduit/provider/openai');
@@ -172,7 +185,12 @@ test('each runbook row has its severity, response time and remediations', () => 
   const rows: Array<[string, string, number, string[]]> = [
     ['provider-down', 'critical', 5 * MIN, ['conduit.disable-provider', 'notify.webhook']],
     ['high-error-rate', 'high', 15 * MIN, ['kubernetes.scale-deployment', 'notify.webhook']],
-    ['database-connection-pool-exhausted', 'high', 10 * MIN, ['postgres.kill-idle-connections', 'kubernetes.rollout-restart', 'notify.webhook']],
+    [
+      'database-connection-pool-exhausted',
+      'high',
+      10 * MIN,
+      ['postgres.kill-idle-connections', 'kubernetes.rollout-restart', 'notify.webhook'],
+    ],
     ['memory-high', 'medium', 30 * MIN, ['redis.flush-cache', 'kubernetes.set-resources', 'kubernetes.delete-pod', 'notify.webhook']],
     ['disk-high', 'medium', 60 * MIN, ['postgres.archive-old-data', 'notify.webhook']],
     ['certificate-expiring', 'low', 24 * 60 * MIN, ['cert-manager.renew-certificate']],
@@ -181,12 +199,22 @@ test('each runbook row has its severity, response time and remediations', () => 
     const r = ruleNamed(name);
     assert.equal(r.severity, severity, name);
     assert.equal(r.responseTimeMs, responseTimeMs, name);
-    assert.deepEqual(r.actions.map((a) => a.remediation.name), remediations, name);
+    assert.deepEqual(
+      r.actions.map((a) => a.remediation.name),
+      remediations,
+      name,
+    );
   }
 });
 
 test('actions that change capacity or restart pods wait for approval; the others run on their own', () => {
-  const required = new Set(['kubernetes.scale-deployment', 'kubernetes.rollout-restart', 'kubernetes.set-resources', 'kubernetes.delete-pod', 'conduit.enable-provider']);
+  const required = new Set([
+    'kubernetes.scale-deployment',
+    'kubernetes.rollout-restart',
+    'kubernetes.set-resources',
+    'kubernetes.delete-pod',
+    'conduit.enable-provider',
+  ]);
   for (const r of matrix.rules) {
     for (const a of [...r.actions, ...r.onResolved]) {
       assert.equal(a.approval, required.has(a.remediation.name) ? 'required' : 'auto', `${r.name} ${a.key} ${a.remediation.name}`);
@@ -203,7 +231,10 @@ test('the shipped defaults and per-action overrides are compiled', () => {
   assert.equal(enable?.cooldownMs, 10 * MIN, 'the default cooldown');
 
   // Every action: its own cooldown when the file sets one, else the file's default.
-  interface RawAction { cooldown?: string; approvalTimeout?: string }
+  interface RawAction {
+    cooldown?: string;
+    approvalTimeout?: string;
+  }
   const raw = parseYaml(readFileSync(root('config/response-matrix.yaml'), 'utf8')) as {
     defaults: { cooldown: string; approvalTimeout: string };
     rules: Array<{ name: string; actions?: RawAction[]; onResolved?: RawAction[] }>;
@@ -212,11 +243,18 @@ test('the shipped defaults and per-action overrides are compiled', () => {
   assert.equal(parseDuration(raw.defaults.approvalTimeout), 30 * MIN);
   for (const r of raw.rules) {
     const compiled = ruleNamed(r.name);
-    for (const [list, actions] of [[r.actions ?? [], compiled.actions], [r.onResolved ?? [], compiled.onResolved]] as const) {
+    for (const [list, actions] of [
+      [r.actions ?? [], compiled.actions],
+      [r.onResolved ?? [], compiled.onResolved],
+    ] as const) {
       assert.equal(actions.length, list.length, r.name);
       list.forEach((a, i) => {
         assert.equal(actions[i]!.cooldownMs, parseDuration(a.cooldown ?? raw.defaults.cooldown), `${r.name} ${actions[i]!.key} cooldown`);
-        assert.equal(actions[i]!.approvalTimeoutMs, parseDuration(a.approvalTimeout ?? raw.defaults.approvalTimeout), `${r.name} ${actions[i]!.key} approvalTimeout`);
+        assert.equal(
+          actions[i]!.approvalTimeoutMs,
+          parseDuration(a.approvalTimeout ?? raw.defaults.approvalTimeout),
+          `${r.name} ${actions[i]!.key} approvalTimeout`,
+        );
       });
     }
   }
@@ -238,20 +276,32 @@ test('the concrete params of the shipped matrix', () => {
     'kubernetes/conduit/deployment/conduit-api',
   ]);
   assert.deepEqual(
-    prepared('database-connection-pool-exhausted', { alertname: 'DatabaseConnectionPoolExhausted', database: 'conduit', namespace: 'conduit', deployment: 'conduit-api' }).slice(0, 2),
+    prepared('database-connection-pool-exhausted', {
+      alertname: 'DatabaseConnectionPoolExhausted',
+      database: 'conduit',
+      namespace: 'conduit',
+      deployment: 'conduit-api',
+    }).slice(0, 2),
     [
       ['postgres.kill-idle-connections', { database: 'conduit', idleFor: '5m' }, 'postgres/conduit'],
       ['kubernetes.rollout-restart', { namespace: 'conduit', deployment: 'conduit-api' }, 'kubernetes/conduit/deployment/conduit-api'],
     ],
   );
-  assert.deepEqual(prepared('disk-high', { alertname: 'ConduitDiskUsageHigh', namespace: 'conduit', persistentvolumeclaim: 'data-postgres-0' })[0], [
-    'postgres.archive-old-data',
-    { table: 'request_logs', olderThan: '90d', timestampColumn: 'timestamp', batchSize: 5000 },
-    'postgres/table/request_logs',
-  ]);
-  assert.deepEqual(prepared('certificate-expiring', { alertname: 'CertificateExpiringSoon', namespace: 'conduit', name: 'conduit-tls', certificate: 'conduit-tls' })[0], [
-    'cert-manager.renew-certificate',
-    { namespace: 'conduit', certificate: 'conduit-tls' },
-    'kubernetes/conduit/certificate/conduit-tls',
-  ]);
+  assert.deepEqual(
+    prepared('disk-high', { alertname: 'ConduitDiskUsageHigh', namespace: 'conduit', persistentvolumeclaim: 'data-postgres-0' })[0],
+    [
+      'postgres.archive-old-data',
+      { table: 'request_logs', olderThan: '90d', timestampColumn: 'timestamp', batchSize: 5000 },
+      'postgres/table/request_logs',
+    ],
+  );
+  assert.deepEqual(
+    prepared('certificate-expiring', {
+      alertname: 'CertificateExpiringSoon',
+      namespace: 'conduit',
+      name: 'conduit-tls',
+      certificate: 'conduit-tls',
+    })[0],
+    ['cert-manager.renew-certificate', { namespace: 'conduit', certificate: 'conduit-tls' }, 'kubernetes/conduit/certificate/conduit-tls'],
+  );
 });

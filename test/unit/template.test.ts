@@ -38,7 +38,17 @@ test('a string without references renders to itself', () => {
 });
 
 test('unknown references are refused when the template compiles', () => {
-  for (const text of ['{{ labels }}', '{{ foo.bar }}', '{{ alert.nope }}', '{{ alert }}', '{{ labels.a.b }}', '{{ }}', '{{ .labels.x }}', '{{ labels.provider | upper }}', 'x {{ $labels.provider }}']) {
+  for (const text of [
+    '{{ labels }}',
+    '{{ foo.bar }}',
+    '{{ alert.nope }}',
+    '{{ alert }}',
+    '{{ labels.a.b }}',
+    '{{ }}',
+    '{{ .labels.x }}',
+    '{{ labels.provider | upper }}',
+    'x {{ $labels.provider }}',
+  ]) {
     assert.throws(() => compileTemplate(text), Error, text);
   }
   assert.throws(() => compileTemplate('{{ alert.nope }}'), /alert\.nope/);
@@ -46,7 +56,14 @@ test('unknown references are refused when the template compiles', () => {
 });
 
 test('unbalanced braces are refused when the template compiles', () => {
-  for (const text of ['{{ labels.provider', 'labels.provider }}', '{{ labels.provider }} }}', 'a {{ b', '{{{{ labels.provider }}', 'x }} {{ labels.provider }}']) {
+  for (const text of [
+    '{{ labels.provider',
+    'labels.provider }}',
+    '{{ labels.provider }} }}',
+    'a {{ b',
+    '{{{{ labels.provider }}',
+    'x }} {{ labels.provider }}',
+  ]) {
     assert.throws(() => compileTemplate(text), /unbalanced|not a template reference/, text);
   }
 });
