@@ -2,7 +2,7 @@ import { compareDedupKeys, dedupId, dedupKeyOf, type DedupKey } from '../gates/d
 import type { NewRun, Run, RunEvent, RunRef, RunStatus } from '../schemas/runs.js';
 import type { Db } from './database.js';
 import { EPISODE_RESOLVED } from './episodes.js';
-import { fromNewRun, isRunId, toRun, type RunRow } from './run-rows.js';
+import { fromNewRun, isRunId, toInsertRow, toRun, type RunRow } from './run-rows.js';
 
 export type StoredRun = { run: Run; duplicate: false } | { run: RunRef; duplicate: true };
 
@@ -56,27 +56,7 @@ export function createRunRecords(db: Db) {
   async function insert(runs: NewRun[]): Promise<StoredRun[]> {
     if (runs.length === 0) return [];
     const ordered = [...runs].sort((x, y) => compareDedupKeys(dedupKeyOf(x), dedupKeyOf(y)));
-    const payload = ordered.map((r) => ({
-      id: r.id,
-      rule: r.rule,
-      action: r.action,
-      phase: r.phase,
-      remediation: r.remediation,
-      target: r.target,
-      params: r.params,
-      status: r.status,
-      reason: r.reason,
-      fingerprint: r.alert.fingerprint,
-      starts_at: r.alert.startsAt,
-      alert: r.alert,
-      approval_required: r.approvalRequired,
-      expires_at: r.expiresAt,
-      dry_run: r.dryRun,
-      gates: r.gates,
-      plan: r.plan,
-      error: r.error,
-      events: r.events,
-    }));
+    const payload = ordered.map(toInsertRow);
     const { rows } = await db.query<{ id: string; created_at: Date; updated_at: Date }>({
       name: 'runs-insert',
       text: INSERT_SQL,

@@ -91,3 +91,28 @@ export function fromNewRun(r: NewRun, createdAt: Date, updatedAt: Date): Run {
     updatedAt: updatedAt.toISOString(),
   };
 }
+
+/** A new run as the insert statement reads it (`jsonb_to_recordset`), with the events of its first status. */
+export function toInsertRow(r: NewRun) {
+  return {
+    id: r.id,
+    rule: r.rule,
+    action: r.action,
+    phase: r.phase,
+    remediation: r.remediation,
+    target: r.target,
+    params: r.params,
+    status: r.status,
+    reason: r.reason,
+    fingerprint: r.alert.fingerprint,
+    starts_at: r.alert.startsAt,
+    alert: r.alert,
+    approval_required: r.approvalRequired,
+    expires_at: r.expiresAt,
+    dry_run: r.dryRun,
+    gates: r.gates,
+    plan: r.plan,
+    error: r.error,
+    events: r.events,
+  };
+}

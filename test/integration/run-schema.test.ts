@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { after, describe, it } from 'node:test';
 import { FormatRegistry } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import { isRunId } from '../../src/store/runs.js';
 import request from 'supertest';
 import { Run } from '../../src/schemas/runs.js';
-import { alertMessage, isolation, REDIS_URL, startService, TOKENS, WEBHOOK_TOKEN, type TestService } from '../support/harness.js';
+import { alertMessage, isolation, REDIS_URL, startService, TOKENS, WEBHOOK_TOKEN } from '../support/harness.js';
 
 const MATRIX = `
 rules:
@@ -26,16 +26,10 @@ rules:
 // Fastify's validator knows `uuid`; TypeBox's Value checks it with the store's own test.
 if (!FormatRegistry.Has('uuid')) FormatRegistry.Set('uuid', isRunId);
 
-describe('the store returns runs of exactly the schema the API answers with', () => {
+describe('the store returns runs of exactly the schema the API answers with', (s) => {
   const iso = isolation('schema');
-  let svc: TestService;
-  before(async () => {
-    svc = await startService({ databaseUrl: iso.databaseUrl, prefix: iso.prefix, matrix: MATRIX, env: { TARGET_REDIS_URL: REDIS_URL } });
-  });
-  after(async () => {
-    await svc.close();
-    await iso.drop();
-  });
+  const svc = startService(s, { databaseUrl: iso.databaseUrl, prefix: iso.prefix, matrix: MATRIX, env: { TARGET_REDIS_URL: REDIS_URL } });
+  after(() => iso.drop());
 
   const schemaKeys = Object.keys(Run.properties).sort();
   const check = (run: unknown, where: string) => {
