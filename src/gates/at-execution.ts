@@ -43,14 +43,18 @@ export const gateSubject = (run: Run): GateSubject => ({
 const IN_FLIGHT: readonly string[] = ['queued', 'running'];
 
 /**
- * The gates at execution, in order: still in flight, not leased by another worker, kill switch,
- * resolved alert, known remediation, dry run (counters peeked only), target configured, already
- * executed, then escalation, cooldown, rate limit and global budget, taken all at once or not at all.
+ * The gates at execution, in order: still in flight, already executed, not leased by another worker,
+ * kill switch, resolved alert, known remediation, dry run (counters peeked only), target configured,
+ * then escalation, cooldown, rate limit and global budget, taken all at once or not at all.
  */
 export function createExecutionGates(deps: ExecutionGateDeps) {
   return async function check(found: { run: Run; episodeResolved: boolean; paused: boolean }): Promise<ExecutionVerdict> {
     const { run } = found;
     if (!IN_FLIGHT.includes(run.status)) return { kind: 'gone' };
+    // A remediation that finished while its outcome could not be written (a dry run never does) is recorded at once, not
+    // after its worker's lease: nothing is left to wait for, and it must not run again.
+    const executed = run.status === 'running' && !run.dryRun ? await deps.queue.executedResult(run.id) : undefined;
+    if (executed) return { kind: 'record', result: executed };
     if (run.status === 'running' && run.leaseUntil && Date.parse(run.leaseUntil) > Date.now()) {
       return { kind: 'held', delayMs: Date.parse(run.leaseUntil) - Date.now() + 100 };
     }
@@ -69,9 +73,6 @@ export function createExecutionGates(deps: ExecutionGateDeps) {
     if (remediation.requires !== 'none' && !deps.configured.has(remediation.requires)) {
       return { kind: 'fail', reason: 'target_not_configured', error: `${remediation.requires} is not configured` };
     }
-    const executed = run.status === 'running' ? await deps.queue.executedResult(run.id) : undefined;
-    if (executed) return { kind: 'record', result: executed };
-
     const verdict = await deps.counters.take(subject);
     if (!verdict.ok)
       return verdict.reason === 'escalated'

@@ -194,6 +194,15 @@ describe('createExecutionGates: the gates at execution', () => {
     assert.deepEqual(await verdict(fresh), { kind: 'execute', remediation: counting, took: true }, 'no marker: run it');
   });
 
+  it('records an executed run at once, even while its first claim is still leased', async () => {
+    const leased = stored({ status: 'running', attempts: 1, leaseUntil: new Date(Date.now() + 60_000).toISOString() });
+    const { counters, verdict } = setup({ executed: { [leased.id]: { execution: 1 } } });
+    assert.deepEqual(await verdict(leased), { kind: 'record', result: { execution: 1 } });
+    assert.deepEqual(counters.calls, []);
+    const other = stored({ status: 'running', attempts: 1, leaseUntil: leased.leaseUntil });
+    assert.equal((await verdict(other)).kind, 'held', 'without a marker the lease still holds');
+  });
+
   it('suppresses on the cooldown, the rate limit and the global budget', async () => {
     const { counters, verdict } = setup({ globalLimit: { max: 2, perMs: 3_600_000 } });
     const limit = { max: 1, perMs: 600_000 };
