@@ -7,7 +7,7 @@ import type { TargetKind } from '../../remediations/types.js';
 import { createExecutionGates, gateSubject, type ExecutionVerdict } from '../../src/gates/at-execution.js';
 import { ESCALATE_AFTER } from '../../src/gates/escalation.js';
 import type { Limit } from '../../src/matrix/types.js';
-import type { Run } from '../../src/schemas/runs.js';
+import { RUN_STATUSES, type Run } from '../../src/schemas/runs.js';
 import { alert } from '../support/alerts.js';
 import { createFakeCounters, fakeClock, type FakeCounters } from '../support/fake-counters.js';
 import { counting, testRemediations } from '../support/test-remediations.js';
@@ -98,16 +98,7 @@ describe('createExecutionGates: the gates at execution', () => {
 
   it('answers gone for a run no longer queued or running, touching nothing', async () => {
     const { counters, asked, verdict } = setup();
-    for (const status of [
-      'pending_approval',
-      'succeeded',
-      'failed',
-      'rejected',
-      'expired',
-      'cancelled',
-      'suppressed',
-      'dry_run',
-    ] as const) {
+    for (const status of RUN_STATUSES.filter((st) => st !== 'queued' && st !== 'running')) {
       assert.deepEqual(await verdict(stored({ status }), { paused: true, episodeResolved: true }), { kind: 'gone' }, status);
     }
     assert.deepEqual(counters.calls, []);
