@@ -59,9 +59,19 @@ export interface Remediation<S extends TSchema = TSchema> {
   target(params: Static<S>): string;
   /** Exactly what `execute` would do, for dry runs and simulation. Pure: no I/O. */
   plan(params: Static<S>): string;
-  /** Idempotent: running it twice does no more harm than once. Honours `ctx.signal`. */
+  /**
+   * Idempotent: running it twice does no more harm than once. Honours `ctx.signal`. The result is
+   * stored on the run; the catalogue's remediations return a `RemediationResult`.
+   */
   execute(params: Static<S>, ctx: ExecutionContext): Promise<Record<string, unknown>>;
 }
+
+/**
+ * What a remediation of the catalogue returns: its figures, and `summary`, one past-tense sentence
+ * saying what was actually done (or that nothing needed doing), for people and for notices templated
+ * from a predecessor's result (`{{ after.result.summary }}`).
+ */
+export type RemediationResult = Record<string, unknown> & { summary: string };
 
 /** Keeps the params type of each module while the catalogue holds them as `Remediation`. */
 export function defineRemediation<S extends TSchema>(r: Remediation<S>): Remediation {
@@ -77,7 +87,9 @@ export type RemediationErrorCode =
   | 'conflict'
   | 'target_error'
   | 'timeout'
-  | 'aborted';
+  | 'aborted'
+  /** The target answered, and its answer is that the check failed (a provider's connection test). */
+  | 'test_failed';
 
 /**
  * A failure with a stable code. `retryable` failures (5xx, network errors, timeouts, conflicts)

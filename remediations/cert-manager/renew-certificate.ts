@@ -1,5 +1,5 @@
 import { Type, type Static } from '@sinclair/typebox';
-import { defineRemediation } from '../types.js';
+import { defineRemediation, type RemediationResult } from '../types.js';
 import { DnsLabel, DnsSubdomain } from '../validation.js';
 import { checkParams, describeRef, FIELD_MANAGER, kubeClients, retryOnConflict, rfc3339 } from '../kubernetes/client.js';
 
@@ -48,7 +48,7 @@ export default defineRemediation({
     `Trigger re-issuance of ${describeRef(ref(p))}: set its Issuing condition to True (reason ManuallyTriggered) with ` +
     `PUT /apis/cert-manager.io/v1/namespaces/${p.namespace}/certificates/${p.certificate}/status (application/json, ` +
     'the object as read, so a concurrent change is a conflict, not an overwrite); skipped when it is already issuing',
-  execute: async (p, ctx) => {
+  execute: async (p, ctx): Promise<RemediationResult> => {
     checkParams(params, p);
     const kube = await kubeClients(ctx);
     const target = ref(p);
@@ -58,7 +58,12 @@ export default defineRemediation({
       const conditions = crt.status?.conditions ?? [];
       const issuing = conditions.find((c) => c.type === 'Issuing' && c.status === 'True');
       // cert-manager is already issuing: a second trigger would change nothing but the timestamps.
-      if (issuing) return { triggered: false, issuingSince: issuing.lastTransitionTime ?? null };
+      const certificate = `certificate ${p.namespace}/${p.certificate}`;
+      if (issuing) {
+        const since = issuing.lastTransitionTime ? ` (Issuing since ${issuing.lastTransitionTime})` : '';
+        const summary = `Certificate ${p.namespace}/${p.certificate} was already being issued${since}; nothing triggered`;
+        return { triggered: false, issuingSince: issuing.lastTransitionTime ?? null, summary };
+      }
       const condition: Condition = {
         type: 'Issuing',
         status: 'True',
@@ -72,7 +77,8 @@ export default defineRemediation({
         kube.custom.replaceNamespacedCustomObjectStatus({ ...names, body, fieldManager: FIELD_MANAGER }, o),
       );
       ctx.log.info({ runId: ctx.runId, certificate: describeRef(target) }, 'triggered certificate re-issuance');
-      return { triggered: true, issuingSince: condition.lastTransitionTime };
+      const summary = `Triggered re-issuance of ${certificate}: set its Issuing condition to True (reason ManuallyTriggered)`;
+      return { triggered: true, issuingSince: condition.lastTransitionTime, summary };
     });
   },
 });

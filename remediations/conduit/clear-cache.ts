@@ -1,5 +1,5 @@
 import { Type } from '@sinclair/typebox';
-import { defineRemediation } from '../types.js';
+import { defineRemediation, type RemediationResult } from '../types.js';
 import { conduitClient, segment } from './client.js';
 
 export default defineRemediation({
@@ -15,9 +15,9 @@ export default defineRemediation({
   requires: 'conduit',
   target: (p) => `conduit/cache/${p.cacheId}`,
   plan: (p) => `POST /api/config/caching/${p.cacheId}/clear on the Conduit Admin API: clears cache "${p.cacheId}"`,
-  execute: async (p, ctx) => {
+  execute: async (p, ctx): Promise<RemediationResult> => {
     const { status, body } = await conduitClient(ctx).request('POST', `/api/config/caching/${segment(p.cacheId)}/clear`);
     ctx.log.info({ cacheId: p.cacheId }, 'conduit cache cleared');
-    return { cacheId: p.cacheId, status, response: body ?? null };
+    return { cacheId: p.cacheId, status, response: body ?? null, summary: `Cleared Conduit cache "${p.cacheId}" (HTTP ${status})` };
   },
 });

@@ -1,5 +1,5 @@
 import { Type } from '@sinclair/typebox';
-import { defineRemediation, RemediationError, throwIfAborted } from '../types.js';
+import { defineRemediation, RemediationError, throwIfAborted, type RemediationResult } from '../types.js';
 import { conduitClient, segment } from './client.js';
 
 export default defineRemediation({
@@ -19,7 +19,7 @@ export default defineRemediation({
   plan: (p) =>
     `Check that key ${p.keyId} belongs to Conduit provider ${p.providerId}, then POST /api/provider-errors/keys/${p.keyId}/disable ` +
     `with reason ${JSON.stringify(p.reason)}; no change if the key is already disabled`,
-  execute: async (p, ctx) => {
+  execute: async (p, ctx): Promise<RemediationResult> => {
     const conduit = conduitClient(ctx);
     // The disable endpoint takes any key id: reading it through its provider first refuses a key
     // id that an alert label got wrong, before a healthy provider loses a key.
@@ -35,13 +35,29 @@ export default defineRemediation({
       });
     const current = key.body as { isEnabled?: unknown; keyName?: unknown } | undefined;
     const keyName = typeof current?.keyName === 'string' ? current.keyName : undefined;
+    const which = `${p.keyId}${keyName === undefined ? '' : ` ("${keyName}")`} of Conduit provider ${p.providerId}`;
     if (current?.isEnabled === false) {
-      return { changed: false, providerId: p.providerId, keyId: p.keyId, keyName, isEnabled: false };
+      return {
+        changed: false,
+        providerId: p.providerId,
+        keyId: p.keyId,
+        keyName,
+        isEnabled: false,
+        summary: `Key ${which} was already disabled; nothing changed`,
+      };
     }
     throwIfAborted(ctx.signal);
     // Conduit binds the body as `[FromBody] string reason`: a JSON string, not an object.
     const { body } = await conduit.request('POST', `/api/provider-errors/keys/${segment(p.keyId)}/disable`, p.reason);
     ctx.log.info({ providerId: p.providerId, keyId: p.keyId }, 'conduit provider key disabled');
-    return { changed: true, providerId: p.providerId, keyId: p.keyId, keyName, isEnabled: false, response: body ?? null };
+    return {
+      changed: true,
+      providerId: p.providerId,
+      keyId: p.keyId,
+      keyName,
+      isEnabled: false,
+      response: body ?? null,
+      summary: `Disabled key ${which}`,
+    };
   },
 });

@@ -1,5 +1,5 @@
 import { Type } from '@sinclair/typebox';
-import { defineRemediation, RemediationError, throwIfAborted, type Remediation } from '../types.js';
+import { defineRemediation, RemediationError, throwIfAborted, type Remediation, type RemediationResult } from '../types.js';
 import { conduitClient, ProviderRef, segment, type ConduitClient, type ConduitProvider } from './client.js';
 
 const Params = Type.Object({ provider: ProviderRef }, { additionalProperties: false });
@@ -12,6 +12,7 @@ const Params = Type.Object({ provider: ProviderRef }, { additionalProperties: fa
 export function providerSwitch(enabled: boolean): Remediation {
   const verb = enabled ? 'enable' : 'disable';
   const state = enabled ? 'enabled' : 'disabled';
+  const named = (p: ConduitProvider) => `Conduit provider "${p.providerName}" (id ${p.id})`;
   return defineRemediation({
     name: `conduit.${verb}-provider`,
     summary: `${enabled ? 'Enables' : 'Disables'} one Conduit provider through the Admin API, keeping its other settings`,
@@ -25,13 +26,19 @@ export function providerSwitch(enabled: boolean): Remediation {
       `Set isEnabled=${enabled} on Conduit provider "${p.provider}" (matched by name, case-insensitive, or id) ` +
       `with PUT /api/ProviderCredentials/{id}, sending its providerName and baseUrl back unchanged; ` +
       `no change if it is already ${state}`,
-    execute: async (p, ctx) => {
+    execute: async (p, ctx): Promise<RemediationResult> => {
       const conduit = conduitClient(ctx);
       const provider = await conduit.resolveProvider(p.provider);
-      const summary = { providerId: provider.id, providerName: provider.providerName };
+      const ids = { providerId: provider.id, providerName: provider.providerName };
       if (provider.isEnabled === enabled) {
-        ctx.log.info({ ...summary, isEnabled: enabled }, `provider already ${state}`);
-        return { changed: false, ...summary, isEnabled: enabled, baseUrl: provider.baseUrl };
+        ctx.log.info({ ...ids, isEnabled: enabled }, `provider already ${state}`);
+        return {
+          changed: false,
+          ...ids,
+          isEnabled: enabled,
+          baseUrl: provider.baseUrl,
+          summary: `${named(provider)} was already ${state}; nothing changed`,
+        };
       }
       throwIfAborted(ctx.signal);
       const path = `/api/ProviderCredentials/${segment(provider.id)}`;
@@ -46,11 +53,17 @@ export function providerSwitch(enabled: boolean): Remediation {
       if (after.isEnabled !== enabled) {
         throw new RemediationError('conflict', `Conduit provider "${provider.providerName}" is still not ${state} after the update`, {
           retryable: true,
-          detail: { ...summary, isEnabled: after.isEnabled },
+          detail: { ...ids, isEnabled: after.isEnabled },
         });
       }
-      ctx.log.info({ ...summary, isEnabled: enabled }, `provider ${state}`);
-      return { changed: true, ...summary, isEnabled: after.isEnabled, baseUrl: after.baseUrl };
+      ctx.log.info({ ...ids, isEnabled: enabled }, `provider ${state}`);
+      return {
+        changed: true,
+        ...ids,
+        isEnabled: after.isEnabled,
+        baseUrl: after.baseUrl,
+        summary: `${enabled ? 'Enabled' : 'Disabled'} ${named(provider)}`,
+      };
     },
   });
 }

@@ -1,5 +1,5 @@
 import { Type, type Static } from '@sinclair/typebox';
-import { defineRemediation, RemediationError } from '../types.js';
+import { defineRemediation, RemediationError, type RemediationResult } from '../types.js';
 import { DnsLabel, DnsSubdomain } from '../validation.js';
 import { checkParams, describeRef, kubeClients } from './client.js';
 
@@ -21,30 +21,36 @@ export default defineRemediation({
   plan: (p) =>
     `Delete ${describeRef(ref(p))} (graceful, with a UID precondition): DELETE /api/v1/namespaces/${p.namespace}/pods/${p.pod}; ` +
     'refused when no controller owns it (nothing would start it again), a no-op when it is already gone',
-  execute: async (p, ctx) => {
+  execute: async (p, ctx): Promise<RemediationResult> => {
     checkParams(params, p);
     const kube = await kubeClients(ctx);
     const target = ref(p);
     const names = { name: p.pod, namespace: p.namespace };
     let uid: string | undefined;
+    let controller = '';
     try {
       const pod = await kube.request(target, (o) => kube.core.readNamespacedPod(names, o));
-      if (!pod.metadata?.ownerReferences?.some((owner) => owner.controller)) {
+      const owner = pod.metadata?.ownerReferences?.find((r) => r.controller);
+      if (!owner) {
         throw new RemediationError(
           'refused',
           `${describeRef(target)} has no controller: deleting it would not restart it, it would only remove it`,
         );
       }
-      uid = pod.metadata.uid;
+      uid = pod.metadata?.uid;
+      controller = `${owner.kind} ${owner.name}`;
       // The UID precondition keeps a retried run from deleting the replacement a StatefulSet gave the same name.
       const body = uid === undefined ? undefined : { preconditions: { uid } };
       await kube.request(target, (o) => kube.core.deleteNamespacedPod({ ...names, ...(body ? { body } : {}) }, o));
     } catch (err) {
-      if (isGone(err)) return { deleted: false };
-      if (err instanceof RemediationError && err.code === 'conflict' && uid !== undefined) return { deleted: false, replaced: true };
+      if (isGone(err)) return { deleted: false, summary: `Pod ${p.namespace}/${p.pod} was already gone; nothing deleted` };
+      if (err instanceof RemediationError && err.code === 'conflict' && uid !== undefined) {
+        const summary = `Pod ${p.namespace}/${p.pod} had already been replaced by a new pod of that name; nothing deleted`;
+        return { deleted: false, replaced: true, summary };
+      }
       throw err;
     }
     ctx.log.info({ runId: ctx.runId, pod: describeRef(target), uid }, 'deleted pod');
-    return { deleted: true, uid };
+    return { deleted: true, uid, summary: `Deleted pod ${p.namespace}/${p.pod} (controlled by ${controller})` };
   },
 });

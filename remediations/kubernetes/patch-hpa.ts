@@ -1,5 +1,5 @@
 import { Type, type Static } from '@sinclair/typebox';
-import { defineRemediation, RemediationError } from '../types.js';
+import { defineRemediation, RemediationError, type RemediationResult } from '../types.js';
 import { DnsLabel, DnsSubdomain } from '../validation.js';
 import { checkParams, describeRef, FIELD_MANAGER, kubeClients, MERGE_PATCH, retryOnConflict } from './client.js';
 
@@ -48,7 +48,7 @@ export default defineRemediation({
       'skipped when already set; refused when the result would have minReplicas above maxReplicas'
     );
   },
-  execute: async (p, ctx) => {
+  execute: async (p, ctx): Promise<RemediationResult> => {
     checkParams(params, p);
     checkChange(p);
     const kube = await kubeClients(ctx);
@@ -66,17 +66,24 @@ export default defineRemediation({
           { detail: { from, to } },
         );
       }
-      if (to.minReplicas === from.minReplicas && to.maxReplicas === from.maxReplicas) return { from, to, changed: false };
+      if (to.minReplicas === from.minReplicas && to.maxReplicas === from.maxReplicas) {
+        const summary = `${describeRef(target)} already had minReplicas ${from.minReplicas} and maxReplicas ${from.maxReplicas}; nothing changed`;
+        return { from, to, changed: false, summary };
+      }
       const spec: Record<string, number> = {};
-      if (to.minReplicas !== from.minReplicas) spec['minReplicas'] = to.minReplicas;
-      if (to.maxReplicas !== from.maxReplicas) spec['maxReplicas'] = to.maxReplicas;
+      const changes: string[] = [];
+      for (const field of ['minReplicas', 'maxReplicas'] as const) {
+        if (to[field] === from[field]) continue;
+        spec[field] = to[field];
+        changes.push(`${field} from ${from[field]} to ${to[field]}`);
+      }
       await kube.request(
         target,
         (o) => kube.autoscaling.patchNamespacedHorizontalPodAutoscaler({ ...names, body: { spec }, fieldManager: FIELD_MANAGER }, o),
         MERGE_PATCH,
       );
       ctx.log.info({ runId: ctx.runId, hpa: describeRef(target), from, to }, 'patched horizontal pod autoscaler');
-      return { from, to, changed: true };
+      return { from, to, changed: true, summary: `Changed ${changes.join(' and ')} of ${describeRef(target)}` };
     });
   },
 });

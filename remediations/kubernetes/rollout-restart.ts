@@ -1,5 +1,5 @@
 import { Type, type Static } from '@sinclair/typebox';
-import { defineRemediation, RemediationError } from '../types.js';
+import { defineRemediation, RemediationError, type RemediationResult } from '../types.js';
 import { DnsLabel, DnsSubdomain } from '../validation.js';
 import { checkParams, describeRef, FIELD_MANAGER, kubeClients, STRATEGIC_MERGE_PATCH, retryOnConflict, rfc3339 } from './client.js';
 
@@ -27,7 +27,7 @@ export default defineRemediation({
     `Rolling restart of ${describeRef(ref(p))}: PATCH /apis/apps/v1/namespaces/${p.namespace}/deployments/${p.deployment} ` +
     `(application/strategic-merge-patch+json) setting spec.template.metadata.annotations["${RESTARTED_AT}"] to the current time; ` +
     `refused when the deployment is paused, skipped when it was restarted less than ${RECENT_RESTART_MS / 1000}s ago`,
-  execute: async (p, ctx) => {
+  execute: async (p, ctx): Promise<RemediationResult> => {
     checkParams(params, p);
     const kube = await kubeClients(ctx);
     const target = ref(p);
@@ -41,7 +41,12 @@ export default defineRemediation({
       const previous = deployment.spec?.template?.metadata?.annotations?.[RESTARTED_AT];
       const now = ctx.now();
       const age = previous === undefined ? Infinity : now.getTime() - Date.parse(previous);
-      if (age >= 0 && age < RECENT_RESTART_MS) return { restarted: false, restartedAt: previous };
+      if (age >= 0 && age < RECENT_RESTART_MS) {
+        const summary =
+          `Deployment ${p.namespace}/${p.deployment} was already restarted at ${previous}, less than ${RECENT_RESTART_MS / 1000}s ago; ` +
+          'no new restart was started';
+        return { restarted: false, restartedAt: previous, summary };
+      }
       const restartedAt = rfc3339(now);
       const body = { spec: { template: { metadata: { annotations: { [RESTARTED_AT]: restartedAt } } } } };
       await kube.request(
@@ -50,7 +55,12 @@ export default defineRemediation({
         STRATEGIC_MERGE_PATCH,
       );
       ctx.log.info({ runId: ctx.runId, deployment: describeRef(target), restartedAt }, 'restarted deployment');
-      return { restarted: true, restartedAt, ...(previous === undefined ? {} : { previousRestartAt: previous }) };
+      return {
+        restarted: true,
+        restartedAt,
+        ...(previous === undefined ? {} : { previousRestartAt: previous }),
+        summary: `Started a rolling restart of deployment ${p.namespace}/${p.deployment} (restartedAt ${restartedAt})`,
+      };
     });
   },
 });

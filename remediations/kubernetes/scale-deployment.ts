@@ -1,5 +1,6 @@
 import { Type, type Static } from '@sinclair/typebox';
-import { defineRemediation, RemediationError } from '../types.js';
+import { count } from '../summary.js';
+import { defineRemediation, RemediationError, type RemediationResult } from '../types.js';
 import { DnsLabel, DnsSubdomain } from '../validation.js';
 import { checkParams, describeRef, FIELD_MANAGER, kubeClients, MERGE_PATCH, retryOnConflict } from './client.js';
 
@@ -42,6 +43,19 @@ export function desiredReplicas(c: Change, max: number, current: number): number
 
 const ref = (p: Params) => ({ kind: 'Deployment', namespace: p.namespace, name: p.deployment });
 
+/** What was done, in words: the counts, and why the count differs from the one asked for (`max`, or a relative change kept one way). */
+function scaleSummary(p: Params, c: Change, from: number, to: number): string {
+  const deployment = `deployment ${p.namespace}/${p.deployment}`;
+  const asked = c.replicas !== undefined ? c.replicas : Math.max(from + c.by, 0);
+  if (to !== from) {
+    const clamped = asked > to ? `, clamped to max ${p.max} (asked for ${asked})` : '';
+    return `Scaled ${deployment} from ${from} to ${count(to, 'replica')}${clamped}`;
+  }
+  // Unchanged although more was asked for: the deployment was already at or above `max`.
+  const why = asked > from ? `, ${from === p.max ? 'the max' : `above max ${p.max}`} (asked for ${asked})` : '';
+  return `Deployment ${p.namespace}/${p.deployment} already had ${count(from, 'replica')}${why}; nothing changed`;
+}
+
 export default defineRemediation({
   name: 'kubernetes.scale-deployment',
   summary: 'Sets the replica count of a Deployment through its scale subresource, clamped to a maximum',
@@ -58,7 +72,7 @@ export default defineRemediation({
       'skipped when it already has that many'
     );
   },
-  execute: async (p, ctx) => {
+  execute: async (p, ctx): Promise<RemediationResult> => {
     checkParams(params, p);
     const c = change(p);
     const kube = await kubeClients(ctx);
@@ -68,14 +82,14 @@ export default defineRemediation({
       const scale = await kube.request(target, (o) => kube.apps.readNamespacedDeploymentScale(names, o));
       const from = scale.spec?.replicas ?? 0;
       const to = desiredReplicas(c, p.max, from);
-      if (to === from) return { from, to, changed: false };
+      if (to === from) return { from, to, changed: false, summary: scaleSummary(p, c, from, to) };
       await kube.request(
         target,
         (o) => kube.apps.patchNamespacedDeploymentScale({ ...names, body: { spec: { replicas: to } }, fieldManager: FIELD_MANAGER }, o),
         MERGE_PATCH,
       );
       ctx.log.info({ runId: ctx.runId, deployment: describeRef(target), from, to }, 'scaled deployment');
-      return { from, to, changed: true };
+      return { from, to, changed: true, summary: scaleSummary(p, c, from, to) };
     });
   },
 });

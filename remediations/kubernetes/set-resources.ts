@@ -1,6 +1,6 @@
 import type { V1Container } from '@kubernetes/client-node';
 import { Type, type Static } from '@sinclair/typebox';
-import { defineRemediation, RemediationError } from '../types.js';
+import { defineRemediation, RemediationError, type RemediationResult } from '../types.js';
 import { DnsLabel, DnsSubdomain } from '../validation.js';
 import { checkParams, describeRef, FIELD_MANAGER, kubeClients, STRATEGIC_MERGE_PATCH, retryOnConflict } from './client.js';
 
@@ -94,7 +94,7 @@ export default defineRemediation({
       'with only the values that differ; skipped when none differ'
     );
   },
-  execute: async (p, ctx) => {
+  execute: async (p, ctx): Promise<RemediationResult> => {
     checkParams(params, p);
     checkChange(p);
     const kube = await kubeClients(ctx);
@@ -113,16 +113,29 @@ export default defineRemediation({
       const from: Resources = { limits: { ...container.resources?.limits }, requests: { ...container.resources?.requests } };
       const to: Resources = { limits: { ...from.limits }, requests: { ...from.requests } };
       const changes: Resources = { limits: {}, requests: {} };
+      // In words, for the summary: `limits.memory=4Gi (was 1Gi)`, and the values already right.
+      const set: string[] = [];
+      const kept: string[] = [];
       for (const kind of ['limits', 'requests'] as const) {
         for (const [name, value] of Object.entries(p[kind] ?? {})) {
-          if (value === undefined || sameQuantity(from[kind][name], value)) continue;
+          if (value === undefined) continue;
+          const was = from[kind][name];
+          if (sameQuantity(was, value)) {
+            kept.push(`${kind}.${name}=${was}`);
+            continue;
+          }
           changes[kind][name] = value;
           to[kind][name] = value;
+          set.push(`${kind}.${name}=${value} (was ${was ?? 'unset'})`);
         }
       }
+      const where = `"${p.container}" of deployment ${p.namespace}/${p.deployment}`;
       assertRequestsWithinLimits(to, `container "${p.container}" of ${describeRef(target)}`);
       const resources = Object.fromEntries(Object.entries(changes).filter(([, v]) => Object.keys(v).length > 0));
-      if (Object.keys(resources).length === 0) return { container: p.container, from, to, changed: false };
+      if (Object.keys(resources).length === 0) {
+        const summary = `Container ${where} already had ${kept.join(', ')}; nothing changed`;
+        return { container: p.container, from, to, changed: false, summary };
+      }
       // Same shape as kubectl's two-way strategic merge patch: the list order directive, then only this container.
       const body = {
         spec: {
@@ -140,7 +153,8 @@ export default defineRemediation({
         STRATEGIC_MERGE_PATCH,
       );
       ctx.log.info({ runId: ctx.runId, deployment: describeRef(target), container: p.container, resources }, 'set container resources');
-      return { container: p.container, from, to, changed: true };
+      const unchanged = kept.length > 0 ? `, keeping ${kept.join(', ')}` : '';
+      return { container: p.container, from, to, changed: true, summary: `Set ${set.join(', ')} on container ${where}${unchanged}` };
     });
   },
 });

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { Type } from '@sinclair/typebox';
-import { defineRemediation, RemediationError } from '../types.js';
+import { count } from '../summary.js';
+import { defineRemediation, RemediationError, type RemediationResult } from '../types.js';
 
 export default defineRemediation({
   name: 'notify.webhook',
@@ -12,11 +13,17 @@ export default defineRemediation({
   // notice about a different alert (a second provider going down minutes after the first).
   target: (p) => `notify/webhook/${createHash('sha256').update(p.text).digest('hex').slice(0, 16)}`,
   plan: (p) => `Post to the on-call webhook (NOTIFY_WEBHOOK_URL): ${JSON.stringify(p.text)}`,
-  execute: async (p, ctx) => {
+  execute: async (p, ctx): Promise<RemediationResult> => {
     const target = ctx.targets.notify;
     if (!target) throw new RemediationError('target_not_configured', 'notification webhook is not configured (NOTIFY_WEBHOOK_URL)');
     const { status } = await target.post(p.text, { signal: ctx.signal, timeoutMs: ctx.timeoutMs });
-    ctx.log.info({ chars: p.text.length }, 'notification posted');
-    return { posted: true, status, chars: p.text.length };
+    const chars = p.text.length;
+    ctx.log.info({ chars }, 'notification posted');
+    return {
+      posted: true,
+      status,
+      chars,
+      summary: `Posted the notice (${count(chars, 'character')}) to the notify webhook (HTTP ${status})`,
+    };
   },
 });

@@ -1,7 +1,8 @@
 import { Type } from '@sinclair/typebox';
 import pg from 'pg';
 import { parseDuration } from '../../src/kernel/duration.js';
-import { defineRemediation, RemediationError, throwIfAborted, type ExecutionContext } from '../types.js';
+import { count } from '../summary.js';
+import { defineRemediation, RemediationError, throwIfAborted, type ExecutionContext, type RemediationResult } from '../types.js';
 import { Duration, SqlIdentifier } from '../validation.js';
 import { inTransaction, pgFailure } from './transaction.js';
 
@@ -130,7 +131,7 @@ export default defineRemediation({
   requires: 'targetDatabase',
   target: (p) => `postgres/table/${p.table}`,
   plan: describe,
-  async execute(p, ctx) {
+  async execute(p, ctx): Promise<RemediationResult> {
     const r = resolve(p, ctx);
     const pool = ctx.targets.targetDatabase;
     if (!pool) throw new RemediationError('target_not_configured', 'TARGET_DATABASE_URL is not configured');
@@ -163,6 +164,11 @@ export default defineRemediation({
         cause: failure.cause ?? err,
       });
     }
-    return { table: r.table, archiveTable: r.archive, moved, batches, cutoff };
+    const older = `older than ${r.olderThan} (${r.column} before ${cutoff})`;
+    const summary =
+      moved === 0
+        ? `Moved no rows of table "${r.table}": none was ${older}`
+        : `Moved ${count(moved, 'row')} of table "${r.table}" ${older} to "${r.archive}" in ${count(batches, 'batch', 'batches')}`;
+    return { table: r.table, archiveTable: r.archive, moved, batches, cutoff, summary };
   },
 });

@@ -1,6 +1,7 @@
 import { Type } from '@sinclair/typebox';
 import { parseDuration } from '../../src/kernel/duration.js';
-import { defineRemediation, RemediationError, throwIfAborted } from '../types.js';
+import { count } from '../summary.js';
+import { defineRemediation, RemediationError, throwIfAborted, type RemediationResult } from '../types.js';
 import { Duration, SqlIdentifier } from '../validation.js';
 import { inTransaction, pgFailure } from './transaction.js';
 
@@ -63,7 +64,7 @@ export default defineRemediation({
   requires: 'targetDatabase',
   target: (p) => `postgres/${p.database}`,
   plan: describe,
-  async execute(p, ctx) {
+  async execute(p, ctx): Promise<RemediationResult> {
     const idleFor = p.idleFor ?? DEFAULT_IDLE_FOR;
     const idleMs = parseDuration(idleFor);
     if (!IDENTIFIER.test(p.database)) throw new RemediationError('invalid_params', `not a database name: ${JSON.stringify(p.database)}`);
@@ -82,6 +83,11 @@ export default defineRemediation({
     // `false` means the session ended on its own between the snapshot and the signal.
     const pids = rows.filter((r) => r.terminated).map((r) => r.pid);
     ctx.log.info({ database: p.database, idleFor, terminated: pids.length, pids }, 'terminated idle sessions');
-    return { terminated: pids.length, pids };
+    const capped = p.max !== undefined && rows.length >= p.max ? `, stopping at max ${p.max}` : '';
+    const summary =
+      pids.length === 0
+        ? `Terminated no sessions of database "${p.database}": none had been idle for more than ${idleFor}`
+        : `Terminated ${count(pids.length, 'session')} of database "${p.database}" idle for more than ${idleFor}${capped}`;
+    return { terminated: pids.length, pids, summary };
   },
 });

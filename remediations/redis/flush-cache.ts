@@ -1,5 +1,6 @@
 import { Type } from '@sinclair/typebox';
-import { defineRemediation, RemediationError, throwIfAborted } from '../types.js';
+import { count } from '../summary.js';
+import { defineRemediation, RemediationError, throwIfAborted, type RemediationResult } from '../types.js';
 
 const DEFAULT_BATCH_SIZE = 500;
 /** Shorter literal prefixes (`c*`, `ca*`) reach too much of a shared cache to run unattended. */
@@ -62,7 +63,7 @@ export default defineRemediation({
   plan: (p) =>
     `Delete the keys matching ${JSON.stringify(p.pattern)} on the target Redis: SCAN MATCH ${p.pattern} ` +
     `COUNT ${p.batchSize ?? DEFAULT_BATCH_SIZE}, then UNLINK each batch found; no KEYS, FLUSHDB or FLUSHALL.`,
-  async execute(p, ctx) {
+  async execute(p, ctx): Promise<RemediationResult> {
     const batchSize = p.batchSize ?? DEFAULT_BATCH_SIZE;
     const refused = refusal(p.pattern, ctx.targets.settings.queuePrefix);
     if (refused) throw new RemediationError('refused', refused);
@@ -98,6 +99,10 @@ export default defineRemediation({
       });
     }
     ctx.log.info({ pattern: p.pattern, deleted, scanned, batches }, 'flushed cache keys');
-    return { deleted, scanned, batches };
+    const summary =
+      deleted === 0
+        ? `Unlinked no keys: none matching ${JSON.stringify(p.pattern)} was left`
+        : `Unlinked ${count(deleted, 'key')} matching ${JSON.stringify(p.pattern)} in ${count(batches, 'batch', 'batches')}`;
+    return { deleted, scanned, batches, summary };
   },
 });

@@ -10,7 +10,7 @@ import { RemediationError } from '../../remediations/types.js';
 import { startConduitAdmin, type Provider } from '../support/conduit-admin.js';
 import { executionContext, memoryLog } from '../support/context.js';
 
-async function conduit(t: TestContext, opts: { providers?: Array<Partial<Provider>>; apiKey?: string } = {}) {
+async function conduit(t: TestContext, opts: { providers?: Array<Partial<Provider>>; apiKey?: string; legacyTestAnswers?: boolean } = {}) {
   const admin = await startConduitAdmin(opts);
   t.after(() => admin.close());
   const ctx = (o: { apiKey?: string; signal?: AbortSignal; timeoutMs?: number } = {}) =>
@@ -46,6 +46,7 @@ test('disable sends the whole provider back, so Conduit keeps its baseUrl', asyn
     providerName: 'openai',
     isEnabled: false,
     baseUrl: 'https://api.openai.com/v1',
+    summary: 'Disabled Conduit provider "openai" (id 1)',
   });
 });
 
@@ -80,6 +81,7 @@ test('disabling a provider that is already disabled sends no PUT', async (t) => 
   const { ctx, puts } = await conduit(t);
   const result = await disableProvider.execute({ provider: 'groq' }, ctx());
   assert.equal(result.changed, false);
+  assert.equal(result.summary, 'Conduit provider "groq" (id 3) was already disabled; nothing changed');
   assert.equal(puts().length, 0);
 
   await disableProvider.execute({ provider: 'openai' }, ctx());
@@ -93,11 +95,14 @@ test('enable flips a disabled provider back and keeps its baseUrl', async (t) =>
   const result = await enableProvider.execute({ provider: 'openai' }, ctx());
 
   assert.equal(result.changed, true);
+  assert.equal(result.summary, 'Enabled Conduit provider "openai" (id 1)');
   assert.equal(admin.providers[0]!.isEnabled, true);
   assert.equal(admin.providers[0]!.baseUrl, 'https://api.openai.com/v1');
   assert.deepEqual(puts()[1]!.body, { id: 1, providerName: 'openai', baseUrl: 'https://api.openai.com/v1', isEnabled: true });
 
-  assert.equal((await enableProvider.execute({ provider: 'anthropic' }, ctx())).changed, false);
+  const already = await enableProvider.execute({ provider: 'anthropic' }, ctx());
+  assert.equal(already.changed, false);
+  assert.equal(already.summary, 'Conduit provider "anthropic" (id 2) was already enabled; nothing changed');
   assert.equal(puts().length, 2);
 });
 
@@ -207,6 +212,48 @@ test('test-provider posts to the test endpoint of the resolved id and returns th
   assert.equal(result.success, true);
   assert.equal(result.providerId, 2);
   assert.equal(result.message, 'Connection successful');
+  assert.equal(result.summary, `Conduit's connection test of provider "anthropic" (id 2) succeeded; it listed 3 models`);
+});
+
+test('a failed connection test fails the run with test_failed, not retried, naming the provider and what Conduit said', async (t) => {
+  const { admin, ctx } = await conduit(t, { providers: [{ id: 3, providerName: 'azure', baseUrl: 'https://eu.example' }] });
+  admin.failingTests.set(3, '401 invalid key');
+  const err = await failure(testProvider.execute({ provider: 'Azure' }, ctx()));
+
+  assert.equal(err.code, 'test_failed');
+  assert.equal(err.retryable, false);
+  assert.equal(err.message, `Conduit's connection test of provider "azure" (id 3) failed: 401 invalid key`);
+  assert.equal(err.detail?.providerId, 3);
+  assert.equal(err.detail?.providerName, 'azure');
+  const answer = err.detail?.answer as Record<string, unknown>;
+  assert.equal(answer.success, false);
+  assert.equal(answer.message, '401 invalid key');
+  assert.equal(answer.modelCount, 0);
+  assert.equal(admin.requests.filter((r) => r.method === 'POST').length, 1, 'the remediation asked once');
+  assert.equal(admin.requests.filter((r) => r.method === 'PUT').length, 0, 'a failed test changes nothing');
+
+  // Another provider's test still succeeds; and a failure Conduit gives no words for is named as such.
+  admin.providers.push({ ...admin.providers[0]!, id: 4, providerName: 'openai' });
+  assert.equal((await testProvider.execute({ provider: 'openai' }, ctx())).success, true);
+  admin.failingTests.set(4, '');
+  const silent = await failure(testProvider.execute({ provider: '4' }, ctx()));
+  assert.equal(silent.code, 'test_failed');
+  assert.equal(silent.message, `Conduit's connection test of provider "openai" (id 4) failed`);
+});
+
+test('older Conduit versions name the outcome isSuccessful: a failure fails, a success returns', async (t) => {
+  const { admin, ctx } = await conduit(t, { legacyTestAnswers: true });
+  const ok = await testProvider.execute({ provider: 'openai' }, ctx());
+  assert.equal(ok.isSuccessful, true);
+  assert.equal(ok.success, undefined);
+  assert.equal(ok.summary, `Conduit's connection test of provider "openai" (id 1) succeeded; it listed 3 models`);
+
+  admin.failingTests.set(1, 'connect ECONNREFUSED');
+  const err = await failure(testProvider.execute({ provider: 'openai' }, ctx()));
+  assert.equal(err.code, 'test_failed');
+  assert.equal(err.retryable, false);
+  assert.equal(err.message, `Conduit's connection test of provider "openai" (id 1) failed: connect ECONNREFUSED`);
+  assert.equal((err.detail?.answer as Record<string, unknown>).isSuccessful, false);
 });
 
 test('disable-key checks the key belongs to the provider, then disables it with the reason', async (t) => {
@@ -220,8 +267,11 @@ test('disable-key checks the key belongs to the provider, then disables it with 
   assert.equal(posts[0]!.body, 'quota exhausted');
   assert.equal(admin.keys.find((k) => k.id === 12)!.isEnabled, false);
   assert.equal(result.changed, true);
+  assert.equal(result.summary, 'Disabled key 12 ("openai-backup") of Conduit provider 1');
 
-  assert.equal((await disableKey.execute(params, ctx())).changed, false);
+  const again = await disableKey.execute(params, ctx());
+  assert.equal(again.changed, false);
+  assert.equal(again.summary, 'Key 12 ("openai-backup") of Conduit provider 1 was already disabled; nothing changed');
   assert.equal(admin.requests.filter((r) => r.method === 'POST').length, 1);
 
   const err = await failure(disableKey.execute({ providerId: 2, keyId: 11, reason: 'wrong provider' }, ctx()));
@@ -238,6 +288,7 @@ test('clear-cache posts to the cache clear endpoint', async (t) => {
   );
   assert.deepEqual(admin.clearedCaches, ['model-list']);
   assert.equal(result.cacheId, 'model-list');
+  assert.equal(result.summary, 'Cleared Conduit cache "model-list" (HTTP 200)');
 });
 
 test('plan names the exact provider and change, target keys are stable', () => {

@@ -77,7 +77,7 @@ const spec = (s: KubeApiServer, plural: string, name: string) => (s.get(plural, 
 test('scale-deployment patches the scale subresource with a merge patch and reads back the new count', T, async (t) => {
   const s = await standIn(t);
   const result = await scaleDeployment.execute({ namespace: 'conduit', deployment: 'conduit-api', replicas: 5, max: 10 }, ctxFor(s));
-  assert.deepEqual(result, { from: 2, to: 5, changed: true });
+  assert.deepEqual(result, { from: 2, to: 5, changed: true, summary: 'Scaled deployment conduit/conduit-api from 2 to 5 replicas' });
   assert.equal(spec(s, 'deployments', 'conduit-api')['replicas'], 5);
   assert.deepEqual(
     s.requests.map((r) => [r.method, r.path, r.contentType, r.body]),
@@ -100,24 +100,38 @@ test('scale-deployment clamps to max, and a relative scale-up never scales down'
     from: 2,
     to: 4,
     changed: true,
+    summary: 'Scaled deployment conduit/conduit-api from 2 to 4 replicas, clamped to max 4 (asked for 5)',
   });
   assert.deepEqual(await scaleDeployment.execute({ namespace: 'conduit', deployment: 'conduit-api', replicas: 50, max: 6 }, ctxFor(s)), {
     from: 4,
     to: 6,
     changed: true,
+    summary: 'Scaled deployment conduit/conduit-api from 4 to 6 replicas, clamped to max 6 (asked for 50)',
+  });
+  assert.deepEqual(await scaleDeployment.execute({ namespace: 'conduit', deployment: 'conduit-api', by: 1, max: 6 }, ctxFor(s)), {
+    from: 6,
+    to: 6,
+    changed: false,
+    summary: 'Deployment conduit/conduit-api already had 6 replicas, the max (asked for 7); nothing changed',
   });
   assert.deepEqual(await scaleDeployment.execute({ namespace: 'conduit', deployment: 'conduit-api', by: -10, max: 6 }, ctxFor(s)), {
     from: 6,
     to: 0,
     changed: true,
+    summary: 'Scaled deployment conduit/conduit-api from 6 to 0 replicas',
   });
   assert.deepEqual(await scaleDeployment.execute({ namespace: 'conduit', deployment: 'big', by: 2, max: 10 }, ctxFor(s)), {
     from: 12,
     to: 12,
     changed: false,
+    summary: 'Deployment conduit/big already had 12 replicas, above max 10 (asked for 14); nothing changed',
   });
+  assert.equal(
+    (await scaleDeployment.execute({ namespace: 'conduit', deployment: 'big', by: -1, max: 10 }, ctxFor(s))).summary,
+    'Scaled deployment conduit/big from 12 to 10 replicas, clamped to max 10 (asked for 11)',
+  );
   assert.equal(spec(s, 'deployments', 'conduit-api')['replicas'], 0);
-  assert.equal(spec(s, 'deployments', 'big')['replicas'], 12);
+  assert.equal(spec(s, 'deployments', 'big')['replicas'], 10);
 });
 
 test('scale-deployment sends no PATCH when the deployment already has that many replicas', T, async (t) => {
@@ -126,6 +140,7 @@ test('scale-deployment sends no PATCH when the deployment already has that many 
     from: 2,
     to: 2,
     changed: false,
+    summary: 'Deployment conduit/conduit-api already had 2 replicas; nothing changed',
   });
   assert.deepEqual(writes(s), []);
 });
@@ -260,6 +275,7 @@ test('a 409 on the first write is retried after a fresh read; persistent conflic
     from: 2,
     to: 4,
     changed: true,
+    summary: 'Scaled deployment conduit/conduit-api from 2 to 4 replicas',
   });
   assert.deepEqual(
     s.requests.map((r) => r.method),
@@ -301,6 +317,7 @@ test('patch-hpa merge-patches only what changes, is a no-op when set, refuses mi
     from: { minReplicas: 2, maxReplicas: 10 },
     to: { minReplicas: 5, maxReplicas: 30 },
     changed: true,
+    summary: 'Changed minReplicas from 2 to 5 and maxReplicas from 10 to 30 of HorizontalPodAutoscaler conduit/conduit-api-hpa',
   });
   assert.deepEqual(spec(s, 'horizontalpodautoscalers', 'conduit-api-hpa'), {
     scaleTargetRef: { apiVersion: 'apps/v1', kind: 'Deployment', name: 'conduit-api' },
@@ -316,8 +333,14 @@ test('patch-hpa merge-patches only what changes, is a no-op when set, refuses mi
       { spec: { minReplicas: 5, maxReplicas: 30 } },
     ],
   );
-  assert.equal((await patchHpa.execute(params, ctxFor(s)))['changed'], false);
-  await patchHpa.execute({ namespace: 'conduit', name: 'conduit-api-hpa', maxReplicas: 40 }, ctxFor(s));
+  const unchanged = await patchHpa.execute(params, ctxFor(s));
+  assert.equal(unchanged['changed'], false);
+  assert.equal(
+    unchanged['summary'],
+    'HorizontalPodAutoscaler conduit/conduit-api-hpa already had minReplicas 5 and maxReplicas 30; nothing changed',
+  );
+  const raised = await patchHpa.execute({ namespace: 'conduit', name: 'conduit-api-hpa', maxReplicas: 40 }, ctxFor(s));
+  assert.equal(raised['summary'], 'Changed maxReplicas from 30 to 40 of HorizontalPodAutoscaler conduit/conduit-api-hpa');
   assert.deepEqual(writes(s)[1]?.body, { spec: { maxReplicas: 40 } });
   await rejectsWith(
     patchHpa.execute({ namespace: 'conduit', name: 'conduit-api-hpa', minReplicas: 50 }, ctxFor(s)),
@@ -334,6 +357,7 @@ test('rollout-restart sets restartedAt by strategic merge patch, refuses a pause
   assert.deepEqual(await rolloutRestart.execute({ namespace: 'conduit', deployment: 'conduit-api' }, ctxFor(s)), {
     restarted: true,
     restartedAt: '2025-03-04T05:06:07Z',
+    summary: 'Started a rolling restart of deployment conduit/conduit-api (restartedAt 2025-03-04T05:06:07Z)',
   });
   const template = spec(s, 'deployments', 'conduit-api')['template'];
   assert.deepEqual(template.metadata, {
@@ -350,6 +374,7 @@ test('rollout-restart sets restartedAt by strategic merge patch, refuses a pause
   assert.deepEqual(await rolloutRestart.execute({ namespace: 'conduit', deployment: 'fresh' }, ctxFor(s)), {
     restarted: false,
     restartedAt: '2025-03-04T05:05:50Z',
+    summary: 'Deployment conduit/fresh was already restarted at 2025-03-04T05:05:50Z, less than 60s ago; no new restart was started',
   });
   assert.equal(writes(s).length, 1);
 });
@@ -365,6 +390,11 @@ test('set-resources patches the one container, keeps the others and untouched va
   };
   const result = await setResources.execute(params, ctxFor(s));
   assert.equal(result['changed'], true);
+  assert.equal(
+    result['summary'],
+    'Set limits.memory=4Gi (was 1Gi), requests.memory=2Gi (was 512Mi), requests.cpu=500m (was unset) ' +
+      'on container "api" of deployment conduit/conduit-api',
+  );
   const [envoy, api] = spec(s, 'deployments', 'conduit-api')['template'].spec.containers;
   assert.deepEqual(envoy, { name: 'envoy', image: 'envoy:1.30', resources: { limits: { memory: '256Mi' } } });
   assert.deepEqual(api, {
@@ -374,8 +404,18 @@ test('set-resources patches the one container, keeps the others and untouched va
   });
   assert.equal(writes(s)[0]?.contentType, 'application/strategic-merge-patch+json');
   const same = { ...params, limits: { memory: '4096Mi' }, requests: { memory: '2Gi', cpu: '0.5' } };
-  assert.equal((await setResources.execute(same, ctxFor(s)))['changed'], false);
-  assert.equal(writes(s).length, 1);
+  const repeated = await setResources.execute(same, ctxFor(s));
+  assert.equal(repeated['changed'], false);
+  assert.equal(
+    repeated['summary'],
+    'Container "api" of deployment conduit/conduit-api already had limits.memory=4Gi, requests.memory=2Gi, requests.cpu=500m; nothing changed',
+  );
+  const partly = await setResources.execute({ ...params, limits: { memory: '8Gi' } }, ctxFor(s));
+  assert.equal(
+    partly['summary'],
+    'Set limits.memory=8Gi (was 4Gi) on container "api" of deployment conduit/conduit-api, keeping requests.memory=2Gi, requests.cpu=500m',
+  );
+  assert.equal(writes(s).length, 2);
   await rejectsWith(
     setResources.execute({ ...params, container: 'worker' }, ctxFor(s)),
     'not_found',
@@ -386,7 +426,7 @@ test('set-resources patches the one container, keeps the others and untouched va
     'invalid_params',
     /cpu request 500m would exceed its limit 100m/,
   );
-  assert.equal(writes(s).length, 1);
+  assert.equal(writes(s).length, 2);
 });
 
 test('delete-pod deletes an owned pod with a UID precondition, treats a gone pod as done, refuses an unowned one', T, async (t) => {
@@ -399,14 +439,21 @@ test('delete-pod deletes an owned pod with a UID precondition, treats a gone pod
     spec: { containers: [{ name: 'pg' }] },
   })['metadata'] as JsonObject;
   s.put({ apiVersion: 'v1', kind: 'Pod', metadata: { name: 'debug', namespace: 'conduit' }, spec: { containers: [{ name: 'sh' }] } });
-  assert.deepEqual(await deletePod.execute({ namespace: 'conduit', pod: 'postgres-0' }, ctxFor(s)), { deleted: true, uid: uid['uid'] });
+  assert.deepEqual(await deletePod.execute({ namespace: 'conduit', pod: 'postgres-0' }, ctxFor(s)), {
+    deleted: true,
+    uid: uid['uid'],
+    summary: 'Deleted pod conduit/postgres-0 (controlled by StatefulSet postgres)',
+  });
   assert.equal(s.get('pods', 'conduit', 'postgres-0'), undefined);
   const [del] = writes(s);
   assert.deepEqual(
     [del?.method, del?.path, (del?.body as JsonObject)['preconditions']],
     ['DELETE', '/api/v1/namespaces/conduit/pods/postgres-0', { uid: uid['uid'] }],
   );
-  assert.deepEqual(await deletePod.execute({ namespace: 'conduit', pod: 'postgres-0' }, ctxFor(s)), { deleted: false });
+  assert.deepEqual(await deletePod.execute({ namespace: 'conduit', pod: 'postgres-0' }, ctxFor(s)), {
+    deleted: false,
+    summary: 'Pod conduit/postgres-0 was already gone; nothing deleted',
+  });
   await rejectsWith(
     deletePod.execute({ namespace: 'conduit', pod: 'debug' }, ctxFor(s)),
     'refused',
@@ -430,6 +477,7 @@ test('renew-certificate sets Issuing=True through the status subresource as cmct
   assert.deepEqual(await renewCertificate.execute({ namespace: 'conduit', certificate: 'conduit-tls' }, ctxFor(s)), {
     triggered: true,
     issuingSince: '2025-03-04T05:06:07Z',
+    summary: 'Triggered re-issuance of certificate conduit/conduit-tls: set its Issuing condition to True (reason ManuallyTriggered)',
   });
   const crt = s.get('certificates', 'conduit', 'conduit-tls')!;
   const issuing = {
@@ -449,6 +497,7 @@ test('renew-certificate sets Issuing=True through the status subresource as cmct
   assert.deepEqual(await renewCertificate.execute({ namespace: 'conduit', certificate: 'conduit-tls' }, ctxFor(s)), {
     triggered: false,
     issuingSince: '2025-03-04T05:06:07Z',
+    summary: 'Certificate conduit/conduit-tls was already being issued (Issuing since 2025-03-04T05:06:07Z); nothing triggered',
   });
   assert.equal(writes(s).length, 2);
 });

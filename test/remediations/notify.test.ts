@@ -39,7 +39,12 @@ test('the message arrives with its text', async (t) => {
     { text: 'Provider openai disabled: error rate 40%', body: { text: 'Provider openai disabled: error rate 40%' } },
   ]);
   assert.equal(s.requests[0]!.headers['content-type'], 'application/json');
-  assert.deepEqual(result, { posted: true, status: 200, chars: 40 });
+  assert.deepEqual(result, {
+    posted: true,
+    status: 200,
+    chars: 40,
+    summary: 'Posted the notice (40 characters) to the notify webhook (HTTP 200)',
+  });
   assert.ok(!JSON.stringify((context.log as ReturnType<typeof memoryLog>).lines).includes(s.secret));
 });
 

@@ -77,10 +77,15 @@ describe('postgres.kill-idle-connections', () => {
 
       const ctx = executionContext({ targetDatabase: pool });
       const tooYoung = await killIdleConnections.execute({ database: dbA, idleFor: '1h' }, ctx);
-      assert.deepEqual(tooYoung, { terminated: 0, pids: [] });
+      assert.deepEqual(tooYoung, {
+        terminated: 0,
+        pids: [],
+        summary: `Terminated no sessions of database "${dbA}": none had been idle for more than 1h`,
+      });
 
       const result = await killIdleConnections.execute({ database: dbA, idleFor: '1s' }, ctx);
       assert.equal(result.terminated, 2);
+      assert.equal(result.summary, `Terminated 2 sessions of database "${dbA}" idle for more than 1s`);
       assert.deepEqual(new Set(result.pids as number[]), new Set(idleA.map((s) => s.pid)));
 
       await within(5000, Promise.all(idleA.map((s) => s.ended)), 'terminated sessions to end');
@@ -111,7 +116,11 @@ describe('postgres.kill-idle-connections', () => {
         { database: dbA, idleFor: '1s', max: 1 },
         executionContext({ targetDatabase: pool }),
       );
-      assert.deepEqual(result, { terminated: 1, pids: [oldest.pid] });
+      assert.deepEqual(result, {
+        terminated: 1,
+        pids: [oldest.pid],
+        summary: `Terminated 1 session of database "${dbA}" idle for more than 1s, stopping at max 1`,
+      });
       await within(5000, oldest.ended, 'the oldest session to end');
       assert.deepEqual((await newer.client.query('SELECT 1 AS one')).rows, [{ one: 1 }]);
     } finally {
@@ -191,6 +200,9 @@ describe('postgres.archive-old-data', () => {
       moved: 12_000,
       batches: 12,
       cutoff: CUTOFF.toISOString(),
+      summary:
+        `Moved 12000 rows of table "request_logs" older than 90d (timestamp before ${CUTOFF.toISOString()}) ` +
+        'to "request_logs_archive" in 12 batches',
     });
     assert.deepEqual(
       await ids('request_logs'),
@@ -204,6 +216,10 @@ describe('postgres.archive-old-data', () => {
 
     const again = await archiveOldData.execute({ table: 'request_logs', olderThan: '90d', batchSize: 1000 }, ctx);
     assert.equal(again.moved, 0);
+    assert.equal(
+      again.summary,
+      `Moved no rows of table "request_logs": none was older than 90d (timestamp before ${CUTOFF.toISOString()})`,
+    );
     await assertNothingLostOrDuplicated(20_000, 12_000);
   });
 

@@ -61,12 +61,14 @@ describe('redis.flush-cache', () => {
     assert.equal(result.deleted, CACHE_KEYS);
     assert.ok((result.scanned as number) >= CACHE_KEYS);
     assert.ok((result.batches as number) > 1, `one batch only: ${JSON.stringify(result)}`);
+    assert.equal(result.summary, `Unlinked 1200 keys matching "${cachePattern}" in ${result.batches as number} batches`);
     const expected = before.filter((k) => !k.startsWith(`cache:${id}:`));
     assert.deepEqual(await ourKeys(), expected);
     assert.equal(expected.length, 54);
 
     const again = await flushCache.execute({ pattern: cachePattern, batchSize: 100 }, context(redis));
     assert.equal(again.deleted, 0);
+    assert.equal(again.summary, `Unlinked no keys: none matching "${cachePattern}" was left`);
   });
 
   test('refuses broad patterns and any pattern that could reach the queue prefix, deleting nothing', async () => {

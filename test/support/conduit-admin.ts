@@ -37,6 +37,12 @@ export interface ConduitAdmin {
   /** Live state: mutate it to set up a test, inspect it to assert on what a remediation did. */
   providers: Provider[];
   keys: ProviderKey[];
+  /**
+   * Providers whose connection test fails, by id, with the message Conduit answers: the test endpoint
+   * then answers 200 `success: false`, as Conduit does when listing the provider's models throws.
+   * Empty at start: every test succeeds.
+   */
+  failingTests: Map<number, string>;
   clearedCaches: string[];
   requests: RecordedRequest[];
   /** The next `count` requests answer `status` (before authentication, as a failing proxy would). */
@@ -143,11 +149,18 @@ function isJson(req: IncomingMessage): boolean {
  * Routes match case-insensitively, as ASP.NET's do.
  */
 export async function startConduitAdmin(
-  opts: { apiKey?: string; providers?: Array<Partial<Provider>>; keys?: ProviderKey[] } = {},
+  opts: {
+    apiKey?: string;
+    providers?: Array<Partial<Provider>>;
+    keys?: ProviderKey[];
+    /** Name the connection test's outcome `isSuccessful`, as older Conduit versions do, instead of `success`. */
+    legacyTestAnswers?: boolean;
+  } = {},
 ): Promise<ConduitAdmin> {
   const apiKey = opts.apiKey ?? 'conduit-master-key-for-tests';
   const providers = opts.providers ? opts.providers.map(toProvider) : defaultProviders();
   const keys = opts.keys ?? defaultKeys();
+  const failingTests = new Map<number, string>();
   const clearedCaches: string[] = [];
   const requests: RecordedRequest[] = [];
 
@@ -172,14 +185,16 @@ export async function startConduitAdmin(
       if (method === 'POST' && n === 4 && c === 'test') {
         const p = provider(d);
         if (!p) return send(res, 404, { error: 'Provider not found' });
+        // A failed test is still a 200: Conduit catches the provider's error and reports it in the body.
+        const failure = failingTests.get(p.id);
         return send(res, 200, {
-          success: true,
+          [opts.legacyTestAnswers ? 'isSuccessful' : 'success']: failure === undefined,
           providerId: p.id,
           providerType: String(p.providerType),
           providerName: p.providerName,
-          modelCount: 3,
+          modelCount: failure === undefined ? 3 : 0,
           responseTime: new Date().toISOString(),
-          message: 'Connection successful',
+          message: failure ?? 'Connection successful',
         });
       }
       if (method === 'GET' && n === 5 && d === 'keys') {
@@ -266,6 +281,7 @@ export async function startConduitAdmin(
     apiKey,
     providers,
     keys,
+    failingTests,
     clearedCaches,
     requests,
     failNext: (count, status = 503) => faults.failNext(count, status),
