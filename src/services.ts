@@ -6,6 +6,7 @@ import type { Remediation } from '../remediations/types.js';
 import type { Log } from './kernel/log.js';
 import { createAuth } from './auth.js';
 import type { Config } from './config.js';
+import { createChains } from './execution/chains.js';
 import { createExecutor } from './execution/executor.js';
 import { createApprovals } from './gates/approval.js';
 import { createCounters } from './gates/counters.js';
@@ -74,7 +75,7 @@ export async function createServices(config: Config, opts: ServiceOptions) {
   const killSwitch = createKillSwitch({ store: createKillSwitchStore(db), queue, log });
   const built = await buildTargets(config);
   const notifier = createNotifier({ target: built.targets.notify, runs, log, publicUrl: config.publicUrl });
-  const intake = createIntake({
+  const chains = createChains({
     matrix,
     runs,
     counters,
@@ -86,11 +87,25 @@ export async function createServices(config: Config, opts: ServiceOptions) {
     configured: built.configured,
     now,
   });
-  const approvals = createApprovals({ runs, queue, metrics, notifier, log });
+  const intake = createIntake({
+    chains,
+    matrix,
+    runs,
+    counters,
+    queue,
+    metrics,
+    notifier,
+    log,
+    dryRun: config.dryRun,
+    configured: built.configured,
+    now,
+  });
+  const approvals = createApprovals({ runs, queue, metrics, notifier, chains, log });
   const auth = createAuth(config.webhookToken, config.apiTokens);
   const shutdown = new AbortController();
   const executor = createExecutor({
     runs,
+    chains,
     counters,
     streak,
     queue,
@@ -106,6 +121,7 @@ export async function createServices(config: Config, opts: ServiceOptions) {
   });
   const sweeper = createSweeper({
     runs,
+    chains,
     approvals,
     killSwitch,
     queue,
@@ -176,6 +192,7 @@ export async function createServices(config: Config, opts: ServiceOptions) {
     streak,
     queue,
     notifier,
+    chains,
     intake,
     approvals,
     auth,

@@ -7,11 +7,13 @@ import type { Log } from '../kernel/log.js';
 import type { Metrics } from '../metrics.js';
 import type { Notifier } from '../notify/notifier.js';
 import type { RunQueue } from '../queue/queue.js';
-import type { Run } from '../schemas/runs.js';
+import { isTerminal, type Run } from '../schemas/runs.js';
+import type { Chains } from './chains.js';
 import type { Guard, RunPatch, RunStore } from '../store/runs.js';
 
 export interface ExecutorDeps {
   runs: RunStore;
+  chains: Pick<Chains, 'releaseQuietly'>;
   counters: Pick<Counters, 'peek' | 'take' | 'release'>;
   streak: ReturnType<typeof createFailureStreak>;
   queue: Pick<RunQueue, 'markExecuted' | 'executedResult'>;
@@ -78,7 +80,10 @@ export function createExecutor(deps: ExecutorDeps) {
     guard: Guard | null = 'claimable',
   ) {
     const moved = await deps.runs.transition(run.id, from, to, event, { leaseMs: null, ...patch }, guard ?? undefined);
-    if (moved) deps.metrics.runs.inc({ rule: moved.rule, remediation: moved.remediation, status: to });
+    if (moved) {
+      deps.metrics.runs.inc({ rule: moved.rule, remediation: moved.remediation, status: to });
+      if (isTerminal(to)) await deps.chains.releaseQuietly([moved]);
+    }
     return moved;
   }
 

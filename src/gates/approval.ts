@@ -28,6 +28,8 @@ export function askApproval(run: NewRun, timeoutMs: number, now: Date, reason: s
 
 export interface ApprovalDeps {
   runs: RunStore;
+  /** Moves on the runs waiting for a rejected or expired one (`Chains.releaseQuietly`). */
+  chains: { releaseQuietly(finished: readonly Run[]): Promise<void> };
   queue: Pick<RunQueue, 'requeue'>;
   metrics: Metrics;
   notifier: Notifier;
@@ -88,16 +90,19 @@ export function createApprovals(deps: ApprovalDeps) {
     if (!run) return refuse(id);
     deps.metrics.runs.inc({ rule: run.rule, remediation: run.remediation, status: 'rejected' });
     observeWait(run);
+    await deps.chains.releaseQuietly([run]);
     return run;
   }
 
   /** Expires the pending approvals past `expiresAt`, even when no request arrives (the sweeper calls it). */
   async function expireDue(): Promise<void> {
-    for (const run of await deps.runs.expireDue()) {
+    const expired = await deps.runs.expireDue();
+    for (const run of expired) {
       deps.metrics.runs.inc({ rule: run.rule, remediation: run.remediation, status: 'expired' });
       deps.metrics.approvalWait.observe((Date.now() - Date.parse(run.createdAt)) / 1000);
       deps.notifier.notify(run, 'expired');
     }
+    await deps.chains.releaseQuietly(expired);
   }
 
   return { approve, reject, expireDue };

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { TargetKind } from '../../remediations/types.js';
 import { prepare } from '../matrix/match.js';
+import type { PredecessorScope } from '../matrix/template.js';
 import type { Action } from '../matrix/types.js';
 import type { AlertSnapshot, NewRun } from '../schemas/runs.js';
 import { askApproval } from './approval.js';
@@ -17,17 +18,26 @@ export interface IntakeGateContext {
   now: () => Date;
 }
 
+/** An action to decide for an alert; `after` is its predecessor's outcome when a waiting run moves on. */
+export interface GateItem {
+  action: Action;
+  alert: AlertSnapshot;
+  after?: PredecessorScope;
+}
+
 /**
- * The gates at intake: decides the first status of new runs, in gate order: params valid, target
- * configured, kill switch, approval (a required one, or escalation after repeated failures), then
- * cooldown, rate limit and global budget. The counters are only peeked at, for all runs in one
- * round trip: they are taken when a run executes. (Dedup happens at the insert, by unique index.)
+ * The gates at intake: decides the first status of new runs, in gate order: a predecessor to wait
+ * for (`waiting`, decided again with its outcome), params valid, target configured, kill switch,
+ * approval (a required one, or escalation after repeated failures), then cooldown, rate limit and
+ * global budget. The counters are only peeked at, for all runs in one round trip: they are taken
+ * when a run executes. (Dedup happens at the insert, by unique index.)
  */
-export async function decideAll(items: ReadonlyArray<{ action: Action; alert: AlertSnapshot }>, ctx: IntakeGateContext): Promise<NewRun[]> {
+export async function decideAll(items: ReadonlyArray<GateItem>, ctx: IntakeGateContext): Promise<NewRun[]> {
   const runs: NewRun[] = [];
   const open: Array<{ run: NewRun; action: Action; subject: GateSubject }> = [];
-  for (const { action, alert } of items) {
-    const { run, subject } = precheck(action, alert, ctx);
+  for (const item of items) {
+    const { action } = item;
+    const { run, subject } = precheck(item, ctx);
     runs.push(run);
     if (subject) open.push({ run, action, subject });
   }
@@ -50,8 +60,8 @@ function end(run: NewRun, status: NewRun['status'], reason: string, detail: Reco
 }
 
 /** The gates decided without Redis; a run still open needs the counters' verdict (`subject`). */
-function precheck(action: Action, alert: AlertSnapshot, ctx: IntakeGateContext): { run: NewRun; subject?: GateSubject } {
-  const prepared = prepare(action, alert);
+function precheck({ action, alert, after }: GateItem, ctx: IntakeGateContext): { run: NewRun; subject?: GateSubject } {
+  const prepared = prepare(action, alert, after);
   const run: NewRun = {
     id: randomUUID(),
     rule: action.rule,
@@ -66,11 +76,24 @@ function precheck(action: Action, alert: AlertSnapshot, ctx: IntakeGateContext):
     approvalRequired: false,
     expiresAt: null,
     dryRun: isDryRun(ctx.dryRun, action),
-    gates: { cooldownMs: action.cooldownMs, limit: action.limit ?? null, approvalTimeoutMs: action.approvalTimeoutMs },
+    gates: {
+      cooldownMs: action.cooldownMs,
+      limit: action.limit ?? null,
+      approvalTimeoutMs: action.approvalTimeoutMs,
+      alertFiring: action.checkAlertFiring,
+      onCheckError: action.onCheckError,
+    },
     plan: prepared.ok ? prepared.plan : null,
     error: null,
+    after: action.after ? { action: action.after.key, ref: action.after.ref, when: action.after.when, runId: null } : null,
     events: [{ type: 'created', detail: { rule: action.rule, action: action.key, alertStatus: alert.status } }],
   };
+  // Its params may read the predecessor's outcome: they are rendered and checked again when it moves on.
+  if (action.after && !after) {
+    run.status = 'waiting';
+    run.events.push({ type: 'waiting', detail: { after: action.after.ref, when: action.after.when } });
+    return { run };
+  }
   if (!prepared.ok) {
     run.error = prepared.error;
     return { run: end(run, 'failed', 'invalid_params', { error: prepared.error }) };

@@ -11,10 +11,13 @@ import type { RunQueue } from '../queue/queue.js';
 import type { WebhookAlert, WebhookMessage } from '../schemas/alertmanager.js';
 import type { AlertSnapshot, Run, RunRef } from '../schemas/runs.js';
 import type { RunStore } from '../store/runs.js';
+import type { Chains } from '../execution/chains.js';
+import { observeStatus } from '../execution/observe.js';
 import { createBatcher } from './batcher.js';
 
 export interface IntakeDeps {
   matrix: Matrix;
+  chains: Pick<Chains, 'release' | 'settle'>;
   runs: RunStore;
   counters: Pick<Counters, 'peek'>;
   queue: RunQueue;
@@ -43,13 +46,6 @@ export function toSnapshot(alert: WebhookAlert): AlertSnapshot {
     labels: alert.labels,
     annotations: alert.annotations,
   };
-}
-
-/** Records what a run's first status means for the metrics and for on-call. */
-export function observeNewRun(run: Run, metrics: Metrics, notifier: Notifier): void {
-  metrics.runs.inc({ rule: run.rule, remediation: run.remediation, status: run.status });
-  if (run.status === 'suppressed') metrics.suppressed.inc({ remediation: run.remediation, reason: run.reason ?? 'unknown' });
-  if (run.status === 'pending_approval') notifier.notify(run, run.reason === 'escalated' ? 'escalated' : 'pending_approval');
 }
 
 interface Matched {
@@ -88,10 +84,12 @@ export function createIntake(deps: IntakeDeps) {
     });
 
     if (resolved.length > 0) {
-      for (const run of await deps.runs.resolveEpisodes(resolved)) {
+      const cancelledRuns = await deps.runs.resolveEpisodes(resolved);
+      for (const run of cancelledRuns) {
         deps.metrics.runs.inc({ rule: run.rule, remediation: run.remediation, status: 'cancelled' });
         if (run.approval.required) deps.metrics.approvalWait.observe((Date.parse(run.updatedAt) - Date.parse(run.createdAt)) / 1000);
       }
+      await deps.chains.release(cancelledRuns);
     }
     if (matched.length === 0) return messages.map((m) => ({ received: m.alerts.length, runs: [] }));
 
@@ -105,7 +103,7 @@ export function createIntake(deps: IntakeDeps) {
     const inserted = stored.flatMap((s) => (s.duplicate ? [] : [s.run]));
     // A resolution that raced these firing runs (another message of the batch, another replica): cancel them now.
     const late = await deps.runs.cancelResolved(
-      inserted.filter((r) => r.phase === 'firing' && r.status === 'pending_approval').map((r) => r.id),
+      inserted.filter((r) => r.phase === 'firing' && (r.status === 'pending_approval' || r.status === 'waiting')).map((r) => r.id),
     );
     const cancelled = new Map(late.map((r) => [r.id, r]));
     const created = inserted.map((r) => cancelled.get(r.id) ?? r);
@@ -114,11 +112,13 @@ export function createIntake(deps: IntakeDeps) {
     for (const run of known) byKey.set(dedupId(dedupKeyOf(run)), { run, created: false });
     for (const run of created) byKey.set(dedupId(dedupKeyOf(run)), { run, created: true });
     // Observed before the enqueue: a notice about a stored pending approval must go out even if Redis then fails.
-    for (const run of created) observeNewRun(run, deps.metrics, deps.notifier);
+    for (const run of created) observeStatus(run, deps.metrics, deps.notifier);
     await Promise.all([
       deps.queue.enqueue(created.filter((r) => r.status === 'queued').map((r) => r.id)),
       deps.queue.enqueueMissing(known.filter((r) => r.status === 'queued').map((r) => r.id)),
     ]);
+    // Dependents whose predecessor is final already (created final here, or finished before this resolution) move on now.
+    await deps.chains.settle(created);
 
     // The first delivery in the batch to name a run it created answers `duplicate: false`; every other one, true.
     const claimed = new Set<string>();

@@ -8,13 +8,18 @@ import { convertStrict } from '../kernel/convert.js';
 import { DURATION_PATTERN, parseDuration } from '../kernel/duration.js';
 import { parseMatcher } from './matchers.js';
 import { compileParams } from './template.js';
-import type { Action, Limit, Matrix, Rule } from './types.js';
+import { WHEN_VALUES, type Action, type Limit, type Matrix, type Predecessor, type Rule } from './types.js';
 
 const DurationText = Type.Union([Type.String({ pattern: DURATION_PATTERN, minLength: 1 }), Type.Literal(0)]);
 const LimitSchema = Type.Object({ max: Type.Integer({ minimum: 1 }), per: DurationText }, { additionalProperties: false });
 const ActionSchema = Type.Object(
   {
+    id: Type.Optional(Type.String({ pattern: '^[a-z][a-z0-9_-]{0,62}$' })),
     remediation: Type.String({ minLength: 1 }),
+    after: Type.Optional(Type.String({ minLength: 1 })),
+    when: Type.Optional(Type.Union(WHEN_VALUES.map((w) => Type.Literal(w)))),
+    check: Type.Optional(Type.Object({ alertFiring: Type.Optional(Type.Boolean()) }, { additionalProperties: false })),
+    onCheckError: Type.Optional(Type.Union([Type.Literal('proceed'), Type.Literal('skip')])),
     params: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
     approval: Type.Optional(Type.Union([Type.Literal('auto'), Type.Literal('required')])),
     cooldown: Type.Optional(DurationText),
@@ -106,16 +111,27 @@ export function parseMatrix(text: string, file: string, catalogue: ReadonlyMap<s
         throw at(['rules', ri, 'matchers', mi], (err as Error).message);
       }
     });
-    const compile = (phase: 'firing' | 'resolved', list: ActionFile[] | undefined): Action[] =>
-      (list ?? []).map((a, ai) => {
-        const path = ['rules', ri, phase === 'firing' ? 'actions' : 'onResolved', ai];
+    const firingIds = new Map<string, number>();
+    const compile = (phase: 'firing' | 'resolved', list: ActionFile[] | undefined): Action[] => {
+      const ids = phase === 'firing' ? firingIds : new Map<string, number>();
+      const section = phase === 'firing' ? 'actions' : 'onResolved';
+      (list ?? []).forEach((a, ai) => {
+        if (a.id === undefined) return;
+        if (ids.has(a.id)) throw at(['rules', ri, section, ai, 'id'], `duplicate action id "${a.id}" in ${section}`);
+        ids.set(a.id, ai);
+      });
+      return (list ?? []).map((a, ai) => {
+        const path = ['rules', ri, section, ai];
         const remediation = catalogue.get(a.remediation);
         if (!remediation) {
           throw at([...path, 'remediation'], `unknown remediation "${a.remediation}" (known: ${[...catalogue.keys()].sort().join(', ')})`);
         }
+        const after = predecessor(a, ai, phase, ids, firingIds, (message) =>
+          at([...path, a.after === undefined ? 'when' : 'after'], message),
+        );
         let renderParams;
         try {
-          renderParams = compileParams(a.params ?? {});
+          renderParams = compileParams(a.params ?? {}, { after: after !== undefined });
         } catch (err) {
           throw at([...path, 'params'], (err as Error).message);
         }
@@ -123,7 +139,11 @@ export function parseMatrix(text: string, file: string, catalogue: ReadonlyMap<s
         return {
           rule: r.name,
           key: `${phase}:${ai}`,
+          id: a.id,
           phase,
+          after,
+          checkAlertFiring: a.check?.alertFiring ?? true,
+          onCheckError: a.onCheckError ?? 'skip',
           remediation,
           renderParams,
           approval: a.approval ?? 'auto',
@@ -133,6 +153,7 @@ export function parseMatrix(text: string, file: string, catalogue: ReadonlyMap<s
           approvalTimeoutMs: a.approvalTimeout !== undefined ? ms(a.approvalTimeout) : defaults.approvalTimeoutMs,
         };
       });
+    };
     if (!r.actions?.length && !r.onResolved?.length) throw at(['rules', ri], 'a rule needs at least one action');
     return {
       name: r.name,
@@ -145,6 +166,44 @@ export function parseMatrix(text: string, file: string, catalogue: ReadonlyMap<s
   });
   return { path: file, rules, globalLimit: limit(file_.limits?.global) };
 }
+
+/**
+ * Resolves `after` to the predecessor's action key. It names an earlier action of the same phase by
+ * id, or from `onResolved`, a firing-phase one as `firing.<id>`: pointing only backwards, a chain
+ * cannot form a cycle.
+ */
+function predecessor(
+  a: ActionFile,
+  index: number,
+  phase: 'firing' | 'resolved',
+  ids: ReadonlyMap<string, number>,
+  firingIds: ReadonlyMap<string, number>,
+  fail: (message: string) => ConfigError,
+): Predecessor | undefined {
+  if (a.after === undefined) {
+    if (a.when !== undefined) throw fail('`when` needs `after`: it says which outcome of the predecessor lets this action go on');
+    return undefined;
+  }
+  const ref = a.after;
+  const when = a.when ?? 'succeeded';
+  const cross = /^firing\.(.+)$/.exec(ref)?.[1];
+  if (cross !== undefined) {
+    if (phase === 'firing') throw fail(`"${ref}": firing.<id> is for onResolved actions; in actions, name the id alone`);
+    const at = firingIds.get(cross);
+    if (at === undefined) throw fail(`"${ref}": no firing action has id "${cross}"${known(firingIds)}`);
+    return { key: `firing:${at}`, ref, when };
+  }
+  if (ref === a.id) throw fail(`"${ref}": an action cannot wait for itself`);
+  const at = ids.get(ref);
+  if (at === undefined) {
+    const hint = phase === 'resolved' && firingIds.has(ref) ? `; did you mean "firing.${ref}"?` : known(ids);
+    throw fail(`"${ref}": no action of this phase has id "${ref}"${hint}`);
+  }
+  if (at > index) throw fail(`"${ref}" comes later in the list: an action can only wait for one before it`);
+  return { key: `${phase}:${at}`, ref, when };
+}
+
+const known = (ids: ReadonlyMap<string, number>) => (ids.size > 0 ? ` (ids: ${[...ids.keys()].join(', ')})` : ' (no action has an id)');
 
 /**
  * Catches mistakes that no alert could fix at load time: unknown params, and constant values the

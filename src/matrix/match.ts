@@ -5,6 +5,7 @@ import type { Remediation } from '../../remediations/types.js';
 import type { AlertSnapshot } from '../schemas/runs.js';
 import { convertStrict } from '../kernel/convert.js';
 import { matchesAll } from './matchers.js';
+import type { PredecessorScope } from './template.js';
 import type { Action, Matrix } from './types.js';
 
 /** The actions an alert triggers: a firing alert the rules' `actions`, a resolved one their `onResolved`. */
@@ -47,11 +48,13 @@ export function prepareParams(remediation: Remediation, raw: Record<string, unkn
   }
 }
 
-export function prepare(action: Action, alert: AlertSnapshot): Prepared {
+/** Renders an action's params for an alert (and, for a dependent moving on, its predecessor's outcome) and checks them. */
+export function prepare(action: Action, alert: AlertSnapshot, after?: PredecessorScope): Prepared {
   const raw = action.renderParams({
     labels: alert.labels,
     annotations: alert.annotations,
     alert: { fingerprint: alert.fingerprint, startsAt: alert.startsAt, status: alert.status },
+    ...(after ? { after } : {}),
   });
   return prepareParams(action.remediation, raw);
 }

@@ -1,21 +1,69 @@
 /**
  * Param templates: `{{ labels.X }}`, `{{ annotations.X }}`, `{{ alert.fingerprint }}`, `{{ alert.startsAt }}`,
- * `{{ alert.status }}`. A reference is checked when the matrix loads; a label the alert lacks renders as
- * the empty string, which the remediation's schema then rejects where a value is required.
+ * `{{ alert.status }}`, and in an action with `after`, its predecessor's outcome: `{{ after.status }}`,
+ * `{{ after.reason }}`, `{{ after.error }}`, `{{ after.result.X }}` (`X` may be a dotted path). A reference
+ * is checked when the matrix loads; a label the alert lacks (or a result field the predecessor did not
+ * return) renders as the empty string, which the remediation's schema then rejects where a value is required.
  */
 export interface TemplateScope {
   labels: Readonly<Record<string, string>>;
   annotations: Readonly<Record<string, string>>;
   alert: { fingerprint: string; startsAt: string; status: string };
+  /** The predecessor's outcome, for an action with `after`. */
+  after?: PredecessorScope;
+}
+
+export interface PredecessorScope {
+  status: string;
+  reason: string | null;
+  error: string | null;
+  result: Readonly<Record<string, unknown>> | null;
+}
+
+export interface TemplateOptions {
+  /** Whether `{{ after.* }}` may be used: only in an action that names a predecessor. */
+  after?: boolean;
 }
 
 type Part = string | ((scope: TemplateScope) => string);
 const refRe = /\{\{\s*([^}]*?)\s*\}\}/g;
 const ALERT_FIELDS = new Set(['fingerprint', 'startsAt', 'status']);
 
-function compileRef(ref: string): (scope: TemplateScope) => string {
+const AFTER_FIELDS = new Set(['status', 'reason', 'error']);
+
+/** A result value as text: strings as they are, numbers and booleans printed, anything else as JSON. */
+function text(value: unknown): string {
+  if (value === undefined || value === null) return '';
+  if (typeof value === 'string') return value;
+  if (typeof value === 'number' || typeof value === 'boolean') return String(value);
+  return JSON.stringify(value);
+}
+
+function compileAfterRef(ref: string, opts: TemplateOptions): (scope: TemplateScope) => string {
+  if (!opts.after) throw new Error(`"{{ ${ref} }}" needs \`after\`: only an action that waits for another can read its outcome`);
+  const field = /^after\.([a-zA-Z_][a-zA-Z0-9_]*)$/.exec(ref)?.[1];
+  if (field && AFTER_FIELDS.has(field)) return (s) => text(s.after?.[field as 'status' | 'reason' | 'error']);
+  const path = /^after\.result((?:\.[a-zA-Z_][a-zA-Z0-9_]*)+)$/.exec(ref)?.[1];
+  if (!path) throw new Error(`"{{ ${ref} }}" is not a predecessor field (after.status, after.reason, after.error, after.result.X)`);
+  const keys = path.slice(1).split('.');
+  return (s) => {
+    let value: unknown = s.after?.result;
+    for (const key of keys) {
+      if (value === null || typeof value !== 'object' || !Object.hasOwn(value, key)) return '';
+      value = (value as Record<string, unknown>)[key];
+    }
+    return text(value);
+  };
+}
+
+function compileRef(ref: string, opts: TemplateOptions): (scope: TemplateScope) => string {
+  if (ref === 'after' || ref.startsWith('after.')) return compileAfterRef(ref, opts);
   const m = /^(labels|annotations|alert)\.([a-zA-Z_][a-zA-Z0-9_]*)$/.exec(ref);
-  if (!m) throw new Error(`"{{ ${ref} }}" is not a template reference (labels.X, annotations.X, alert.fingerprint, alert.startsAt)`);
+  if (!m) {
+    throw new Error(
+      `"{{ ${ref} }}" is not a template reference (labels.X, annotations.X, alert.fingerprint, alert.startsAt${opts.after ? ', after.status, after.result.X' : ''})`,
+    );
+  }
   const [, scope, key] = m as unknown as [string, 'labels' | 'annotations' | 'alert', string];
   if (scope === 'alert') {
     if (!ALERT_FIELDS.has(key)) throw new Error(`"alert.${key}" is not an alert field (fingerprint, startsAt, status)`);
@@ -25,17 +73,17 @@ function compileRef(ref: string): (scope: TemplateScope) => string {
 }
 
 /** Compiles a string into a renderer; strings without references render to themselves. */
-export function compileTemplate(text: string): (scope: TemplateScope) => string {
+export function compileTemplate(source: string, opts: TemplateOptions = {}): (scope: TemplateScope) => string {
   const parts: Part[] = [];
   let last = 0;
-  for (const m of text.matchAll(refRe)) {
-    if (m.index > last) parts.push(text.slice(last, m.index));
-    parts.push(compileRef(m[1] ?? ''));
+  for (const m of source.matchAll(refRe)) {
+    if (m.index > last) parts.push(source.slice(last, m.index));
+    parts.push(compileRef(m[1] ?? '', opts));
     last = m.index + m[0].length;
   }
-  if (last < text.length) parts.push(text.slice(last));
+  if (last < source.length) parts.push(source.slice(last));
   if (parts.some((p) => typeof p === 'string' && (p.includes('{{') || p.includes('}}')))) {
-    throw new Error(`unbalanced "{{" or "}}" in "${text}"`);
+    throw new Error(`unbalanced "{{" or "}}" in "${source}"`);
   }
   if (parts.length === 1 && typeof parts[0] === 'string') {
     const constant = parts[0];
@@ -47,9 +95,9 @@ export function compileTemplate(text: string): (scope: TemplateScope) => string 
 export type ParamsRenderer = (scope: TemplateScope) => Record<string, unknown>;
 
 /** Compiles every string inside a params tree; numbers, booleans and nested objects are kept. */
-export function compileParams(params: Record<string, unknown>): ParamsRenderer {
+export function compileParams(params: Record<string, unknown>, opts: TemplateOptions = {}): ParamsRenderer {
   const compileValue = (value: unknown): ((scope: TemplateScope) => unknown) => {
-    if (typeof value === 'string') return compileTemplate(value);
+    if (typeof value === 'string') return compileTemplate(value, opts);
     if (Array.isArray(value)) {
       const items = value.map(compileValue);
       return (s) => items.map((f) => f(s));

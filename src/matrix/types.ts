@@ -7,12 +7,32 @@ export interface Limit {
   perMs: number;
 }
 
+/** Which outcomes of its predecessor let a dependent action go on: `succeeded` (and `dry_run`), `failed`, or any final status. */
+export type When = 'succeeded' | 'failed' | 'finished';
+export const WHEN_VALUES: readonly When[] = ['succeeded', 'failed', 'finished'];
+
+/** The action a dependent waits for: an earlier one of its phase, or a firing-phase one from `onResolved`. */
+export interface Predecessor {
+  /** The predecessor's action key (`firing:0`): with the rule and the alert episode, it names the predecessor run. */
+  key: string;
+  /** As written in the matrix: `disable`, `firing.disable`. */
+  ref: string;
+  when: When;
+}
+
 /** One action of a rule, compiled: what to run, with which params and under which gates. */
 export interface Action {
   rule: string;
   /** Stable within the rule: `firing:0`, `resolved:1`. Part of the dedup key. */
   key: string;
+  /** The matrix's `id`, naming the action within its phase. */
+  id: string | undefined;
   phase: 'firing' | 'resolved';
+  after: Predecessor | undefined;
+  /** Whether Alertmanager is asked that the alert still fires before the run executes (`check.alertFiring`). */
+  checkAlertFiring: boolean;
+  /** What a run does when Alertmanager cannot answer that check in time. */
+  onCheckError: 'proceed' | 'skip';
   remediation: Remediation;
   renderParams: ParamsRenderer;
   approval: 'auto' | 'required';

@@ -13,10 +13,11 @@ const HEADLINE: Record<NotificationKind, string> = {
 };
 
 /** The message on-call gets: what the run would do and, while it waits, the exact command that approves it. */
-export function notificationText(run: Run, kind: NotificationKind, publicUrl: string): string {
+export function notificationText(run: Run, kind: NotificationKind, publicUrl: string, context: readonly string[] = []): string {
   const lines = [
     `[conduit-remediator] ${run.remediation} on ${run.target ?? 'unknown target'} ${HEADLINE[kind]}`,
     `Run ${run.id} (rule ${run.rule}, alert ${run.alert.labels['alertname'] ?? run.alert.fingerprint})`,
+    ...context,
   ];
   if (run.plan) lines.push(`Plan: ${run.plan}`);
   if (kind === 'failed' && run.error) lines.push(`Error: ${run.error}`);
@@ -40,13 +41,16 @@ export function createNotifier(deps: {
   log: Log;
   publicUrl: string;
   timeoutMs?: number;
+  /** One line saying whether the run's alert still fires (asked of Alertmanager), for approval notices. */
+  firingLine?: (run: Run) => Promise<string | undefined>;
 }) {
   const pending = new Set<Promise<void>>();
 
-  async function send(run: Run, kind: NotificationKind): Promise<void> {
+  async function send(run: Run, kind: NotificationKind, context: readonly string[]): Promise<void> {
     if (!deps.target) return;
     try {
-      await deps.target.post(notificationText(run, kind, deps.publicUrl), {
+      const firing = kind === 'pending_approval' || kind === 'escalated' ? await deps.firingLine?.(run) : undefined;
+      await deps.target.post(notificationText(run, kind, deps.publicUrl, firing ? [...context, firing] : context), {
         signal: new AbortController().signal,
         timeoutMs: deps.timeoutMs ?? 5000,
       });
@@ -58,8 +62,8 @@ export function createNotifier(deps: {
   }
 
   return {
-    notify(run: Run, kind: NotificationKind): void {
-      const p = send(run, kind).finally(() => pending.delete(p));
+    notify(run: Run, kind: NotificationKind, context: readonly string[] = []): void {
+      const p = send(run, kind, context).finally(() => pending.delete(p));
       pending.add(p);
     },
     /** Waits for notifications in flight, at shutdown. */

@@ -1,3 +1,4 @@
+import type { Chains } from '../execution/chains.js';
 import type { Log } from '../kernel/log.js';
 import type { Approvals } from '../gates/approval.js';
 import type { KillSwitch } from '../gates/kill-switch.js';
@@ -6,6 +7,7 @@ import type { RunQueue } from './queue.js';
 
 export interface SweeperDeps {
   runs: RunStore;
+  chains: Pick<Chains, 'sweep'>;
   approvals: Pick<Approvals, 'expireDue'>;
   killSwitch: Pick<KillSwitch, 'syncQueue'>;
   queue: Pick<RunQueue, 'requeue'>;
@@ -16,6 +18,7 @@ export interface SweeperDeps {
 
 /**
  * Periodic repairs that must happen even when no request arrives: approvals expire at `expiresAt`,
+ * waiting runs whose predecessor finished move on (its replica went down, or a new dependent raced it),
  * runs stored but never enqueued (Redis failed between commit and enqueue) are enqueued, and the
  * queue's pause follows the kill switch kept in PostgreSQL (Redis may have restarted empty).
  * Every replica runs it; each step is a conditional UPDATE or an idempotent enqueue, so they never
@@ -27,6 +30,7 @@ export function createSweeper(deps: SweeperDeps) {
 
   async function sweep(): Promise<void> {
     await deps.approvals.expireDue();
+    await deps.chains.sweep();
     for (const id of await deps.runs.staleQueued(deps.requeueAfterMs, 500)) {
       await deps.queue.requeue(id);
     }

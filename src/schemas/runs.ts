@@ -5,6 +5,7 @@ import { Type, type Static } from '@sinclair/typebox';
  * with them, and a test checks the store's row mapping against them.
  */
 export const RUN_STATUSES = [
+  'waiting',
   'pending_approval',
   'queued',
   'running',
@@ -14,14 +15,39 @@ export const RUN_STATUSES = [
   'expired',
   'cancelled',
   'suppressed',
+  'skipped',
   'dry_run',
 ] as const;
 export type RunStatus = (typeof RUN_STATUSES)[number];
-export const TERMINAL_STATUSES: readonly RunStatus[] = ['succeeded', 'failed', 'rejected', 'expired', 'cancelled', 'suppressed', 'dry_run'];
+/** The final statuses: a run in one never changes again, and its dependents move on. */
+export const TERMINAL_STATUSES: readonly RunStatus[] = [
+  'succeeded',
+  'failed',
+  'rejected',
+  'expired',
+  'cancelled',
+  'suppressed',
+  'skipped',
+  'dry_run',
+];
+export const isTerminal = (status: RunStatus): boolean => TERMINAL_STATUSES.includes(status);
 
 const Nullable = <T extends ReturnType<typeof Type.String>>(t: T) => Type.Union([t, Type.Null()]);
 const Obj = Type.Object({}, { additionalProperties: true });
 const Phase = Type.Union([Type.Literal('firing'), Type.Literal('resolved')]);
+export const When = Type.Union([Type.Literal('succeeded'), Type.Literal('failed'), Type.Literal('finished')]);
+
+/** The run a dependent waits for, named by its action within the same rule and alert episode. */
+export const RunAfter = Type.Object({
+  /** The predecessor's action key, e.g. `firing:0`. */
+  action: Type.String(),
+  /** As the matrix names it: `disable`, `firing.disable`. */
+  ref: Type.String(),
+  when: When,
+  /** The predecessor run's id, when it exists and was read with the run. */
+  runId: Nullable(Type.String()),
+});
+export type RunAfter = Static<typeof RunAfter>;
 
 export const RunStatus = Type.Union(RUN_STATUSES.map((s) => Type.Literal(s)));
 
@@ -49,6 +75,10 @@ export const RunGates = Type.Object({
   cooldownMs: Type.Integer(),
   limit: Type.Union([Type.Object({ max: Type.Integer(), perMs: Type.Integer() }), Type.Null()]),
   approvalTimeoutMs: Type.Integer(),
+  /** Whether Alertmanager is asked that the alert still fires before executing (absent: yes). */
+  alertFiring: Type.Optional(Type.Boolean()),
+  /** When that check cannot be made in time: `skip` (absent) or `proceed`. */
+  onCheckError: Type.Optional(Type.Union([Type.Literal('proceed'), Type.Literal('skip')])),
 });
 export type RunGates = Static<typeof RunGates>;
 
@@ -75,6 +105,9 @@ export const Run = Type.Object({
   attempts: Type.Integer(),
   /** While `running`: until when the worker that claimed it holds it. */
   leaseUntil: Nullable(Type.String()),
+  after: Type.Union([RunAfter, Type.Null()]),
+  /** The runs waiting for this one (present when read on its own or listed). */
+  dependents: Type.Optional(Type.Array(Type.String())),
   plan: Nullable(Type.String()),
   result: Type.Union([Obj, Type.Null()]),
   error: Nullable(Type.String()),
@@ -101,6 +134,7 @@ export const NewRun = Type.Composite([
     'gates',
     'plan',
     'error',
+    'after',
   ]),
   Type.Object({
     approvalRequired: Type.Boolean(),

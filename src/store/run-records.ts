@@ -1,8 +1,35 @@
 import { compareDedupKeys, dedupId, dedupKeyOf, type DedupKey } from '../gates/dedup.js';
-import type { NewRun, Run, RunEvent, RunRef, RunStatus } from '../schemas/runs.js';
+import { TERMINAL_STATUSES, type NewRun, type Run, type RunEvent, type RunRef, type RunStatus } from '../schemas/runs.js';
 import type { Db } from './database.js';
 import { EPISODE_RESOLVED } from './episodes.js';
-import { fromNewRun, isRunId, toInsertRow, toRun, type RunRow } from './run-rows.js';
+import { fromNewRun, isRunId, RELATIONS, toInsertRow, toRun, type RunRow } from './run-rows.js';
+
+/** How a dependent's predecessor ended. */
+export interface PredecessorOutcome {
+  id: string;
+  remediation: string;
+  status: RunStatus;
+  reason: string | null;
+  error: string | null;
+  result: Record<string, unknown> | null;
+}
+
+/** A waiting run ready to move on; `predecessor` is null when the episode has no such run. */
+export interface ReadyDependent {
+  run: Run;
+  predecessor: PredecessorOutcome | null;
+  episodeResolved: boolean;
+  paused: boolean;
+}
+
+interface PredecessorRow {
+  p_id: string | null;
+  p_remediation: string;
+  p_status: RunStatus;
+  p_reason: string | null;
+  p_error: string | null;
+  p_result: Record<string, unknown> | null;
+}
 
 export type StoredRun = { run: Run; duplicate: false } | { run: RunRef; duplicate: true };
 
@@ -11,12 +38,13 @@ WITH input AS (
   SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(
     id uuid, rule text, action text, phase text, remediation text, target text, params jsonb, status text,
     reason text, fingerprint text, starts_at text, alert jsonb, approval_required boolean,
-    expires_at timestamptz, dry_run boolean, gates jsonb, plan text, error text, events jsonb)
+    expires_at timestamptz, dry_run boolean, gates jsonb, plan text, error text, after_action text, after_ref text,
+    after_when text, events jsonb)
 ), inserted AS (
   INSERT INTO runs (id, rule, action, phase, remediation, target, params, status, reason, fingerprint, starts_at,
-                    alert, approval_required, expires_at, dry_run, gates, plan, error)
+                    alert, approval_required, expires_at, dry_run, gates, plan, error, after_action, after_ref, after_when)
   SELECT id, rule, action, phase, remediation, target, params, status, reason, fingerprint, starts_at,
-         alert, approval_required, expires_at, dry_run, gates, plan, error FROM input
+         alert, approval_required, expires_at, dry_run, gates, plan, error, after_action, after_ref, after_when FROM input
   ON CONFLICT ON CONSTRAINT runs_dedup_key DO NOTHING
   RETURNING id, seq, created_at, updated_at
 ), events AS (
@@ -132,7 +160,7 @@ export function createRunRecords(db: Db) {
 
   async function get(id: string, opts: { events?: boolean } = {}): Promise<Run | null> {
     if (!isRunId(id)) return null;
-    const { rows } = await db.query<RunRow>('SELECT * FROM runs WHERE id = $1', [id]);
+    const { rows } = await db.query<RunRow>(`SELECT ${RELATIONS} FROM runs WHERE id = $1`, [id]);
     const row = rows[0];
     if (!row) return null;
     if (opts.events === false) return toRun(row);
@@ -157,20 +185,64 @@ export function createRunRecords(db: Db) {
     if (filter.remediation) add('remediation = ?', filter.remediation);
     if (filter.cursor) add('seq < ?', filter.cursor);
     values.push(filter.limit + 1);
-    const sql = `SELECT * FROM runs ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY seq DESC LIMIT $${values.length}`;
+    const sql = `SELECT ${RELATIONS} FROM runs ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY seq DESC LIMIT $${values.length}`;
     const { rows } = await db.query<RunRow>(sql, values);
     const page = rows.slice(0, filter.limit);
     const nextCursor = rows.length > filter.limit ? page[page.length - 1]!.seq : null;
     return { runs: page.map(toRun), nextCursor };
   }
 
-  /** The firing runs of an episode still waiting for approval: what its resolution would cancel. */
+  /** The firing runs of an episode still waiting (for approval or a predecessor): what its resolution would cancel. */
   async function pendingOfEpisode(fingerprint: string, startsAt: string): Promise<Array<{ id: string; status: RunStatus }>> {
     const { rows } = await db.query<{ id: string; status: RunStatus }>(
-      `SELECT id, status FROM runs WHERE fingerprint = $1 AND starts_at = $2 AND phase = 'firing' AND status = 'pending_approval'`,
+      `SELECT id, status FROM runs WHERE fingerprint = $1 AND starts_at = $2 AND phase = 'firing' AND status IN ('pending_approval', 'waiting')`,
       [fingerprint, startsAt],
     );
     return rows;
+  }
+
+  /**
+   * Waiting runs whose predecessor reached a final status or has no run in the episode, with the
+   * predecessor's outcome: those whose predecessor is one of `predecessors`, those of `dependents`,
+   * or (neither given) any, oldest first.
+   */
+  async function readyDependents(scope: { predecessors?: readonly string[]; dependents?: readonly string[]; limit?: number }) {
+    const values: unknown[] = [TERMINAL_STATUSES];
+    let where = 'true';
+    if (scope.predecessors) {
+      values.push(scope.predecessors);
+      where = `p.id = ANY($2::uuid[])`;
+    } else if (scope.dependents) {
+      values.push(scope.dependents);
+      where = `runs.id = ANY($2::uuid[])`;
+    }
+    values.push(scope.limit ?? 500);
+    const { rows } = await db.query<RunRow & PredecessorRow & { episode_resolved: boolean; paused: boolean }>(
+      `SELECT runs.*, p.id AS p_id, p.remediation AS p_remediation, p.status AS p_status, p.reason AS p_reason,
+              p.error AS p_error, p.result AS p_result,
+              ${EPISODE_RESOLVED} AS episode_resolved, (SELECT paused FROM control) AS paused
+       FROM runs LEFT JOIN runs p ON p.rule = runs.rule AND p.action = runs.after_action
+         AND p.fingerprint = runs.fingerprint AND p.starts_at = runs.starts_at
+       WHERE runs.status = 'waiting' AND (p.id IS NULL OR p.status = ANY($1::text[])) AND ${where}
+       ORDER BY runs.seq LIMIT $${values.length}`,
+      values,
+    );
+    return rows.map((row): ReadyDependent => ({
+      run: toRun({ ...row, after_run: row.p_id }),
+      predecessor:
+        row.p_id === null
+          ? null
+          : {
+              id: row.p_id,
+              remediation: row.p_remediation,
+              status: row.p_status,
+              reason: row.p_reason,
+              error: row.p_error,
+              result: row.p_result,
+            },
+      episodeResolved: row.episode_resolved,
+      paused: row.paused,
+    }));
   }
 
   async function countByStatus(status: RunStatus): Promise<number> {
@@ -178,5 +250,5 @@ export function createRunRecords(db: Db) {
     return Number(rows[0]?.n ?? 0);
   }
 
-  return { insert, findByKeys, getForExecution, get, list, pendingOfEpisode, countByStatus };
+  return { insert, findByKeys, getForExecution, get, list, pendingOfEpisode, readyDependents, countByStatus };
 }

@@ -22,6 +22,12 @@ export interface RunRow {
   gates: Run['gates'];
   attempts: number;
   lease_until: Date | null;
+  after_action: string | null;
+  after_ref: string | null;
+  after_when: 'succeeded' | 'failed' | 'finished' | null;
+  /** Only when read with `RELATIONS`: the predecessor's id and the dependents' ids. */
+  after_run?: string | null;
+  dependents?: string[];
   plan: string | null;
   result: Record<string, unknown> | null;
   error: string | null;
@@ -34,6 +40,18 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 export const isRunId = (id: string): boolean => UUID.test(id);
 
 const iso = (d: Date | null) => (d ? d.toISOString() : null);
+
+function after(row: RunRow): Run['after'] {
+  if (row.after_action === null || row.after_when === null) return null;
+  return { action: row.after_action, ref: row.after_ref ?? row.after_action, when: row.after_when, runId: row.after_run ?? null };
+}
+
+/** SQL select list of a run with its predecessor's id and its dependents' ids (`after_run`, `dependents`). */
+export const RELATIONS = `runs.*,
+  (SELECT p.id FROM runs p WHERE p.rule = runs.rule AND p.action = runs.after_action
+     AND p.fingerprint = runs.fingerprint AND p.starts_at = runs.starts_at) AS after_run,
+  ARRAY(SELECT d.id FROM runs d WHERE d.fingerprint = runs.fingerprint AND d.starts_at = runs.starts_at
+     AND d.rule = runs.rule AND d.after_action = runs.action ORDER BY d.seq) AS dependents`;
 
 export function toRun(row: RunRow): Run {
   return {
@@ -58,6 +76,8 @@ export function toRun(row: RunRow): Run {
     gates: row.gates,
     attempts: row.attempts,
     leaseUntil: iso(row.lease_until),
+    after: after(row),
+    ...(row.dependents ? { dependents: row.dependents } : {}),
     plan: row.plan,
     result: row.result,
     error: row.error,
@@ -84,6 +104,7 @@ export function fromNewRun(r: NewRun, createdAt: Date, updatedAt: Date): Run {
     gates: r.gates,
     attempts: 0,
     leaseUntil: null,
+    after: r.after,
     plan: r.plan,
     result: null,
     error: r.error,
@@ -113,6 +134,9 @@ export function toInsertRow(r: NewRun) {
     gates: r.gates,
     plan: r.plan,
     error: r.error,
+    after_action: r.after?.action ?? null,
+    after_ref: r.after?.ref ?? null,
+    after_when: r.after?.when ?? null,
     events: r.events,
   };
 }

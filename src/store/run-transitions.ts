@@ -6,6 +6,10 @@ import { isRunId, toRun, type RunRow } from './run-rows.js';
 /** Columns a transition may set; `attempts` is only ever incremented. */
 export interface RunPatch {
   reason?: string | null;
+  /** Rendered anew when a dependent leaves `waiting`, with its predecessor's outcome. */
+  params?: Record<string, unknown>;
+  target?: string | null;
+  dryRun?: boolean;
   decidedBy?: string;
   decisionComment?: string | null;
   incrementAttempts?: boolean;
@@ -35,25 +39,29 @@ export interface TransitionEvent {
 /** Every status change of a run: one conditional UPDATE, with its timeline event in the same statement. */
 export function createRunTransitions(db: Db) {
   /**
-   * Moves a run from one of `from` to `to`, if `guard` holds too, with its timeline event.
+   * Moves a run from one of `from` to `to`, if `guard` holds too, with its timeline event(s), in order.
    * Returns null when the run was not in one of `from`: the caller lost a race or the run moved on.
    */
   async function transition(
     id: string,
     from: readonly RunStatus[],
     to: RunStatus,
-    event: TransitionEvent,
+    event: TransitionEvent | readonly TransitionEvent[],
     patch: RunPatch = {},
     guard?: Guard,
   ): Promise<Run | null> {
     if (!isRunId(id)) return null;
-    const values: unknown[] = [id, from, to, event.type, JSON.stringify(event.detail ?? {})];
+    const events = (Array.isArray(event) ? event : [event]) as readonly TransitionEvent[];
+    const values: unknown[] = [id, from, to, JSON.stringify(events.map((e) => ({ type: e.type, detail: e.detail ?? {} })))];
     const sets = ['status = $3', 'updated_at = now()'];
     const set = (column: string, value: unknown) => {
       values.push(value);
       sets.push(`${column} = $${values.length}`);
     };
     if (patch.reason !== undefined) set('reason', patch.reason);
+    if (patch.params !== undefined) set('params', JSON.stringify(patch.params));
+    if (patch.target !== undefined) set('target', patch.target);
+    if (patch.dryRun !== undefined) set('dry_run', patch.dryRun);
     if (patch.decidedBy !== undefined) {
       set('decided_by', patch.decidedBy);
       sets.push('decided_at = now()');
@@ -74,7 +82,9 @@ export function createRunTransitions(db: Db) {
       WITH updated AS (
         UPDATE runs SET ${sets.join(', ')} WHERE id = $1 AND status = ANY($2::text[]) ${guard ? GUARDS[guard] : ''} RETURNING *
       ), events AS (
-        INSERT INTO run_events (run_id, type, detail) SELECT id, $4, $5::jsonb FROM updated
+        INSERT INTO run_events (run_id, type, detail)
+        SELECT updated.id, e.value->>'type', e.value->'detail'
+        FROM updated, jsonb_array_elements($4::jsonb) WITH ORDINALITY AS e(value, n) ORDER BY e.n
       )
       SELECT * FROM updated`;
     const { rows } = await db.query<RunRow>(sql, values);
@@ -109,14 +119,14 @@ export function createRunTransitions(db: Db) {
   const CANCELLED = { type: 'cancelled', detail: { reason: 'alert_resolved' } };
 
   /**
-   * Records alert episodes as resolved, then cancels their firing runs still waiting for approval.
+   * Records alert episodes as resolved, then cancels their firing runs still waiting (for approval or a predecessor).
    * The record is committed before the cancel reads, and `cancelResolved` runs after new firing runs
    * are committed: of a resolution and a firing delivery racing on two replicas, one always sees the other.
    */
   async function resolveEpisodes(episodes: ReadonlyArray<{ fingerprint: string; startsAt: string }>): Promise<Run[]> {
     await recordResolved(db, episodes);
     return transitionWhere(
-      `(fingerprint, starts_at) IN (SELECT * FROM unnest($1::text[], $2::text[])) AND phase = 'firing' AND status = 'pending_approval'`,
+      `(fingerprint, starts_at) IN (SELECT * FROM unnest($1::text[], $2::text[])) AND phase = 'firing' AND status IN ('pending_approval', 'waiting')`,
       [episodes.map((e) => e.fingerprint), episodes.map((e) => e.startsAt)],
       'cancelled',
       CANCELLED,
@@ -124,11 +134,11 @@ export function createRunTransitions(db: Db) {
     );
   }
 
-  /** Cancels those of `ids` (new firing runs) waiting for approval whose episode resolved meanwhile. */
+  /** Cancels those of `ids` (new firing runs) waiting for approval or a predecessor whose episode resolved meanwhile. */
   async function cancelResolved(ids: readonly string[]): Promise<Run[]> {
     if (ids.length === 0) return [];
     return transitionWhere(
-      `id = ANY($1::uuid[]) AND phase = 'firing' AND status = 'pending_approval' AND ${EPISODE_RESOLVED}`,
+      `id = ANY($1::uuid[]) AND phase = 'firing' AND status IN ('pending_approval', 'waiting') AND ${EPISODE_RESOLVED}`,
       [ids],
       'cancelled',
       CANCELLED,

@@ -100,6 +100,7 @@ describe('races and partial failures', () => {
       gates: { cooldownMs: 0, limit: null, approvalTimeoutMs: 1000 },
       plan: null,
       error: null,
+      after: null,
       alert: { fingerprint: `f${key}`, status: 'firing', startsAt: '2026-11-27T08:00:00Z', labels: {}, annotations: {} },
       events: [{ type: 'created' }],
     });
@@ -145,6 +146,7 @@ describe('races and partial failures', () => {
     };
     const executor = createExecutor({
       runs,
+      chains: s.chains,
       counters: s.counters,
       streak: s.streak,
       queue: s.queue,

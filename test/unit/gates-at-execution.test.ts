@@ -35,6 +35,7 @@ function stored(over: Partial<Run> & { cooldownMs?: number; limit?: Limit | null
     gates: { cooldownMs, limit, approvalTimeoutMs: 1_800_000 },
     attempts: 0,
     leaseUntil: null,
+    after: null,
     plan: 'count an execution for a',
     result: null,
     error: null,

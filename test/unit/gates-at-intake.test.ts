@@ -109,7 +109,13 @@ describe('decideAll: the gates at intake', () => {
     assert.equal(run.target, 'test/a');
     assert.deepEqual(run.params, { key: 'a' });
     assert.equal(run.plan, 'count an execution for a');
-    assert.deepEqual(run.gates, { cooldownMs: 600_000, limit: null, approvalTimeoutMs: 1_800_000 });
+    assert.deepEqual(run.gates, {
+      cooldownMs: 600_000,
+      limit: null,
+      approvalTimeoutMs: 1_800_000,
+      alertFiring: true,
+      onCheckError: 'skip',
+    });
     assert.equal(run.dryRun, false);
     assert.equal(run.approvalRequired, false);
     assert.equal(run.expiresAt, null);

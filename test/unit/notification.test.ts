@@ -29,6 +29,7 @@ function run(over: Partial<Run> = {}): Run {
     gates: { cooldownMs: 600_000, limit: null, approvalTimeoutMs: 1_800_000 },
     attempts: 0,
     leaseUntil: null,
+    after: null,
     plan: 'Set isEnabled=true on Conduit provider "openai"',
     result: null,
     error: null,
