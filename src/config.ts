@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { Type, type Static } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
+import { parseAlertmanagerUrls } from './alertmanager/check.js';
 import { ConfigError } from './errors.js';
 import { convertStrict } from './kernel/convert.js';
 import { parseDuration } from './kernel/duration.js';
@@ -30,6 +31,8 @@ const EnvSchema = Type.Object({
   TARGET_REDIS_URL: Type.Optional(Type.String({ pattern: '^rediss?://' })),
   KUBECONFIG: Type.Optional(Type.String({ minLength: 1 })),
   NOTIFY_WEBHOOK_URL: Type.Optional(Type.String({ pattern: '^https?://' })),
+  ALERTMANAGER_URL: Type.Optional(Type.String({ minLength: 1 })),
+  CHECK_TIMEOUT: Type.Union([DurationText], { default: '2m' }),
   PUBLIC_URL: Type.Optional(Type.String({ pattern: '^https?://' })),
   BODY_LIMIT: Type.Integer({ minimum: 1024, default: 5 * 1024 * 1024 }),
   WORKER_CONCURRENCY: Type.Integer({ minimum: 1, maximum: 256, default: 4 }),
@@ -68,6 +71,10 @@ export interface Config {
   targetRedisUrl?: string;
   kubeconfig?: string;
   notifyWebhookUrl?: string;
+  /** Alertmanager base URLs (an HA pair) asked whether an alert still fires before its run executes. */
+  alertmanagerUrls: string[];
+  /** How long a run retries that check while no Alertmanager answers. */
+  checkTimeoutMs: number;
   publicUrl: string;
   bodyLimit: number;
   workerConcurrency: number;
@@ -110,6 +117,15 @@ function duration(env: Env, key: keyof Env): number {
   const ms = parseDuration(String(env[key]));
   if (ms === undefined) throw new ConfigError(key, `"${String(env[key])}" is not a duration (e.g. 30s, 5m, 1h)`);
   return ms;
+}
+
+function alertmanagerUrls(text: string | undefined): string[] {
+  if (text === undefined) return [];
+  try {
+    return parseAlertmanagerUrls(text);
+  } catch (err) {
+    throw new ConfigError('ALERTMANAGER_URL', (err as Error).message.replace(/^ALERTMANAGER_URL: /, ''));
+  }
 }
 
 const secret = () => randomBytes(24).toString('base64url');
@@ -161,6 +177,8 @@ export function loadConfig(source: NodeJS.ProcessEnv): { config: Config; generat
     ...(env.TARGET_REDIS_URL ? { targetRedisUrl: env.TARGET_REDIS_URL } : {}),
     ...(env.KUBECONFIG ? { kubeconfig: env.KUBECONFIG } : {}),
     ...(env.NOTIFY_WEBHOOK_URL ? { notifyWebhookUrl: env.NOTIFY_WEBHOOK_URL } : {}),
+    alertmanagerUrls: alertmanagerUrls(env.ALERTMANAGER_URL),
+    checkTimeoutMs: duration(env, 'CHECK_TIMEOUT'),
     publicUrl: (env.PUBLIC_URL ?? `http://localhost:${env.PORT}`).replace(/\/+$/, ''),
     bodyLimit: env.BODY_LIMIT,
     workerConcurrency: env.WORKER_CONCURRENCY,

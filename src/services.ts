@@ -4,10 +4,12 @@ import type pg from 'pg';
 import { createCatalogue } from '../remediations/catalogue.js';
 import type { Remediation } from '../remediations/types.js';
 import type { Log } from './kernel/log.js';
+import { createAlertCheck } from './alertmanager/check.js';
 import { createAuth } from './auth.js';
 import type { Config } from './config.js';
 import { createChains } from './execution/chains.js';
 import { createExecutor } from './execution/executor.js';
+import { createFiringGate, currentFiring, firingLine } from './gates/alert-firing.js';
 import { createApprovals } from './gates/approval.js';
 import { createCounters } from './gates/counters.js';
 import { createFailureStreak } from './gates/escalation.js';
@@ -74,7 +76,16 @@ export async function createServices(config: Config, opts: ServiceOptions) {
   const queue = createRunQueue(redis, { prefix: config.queuePrefix, attempts: config.jobAttempts, backoffMs: config.jobBackoffMs });
   const killSwitch = createKillSwitch({ store: createKillSwitchStore(db), queue, log });
   const built = await buildTargets(config);
-  const notifier = createNotifier({ target: built.targets.notify, runs, log, publicUrl: config.publicUrl });
+  const alertCheck = config.alertmanagerUrls.length > 0 ? createAlertCheck({ urls: config.alertmanagerUrls }) : undefined;
+  const notifier = createNotifier({
+    target: built.targets.notify,
+    runs,
+    log,
+    publicUrl: config.publicUrl,
+    ...(alertCheck
+      ? { firingLine: async (run) => (run.phase === 'firing' ? firingLine(await currentFiring(alertCheck, run)) : undefined) }
+      : {}),
+  });
   const chains = createChains({
     matrix,
     runs,
@@ -103,9 +114,16 @@ export async function createServices(config: Config, opts: ServiceOptions) {
   const approvals = createApprovals({ runs, queue, metrics, notifier, chains, log });
   const auth = createAuth(config.webhookToken, config.apiTokens);
   const shutdown = new AbortController();
+  const confirmFiring = createFiringGate({
+    check: alertCheck,
+    timeoutMs: config.checkTimeoutMs,
+    addEvent: runs.addEvent,
+    shutdown: shutdown.signal,
+  });
   const executor = createExecutor({
     runs,
     chains,
+    confirmFiring,
     counters,
     streak,
     queue,
@@ -192,6 +210,7 @@ export async function createServices(config: Config, opts: ServiceOptions) {
     streak,
     queue,
     notifier,
+    alertCheck,
     chains,
     intake,
     approvals,

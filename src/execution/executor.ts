@@ -1,4 +1,5 @@
 import { RemediationError, type Remediation, type TargetKind, type Targets } from '../../remediations/types.js';
+import type { ConfirmFiring } from '../gates/alert-firing.js';
 import { approvalExpiry } from '../gates/approval.js';
 import { createExecutionGates, gateSubject } from '../gates/at-execution.js';
 import type { Counters } from '../gates/counters.js';
@@ -17,6 +18,8 @@ export interface ExecutorDeps {
   counters: Pick<Counters, 'peek' | 'take' | 'release'>;
   streak: ReturnType<typeof createFailureStreak>;
   queue: Pick<RunQueue, 'markExecuted' | 'executedResult'>;
+  /** The re-check with Alertmanager before acting; absent when ALERTMANAGER_URL is unset. */
+  confirmFiring?: ConfirmFiring;
   catalogue: ReadonlyMap<string, Remediation>;
   targets: Targets;
   configured: ReadonlySet<TargetKind>;
@@ -100,12 +103,16 @@ export function createExecutor(deps: ExecutorDeps) {
       case 'paused':
         return { kind: 'paused' };
       case 'cancel':
+        if (verdict.resolveEpisode) await resolveEpisode(run);
         await finish(
           run,
           'cancelled',
           { type: 'cancelled', detail: { reason: verdict.reason, at: 'execution' } },
           { reason: verdict.reason },
         );
+        return { kind: 'done' };
+      case 'skip':
+        await finish(run, 'skipped', { type: 'skipped', detail: { reason: verdict.reason } }, { reason: verdict.reason });
         return { kind: 'done' };
       case 'fail':
         await finish(
@@ -127,6 +134,16 @@ export function createExecutor(deps: ExecutorDeps) {
       case 'execute':
         return claim(run, verdict.remediation, verdict.took, attempt);
     }
+  }
+
+  /**
+   * Alertmanager no longer lists the alert: the episode is over even if its resolved notice never
+   * reached the webhook. Recording it cancels the episode's other unstarted firing runs too.
+   */
+  async function resolveEpisode(run: Run): Promise<void> {
+    const cancelled = await deps.runs.resolveEpisodes([run.alert]);
+    for (const r of cancelled) deps.metrics.runs.inc({ rule: r.rule, remediation: r.remediation, status: 'cancelled' });
+    await deps.chains.releaseQuietly(cancelled);
   }
 
   /** Moves the run to `running` under a lease; gives back what the gates took if another worker or a decision got there first. */

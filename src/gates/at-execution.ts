@@ -1,6 +1,7 @@
 import type { Remediation, TargetKind } from '../../remediations/types.js';
 import type { RunQueue } from '../queue/queue.js';
 import type { Run } from '../schemas/runs.js';
+import type { ConfirmFiring } from './alert-firing.js';
 import type { GateSubject } from './counter-gate.js';
 import type { CounterReason, Counters } from './counters.js';
 
@@ -12,7 +13,10 @@ export type ExecutionVerdict =
   | { kind: 'held'; delayMs: number }
   /** The kill switch is on: put the job back. */
   | { kind: 'paused' }
-  | { kind: 'cancel'; reason: 'alert_resolved' }
+  /** `resolveEpisode`: Alertmanager said the alert no longer fires; the episode is to be recorded resolved. */
+  | { kind: 'cancel'; reason: 'alert_resolved'; resolveEpisode?: boolean }
+  /** The re-check that the alert still fires could not be made in time. */
+  | { kind: 'skip'; reason: 'check_unavailable' }
   | { kind: 'fail'; reason: 'unknown_remediation' | 'target_not_configured'; error: string }
   | { kind: 'dry_run' }
   | { kind: 'suppress'; reason: Exclude<CounterReason, 'escalated'>; retryInMs: number }
@@ -27,6 +31,8 @@ export interface ExecutionGateDeps {
   queue: Pick<RunQueue, 'executedResult'>;
   catalogue: ReadonlyMap<string, Remediation>;
   configured: ReadonlySet<TargetKind>;
+  /** The re-check with Alertmanager; absent when ALERTMANAGER_URL is unset. */
+  confirmFiring?: ConfirmFiring;
 }
 
 /** The run as the counter gates see it at execution. */
@@ -44,7 +50,7 @@ const IN_FLIGHT: readonly string[] = ['queued', 'running'];
 
 /**
  * The gates at execution, in order: still in flight, already executed, not leased by another worker,
- * kill switch, resolved alert, known remediation, dry run (counters peeked only), target configured,
+ * kill switch, resolved alert (reported to the webhook, or answered by Alertmanager), known remediation, dry run (counters peeked only), target configured,
  * then escalation, cooldown, rate limit and global budget, taken all at once or not at all.
  */
 export function createExecutionGates(deps: ExecutionGateDeps) {
@@ -60,6 +66,9 @@ export function createExecutionGates(deps: ExecutionGateDeps) {
     }
     if (found.paused) return { kind: 'paused' };
     if (run.phase === 'firing' && found.episodeResolved) return { kind: 'cancel', reason: 'alert_resolved' };
+    const firing = deps.confirmFiring ? await deps.confirmFiring(run) : { kind: 'unchecked' as const };
+    if (firing.kind === 'resolved') return { kind: 'cancel', reason: 'alert_resolved', resolveEpisode: true };
+    if (firing.kind === 'unavailable' && !firing.proceed) return { kind: 'skip', reason: 'check_unavailable' };
 
     const remediation = deps.catalogue.get(run.remediation);
     if (!remediation) return { kind: 'fail', reason: 'unknown_remediation', error: `no remediation named ${run.remediation}` };

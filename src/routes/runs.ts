@@ -1,5 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { notFound } from '../errors.js';
+import { currentFiring } from '../gates/alert-firing.js';
 import { ApproveBody, ErrorResponse, RejectBody, Run, RunIdParams, RunList, RunListQuery } from '../schemas/runs.js';
 import type { Services } from '../services.js';
 import { bearerSecurity, emptyBodyAsObject, requireRole } from './hooks.js';
@@ -48,6 +49,8 @@ export const runRoutes =
       async (req) => {
         const run = await services.runs.get(req.params.id);
         if (!run) throw notFound(`run ${req.params.id}`);
+        // Asked live: whether acting on this run still makes sense is what on-call wants to know.
+        if (services.alertCheck && run.phase === 'firing') run.alertFiring = await currentFiring(services.alertCheck, run);
         return run;
       },
     );

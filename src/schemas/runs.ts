@@ -82,6 +82,17 @@ export const RunGates = Type.Object({
 });
 export type RunGates = Static<typeof RunGates>;
 
+/** Whether the run's alert fires right now, as Alertmanager answered when the run was read. */
+export const AlertFiring = Type.Object({
+  /** null: no Alertmanager answered. */
+  firing: Type.Union([Type.Boolean(), Type.Null()]),
+  state: Nullable(Type.String()),
+  alertmanager: Nullable(Type.String()),
+  checkedAt: Type.String(),
+  error: Type.Optional(Type.String()),
+});
+export type AlertFiring = Static<typeof AlertFiring>;
+
 export const Run = Type.Object({
   id: Type.String({ format: 'uuid' }),
   rule: Type.String(),
@@ -114,6 +125,8 @@ export const Run = Type.Object({
   createdAt: Type.String(),
   updatedAt: Type.String(),
   events: Type.Optional(Type.Array(RunEvent)),
+  /** On `GET /api/runs/:id` of a firing-phase run, when ALERTMANAGER_URL is set. */
+  alertFiring: Type.Optional(AlertFiring),
 });
 export type Run = Static<typeof Run>;
 
