@@ -365,3 +365,338 @@ test('a required param missing from an action stops the load, naming the remedia
   const zero = `rules:\n  - name: r\n    matchers: ['alertname="A"']\n    actions:\n      - remediation: conduit.disable-provider\n        params: { provider: x }\n        cooldown: 0\n`;
   assert.equal(parseMatrix(zero, 'm.yaml', createCatalogue()).rules[0]!.actions[0]!.cooldownMs, 0);
 });
+
+/** `line:col` of the value after `needle`'s `key: ` (the `n`th occurrence of `needle` when given). */
+function valuePos(text: string, needle: string, n = 1): string {
+  let index = -1;
+  for (let i = 0; i < n; i++) {
+    index = text.indexOf(needle, index + 1);
+    assert.ok(index >= 0, `fixture has no ${needle}`);
+  }
+  const sep = needle.indexOf(': ');
+  assert.ok(sep >= 0, `${needle} has no "key: "`);
+  const before = text.slice(0, index + sep + 2).split('\n');
+  return `${before.length}:${before[before.length - 1]!.length + 1}`;
+}
+
+/** A rule with firing `actions` and, when given, `onResolved` actions. */
+function phases(actions: string, onResolved?: string): string {
+  return rule(actions) + (onResolved === undefined ? '' : `    onResolved:\n${onResolved}\n`);
+}
+
+const DISABLE = "      - id: disable\n        remediation: conduit.disable-provider\n        params: { provider: '{{ labels.provider }}' }";
+const TEST = "      - id: test\n        remediation: conduit.test-provider\n        params: { provider: '{{ labels.provider }}' }";
+const ENABLE = "      - remediation: conduit.enable-provider\n        params: { provider: '{{ labels.provider }}' }";
+const notifyAfter = (after: string, extra = '') =>
+  `      - remediation: notify.webhook\n        after: ${after}\n        params: { text: 'done' }${extra ? `\n${extra}` : ''}`;
+
+const CONTRACT = [
+  'rules:',
+  '  - name: provider-down',
+  `    matchers: ['alertname="ConduitProviderDown"']`,
+  '    actions:',
+  '      - id: disable',
+  '        remediation: conduit.disable-provider',
+  "        params: { provider: '{{ labels.provider }}' }",
+  '      - remediation: notify.webhook',
+  '        after: disable',
+  '        when: succeeded',
+  "        params: { text: 'Provider {{ labels.provider }} disabled ({{ after.result.summary }})' }",
+  '        check: { alertFiring: false }',
+  '        onCheckError: proceed',
+  '    onResolved:',
+  '      - id: test',
+  '        remediation: conduit.test-provider',
+  '        after: firing.disable',
+  "        params: { provider: '{{ labels.provider }}' }",
+  '      - remediation: conduit.enable-provider',
+  '        after: test',
+  '        approval: required',
+  "        params: { provider: '{{ labels.provider }}' }",
+  '',
+].join('\n');
+
+test('after: actions name their predecessor by id, onResolved reaches the firing phase with firing.<id>', () => {
+  const r = parse(CONTRACT).rules[0]!;
+  assert.deepEqual(
+    r.actions.map((a) => [a.key, a.id, a.after, a.checkAlertFiring, a.onCheckError]),
+    [
+      ['firing:0', 'disable', undefined, true, 'skip'],
+      ['firing:1', undefined, { key: 'firing:0', ref: 'disable', when: 'succeeded' }, false, 'proceed'],
+    ],
+  );
+  assert.deepEqual(
+    r.onResolved.map((a) => [a.key, a.id, a.phase, a.remediation.name, a.after, a.approval]),
+    [
+      ['resolved:0', 'test', 'resolved', 'conduit.test-provider', { key: 'firing:0', ref: 'firing.disable', when: 'succeeded' }, 'auto'],
+      ['resolved:1', undefined, 'resolved', 'conduit.enable-provider', { key: 'resolved:0', ref: 'test', when: 'succeeded' }, 'required'],
+    ],
+  );
+});
+
+test('after: an action with a predecessor renders its outcome into params', () => {
+  const notify = parse(CONTRACT).rules[0]!.actions[1]!;
+  const alert = { fingerprint: 'f', startsAt: 's', status: 'firing' };
+  assert.deepEqual(
+    notify.renderParams({
+      labels: { provider: 'openai' },
+      annotations: {},
+      alert,
+      after: { status: 'succeeded', reason: null, error: null, result: { summary: 'Disabled provider openai.' } },
+    }),
+    { text: 'Provider openai disabled (Disabled provider openai.)' },
+  );
+  assert.deepEqual(notify.renderParams({ labels: { provider: 'openai' }, annotations: {}, alert }), {
+    text: 'Provider openai disabled ()',
+  });
+});
+
+test('after: when defaults to succeeded and takes failed or finished', () => {
+  const text = rule(
+    [
+      DISABLE,
+      notifyAfter('disable'),
+      notifyAfter('disable', '        when: failed'),
+      notifyAfter('disable', '        when: finished'),
+    ].join('\n'),
+  );
+  assert.deepEqual(
+    parse(text).rules[0]!.actions.map((a) => a.after),
+    [
+      undefined,
+      { key: 'firing:0', ref: 'disable', when: 'succeeded' },
+      { key: 'firing:0', ref: 'disable', when: 'failed' },
+      { key: 'firing:0', ref: 'disable', when: 'finished' },
+    ],
+  );
+});
+
+test('after: the predecessor key is the positional key of the named action, wherever it is in the list', () => {
+  const text = phases(
+    [
+      NOTIFY,
+      DISABLE,
+      "      - id: tell\n        remediation: notify.webhook\n        params: { text: 'x' }",
+      notifyAfter('disable'),
+      notifyAfter('tell'),
+    ].join('\n'),
+    [TEST, ENABLE.replace('      - ', '      - after: firing.tell\n        '), notifyAfter('test')].join('\n'),
+  );
+  const r = parse(text).rules[0]!;
+  assert.deepEqual(
+    r.actions.map((a) => [a.key, a.id, a.after?.key]),
+    [
+      ['firing:0', undefined, undefined],
+      ['firing:1', 'disable', undefined],
+      ['firing:2', 'tell', undefined],
+      ['firing:3', undefined, 'firing:1'],
+      ['firing:4', undefined, 'firing:2'],
+    ],
+  );
+  assert.deepEqual(
+    r.onResolved.map((a) => [a.key, a.id, a.after]),
+    [
+      ['resolved:0', 'test', undefined],
+      ['resolved:1', undefined, { key: 'firing:2', ref: 'firing.tell', when: 'succeeded' }],
+      ['resolved:2', undefined, { key: 'resolved:0', ref: 'test', when: 'succeeded' }],
+    ],
+  );
+});
+
+test('the alert check is on and skips on error by default; check and onCheckError set them', () => {
+  const text = rule(
+    [
+      NOTIFY,
+      `${NOTIFY}\n        check: {}`,
+      `${NOTIFY}\n        check: { alertFiring: true }\n        onCheckError: skip`,
+      `${NOTIFY}\n        check: { alertFiring: false }`,
+      `${NOTIFY}\n        onCheckError: proceed`,
+    ].join('\n'),
+  );
+  const actions = parse(text).rules[0]!.actions;
+  assert.deepEqual(
+    actions.map((a) => [a.id, a.after, a.checkAlertFiring, a.onCheckError]),
+    [
+      [undefined, undefined, true, 'skip'],
+      [undefined, undefined, true, 'skip'],
+      [undefined, undefined, true, 'skip'],
+      [undefined, undefined, false, 'skip'],
+      [undefined, undefined, true, 'proceed'],
+    ],
+  );
+});
+
+test('the same id may be used once in each phase', () => {
+  const text = phases(DISABLE, DISABLE.replace('conduit.disable-provider', 'conduit.enable-provider'));
+  const r = parse(text).rules[0]!;
+  assert.equal(r.actions[0]!.id, 'disable');
+  assert.equal(r.onResolved[0]!.id, 'disable');
+});
+
+test('after naming an unknown id is refused at its position, listing the ids of the phase', () => {
+  let text = rule([DISABLE, notifyAfter('disabel')].join('\n'));
+  let err = refused(text);
+  assert.equal(err.variable, `${FILE}:${valuePos(text, 'after: disabel')}`);
+  assert.match(err.message, /rules\[0\]\.actions\[1\]\.after: "disabel": no action of this phase has id "disabel" \(ids: disable\)$/);
+
+  text = rule([NOTIFY, notifyAfter('disable')].join('\n'));
+  err = refused(text);
+  assert.equal(err.variable, `${FILE}:${valuePos(text, 'after: disable')}`);
+  assert.match(
+    err.message,
+    /rules\[0\]\.actions\[1\]\.after: "disable": no action of this phase has id "disable" \(no action has an id\)$/,
+  );
+
+  // An onResolved id is not visible from actions.
+  text = phases(notifyAfter('test'), TEST);
+  err = refused(text);
+  assert.equal(err.variable, `${FILE}:${valuePos(text, 'after: test')}`);
+  assert.match(err.message, /rules\[0\]\.actions\[0\]\.after: "test": no action of this phase has id "test"/);
+});
+
+test('after naming a firing id from onResolved without firing. is refused with a hint', () => {
+  const text = phases(DISABLE, notifyAfter('disable'));
+  const err = refused(text);
+  assert.equal(err.variable, `${FILE}:${valuePos(text, 'after: disable')}`);
+  assert.match(
+    err.message,
+    /rules\[0\]\.onResolved\[0\]\.after: "disable": no action of this phase has id "disable"; did you mean "firing\.disable"\?$/,
+  );
+});
+
+test('firing.<id> naming no firing action is refused at its position', () => {
+  const text = phases(DISABLE, [TEST, notifyAfter('firing.test')].join('\n'));
+  const err = refused(text);
+  assert.equal(err.variable, `${FILE}:${valuePos(text, 'after: firing.test')}`);
+  assert.match(err.message, /rules\[0\]\.onResolved\[1\]\.after: "firing\.test": no firing action has id "test" \(ids: disable\)$/);
+
+  const none = phases(NOTIFY, notifyAfter('firing.disable'));
+  const err2 = refused(none);
+  assert.equal(err2.variable, `${FILE}:${valuePos(none, 'after: firing.disable')}`);
+  assert.match(
+    err2.message,
+    /rules\[0\]\.onResolved\[0\]\.after: "firing\.disable": no firing action has id "disable" \(no action has an id\)$/,
+  );
+});
+
+test('firing.<id> inside actions is refused at its position', () => {
+  const text = rule([DISABLE, notifyAfter('firing.disable')].join('\n'));
+  const err = refused(text);
+  assert.equal(err.variable, `${FILE}:${valuePos(text, 'after: firing.disable')}`);
+  assert.match(
+    err.message,
+    /rules\[0\]\.actions\[1\]\.after: "firing\.disable": firing\.<id> is for onResolved actions; in actions, name the id alone$/,
+  );
+});
+
+test('after pointing to a later action is refused at its position', () => {
+  const text = rule([notifyAfter('disable'), DISABLE].join('\n'));
+  const err = refused(text);
+  assert.equal(err.variable, `${FILE}:${valuePos(text, 'after: disable')}`);
+  assert.match(
+    err.message,
+    /rules\[0\]\.actions\[0\]\.after: "disable" comes later in the list: an action can only wait for one before it$/,
+  );
+
+  const resolved = phases(DISABLE, [notifyAfter('test'), TEST].join('\n'));
+  const err2 = refused(resolved);
+  assert.equal(err2.variable, `${FILE}:${valuePos(resolved, 'after: test')}`);
+  assert.match(err2.message, /rules\[0\]\.onResolved\[0\]\.after: "test" comes later in the list/);
+});
+
+test('an action waiting for itself, or two waiting for each other, is refused', () => {
+  const self = rule("      - id: loop\n        remediation: notify.webhook\n        after: loop\n        params: { text: 'x' }");
+  let err = refused(self);
+  assert.equal(err.variable, `${FILE}:${valuePos(self, 'after: loop')}`);
+  assert.match(err.message, /rules\[0\]\.actions\[0\]\.after: "loop": an action cannot wait for itself$/);
+
+  const selfResolved = phases(
+    NOTIFY,
+    "      - id: loop\n        remediation: notify.webhook\n        after: loop\n        params: { text: 'x' }",
+  );
+  err = refused(selfResolved);
+  assert.equal(err.variable, `${FILE}:${valuePos(selfResolved, 'after: loop')}`);
+  assert.match(err.message, /rules\[0\]\.onResolved\[0\]\.after: "loop": an action cannot wait for itself$/);
+
+  const pair = rule(
+    [
+      "      - id: a\n        remediation: notify.webhook\n        after: b\n        params: { text: 'x' }",
+      "      - id: b\n        remediation: notify.webhook\n        after: a\n        params: { text: 'y' }",
+    ].join('\n'),
+  );
+  err = refused(pair);
+  assert.equal(err.variable, `${FILE}:${valuePos(pair, 'after: b')}`);
+  assert.match(err.message, /rules\[0\]\.actions\[0\]\.after: "b" comes later in the list/);
+});
+
+test('a duplicate action id in a phase is refused at the second one', () => {
+  const text = rule([DISABLE, DISABLE.replace('conduit.disable-provider', 'conduit.enable-provider')].join('\n'));
+  let err = refused(text);
+  assert.equal(err.variable, `${FILE}:${valuePos(text, 'id: disable', 2)}`);
+  assert.match(err.message, /rules\[0\]\.actions\[1\]\.id: duplicate action id "disable" in actions$/);
+
+  const resolved = phases(NOTIFY, [NOTIFY, TEST, TEST].join('\n'));
+  err = refused(resolved);
+  assert.equal(err.variable, `${FILE}:${valuePos(resolved, 'id: test', 2)}`);
+  assert.match(err.message, /rules\[0\]\.onResolved\[2\]\.id: duplicate action id "test" in onResolved$/);
+});
+
+test('when without after is refused at its position', () => {
+  const text = rule(`${NOTIFY}\n        when: failed`);
+  let err = refused(text);
+  assert.equal(err.variable, `${FILE}:${valuePos(text, 'when: failed')}`);
+  assert.match(err.message, /rules\[0\]\.actions\[0\]\.when: `when` needs `after`/);
+
+  const resolved = phases(NOTIFY, `${NOTIFY}\n        when: finished`);
+  err = refused(resolved);
+  assert.equal(err.variable, `${FILE}:${valuePos(resolved, 'when: finished')}`);
+  assert.match(err.message, /rules\[0\]\.onResolved\[0\]\.when: `when` needs `after`/);
+});
+
+test('a when other than succeeded, failed or finished is refused at its position', () => {
+  const text = rule([DISABLE, notifyAfter('disable', '        when: done')].join('\n'));
+  const err = refused(text);
+  assert.equal(err.variable, `${FILE}:${valuePos(text, 'when: done')}`);
+  assert.match(err.message, /rules\[0\]\.actions\[1\]\.when/);
+});
+
+test('an id that is not a lowercase slug is refused at its position', () => {
+  const text = rule(DISABLE.replace('id: disable', 'id: Disable Provider'));
+  const err = refused(text);
+  assert.equal(err.variable, `${FILE}:${valuePos(text, 'id: Disable Provider')}`);
+  assert.match(err.message, /rules\[0\]\.actions\[0\]\.id/);
+});
+
+test('{{ after.* }} in an action without after is refused at load at its params', () => {
+  const text = rule(
+    [DISABLE, "      - remediation: notify.webhook\n        params: { text: 'done ({{ after.result.summary }})' }"].join('\n'),
+  );
+  let err = refused(text);
+  assert.equal(err.variable, `${FILE}:${valuePos(text, "params: { text: 'done")}`);
+  assert.match(err.message, /rules\[0\]\.actions\[1\]\.params: "\{\{ after\.result\.summary \}\}" needs `after`/);
+
+  const resolved = phases(NOTIFY, "      - remediation: notify.webhook\n        params: { text: '{{ after.status }}' }");
+  err = refused(resolved);
+  assert.equal(err.variable, `${FILE}:${valuePos(resolved, "params: { text: '{{ after")}`);
+  assert.match(err.message, /rules\[0\]\.onResolved\[0\]\.params: "\{\{ after\.status \}\}" needs `after`/);
+});
+
+test('{{ after.* }} in an action with after loads, and an unknown predecessor field is refused at its params', () => {
+  const ok = phases(
+    [
+      DISABLE,
+      "      - remediation: notify.webhook\n        after: disable\n        when: finished\n        params: { text: '{{ after.status }} {{ after.reason }} {{ after.error }} {{ after.result.a.b }}' }",
+    ].join('\n'),
+    "      - remediation: notify.webhook\n        after: firing.disable\n        params: { text: '{{ after.result.summary }}' }",
+  );
+  const r = parse(ok).rules[0]!;
+  assert.equal(r.actions[1]!.after?.when, 'finished');
+  assert.equal(r.onResolved[0]!.after?.key, 'firing:0');
+
+  const bad = rule(
+    [DISABLE, "      - remediation: notify.webhook\n        after: disable\n        params: { text: '{{ after.outcome }}' }"].join('\n'),
+  );
+  const err = refused(bad);
+  assert.equal(err.variable, `${FILE}:${valuePos(bad, "params: { text: '{{ after")}`);
+  assert.match(err.message, /rules\[0\]\.actions\[1\]\.params: "\{\{ after\.outcome \}\}" is not a predecessor field/);
+});
