@@ -6,6 +6,7 @@ import type { Services } from '../services.js';
 import { toSnapshot } from './intake.js';
 
 const OUTCOME: Record<string, string> = {
+  waiting: 'would_wait',
   queued: 'would_queue',
   pending_approval: 'would_wait_for_approval',
   suppressed: 'would_suppress',
@@ -15,13 +16,20 @@ const OUTCOME: Record<string, string> = {
 /**
  * What the webhook would do with a message right now: the same matching and gate decisions, with
  * the budget only peeked at and nothing written. Existing runs with the same dedup key show as duplicates.
+ * An action with `after` would wait: its `after` says for which action, what its `when` needs, and
+ * where that predecessor stands (created by this message, an existing run, or none: `no_predecessor`).
  */
 export async function simulate(services: Services, message: WebhookMessage) {
   const matched = message.alerts.map((alert) => {
     const snapshot = toSnapshot(alert);
     return { snapshot, actions: matchAlert(services.matrix, snapshot) };
   });
-  const keys = matched.flatMap(({ snapshot, actions }) => actions.map((a) => dedupKey(a.rule, a.key, snapshot)));
+  const keys = matched.flatMap(({ snapshot, actions }) =>
+    actions.flatMap((a) => [
+      dedupKey(a.rule, a.key, snapshot),
+      ...(a.after && a.phase === 'resolved' && a.after.key.startsWith('firing:') ? [dedupKey(a.rule, a.after.key, snapshot)] : []),
+    ]),
+  );
   const { existing, paused } = await services.runs.findByKeys(keys);
   const gateContext = {
     counters: services.counters,
@@ -43,8 +51,11 @@ export async function simulate(services: Services, message: WebhookMessage) {
       labels: snapshot.labels,
       matched: actions.length > 0,
       wouldCancel: wouldCancel.map((r) => ({ id: r.id, status: r.status })),
-      actions: decisions.map((d) => {
+      actions: decisions.map((d, i) => {
         const found = existing.get(dedupId(dedupKey(d.rule, d.action, snapshot)));
+        const after = actions[i]!.after;
+        const inMessage = after && !after.key.startsWith('firing:') ? after.key : undefined;
+        const earlier = after && after.key.startsWith('firing:') ? existing.get(dedupId(dedupKey(d.rule, after.key, snapshot))) : undefined;
         return {
           rule: d.rule,
           action: d.action,
@@ -59,6 +70,18 @@ export async function simulate(services: Services, message: WebhookMessage) {
           status: d.status,
           reason: d.reason,
           existingRun: found ? { id: found.id, status: found.status } : null,
+          after: after
+            ? {
+                ref: after.ref,
+                when: after.when,
+                needs: `${after.ref} ${after.when === 'succeeded' ? 'succeeded (or dry_run)' : after.when === 'failed' ? 'failed' : 'finished, whatever its outcome'}`,
+                predecessor: inMessage
+                  ? { action: after.key, createdByThisMessage: true, runId: null, status: null }
+                  : earlier
+                    ? { action: after.key, createdByThisMessage: false, runId: earlier.id, status: earlier.status }
+                    : { action: after.key, createdByThisMessage: false, runId: null, status: null, wouldSkip: 'no_predecessor' },
+              }
+            : null,
         };
       }),
     });

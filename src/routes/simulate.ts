@@ -16,10 +16,27 @@ const Decision = Type.Object({
   error: Type.Union([Type.String(), Type.Null()]),
   approvalRequired: Type.Boolean(),
   dryRun: Type.Boolean(),
-  outcome: Type.String({ description: 'would_queue, would_wait_for_approval, would_suppress, would_fail or duplicate' }),
+  outcome: Type.String({
+    description: 'would_queue, would_wait (for a predecessor), would_wait_for_approval, would_suppress, would_fail or duplicate',
+  }),
   status: Type.String({ description: 'the status the run would be created with' }),
   reason: Type.Union([Type.String(), Type.Null()]),
   existingRun: Type.Union([Type.Object({ id: Type.String(), status: Type.String() }), Type.Null()]),
+  after: Type.Union([
+    Type.Object({
+      ref: Type.String(),
+      when: Type.String(),
+      needs: Type.String({ description: 'what the predecessor must end with for this action to go on' }),
+      predecessor: Type.Object({
+        action: Type.String(),
+        createdByThisMessage: Type.Boolean(),
+        runId: Type.Union([Type.String(), Type.Null()]),
+        status: Type.Union([Type.String(), Type.Null()]),
+        wouldSkip: Type.Optional(Type.String()),
+      }),
+    }),
+    Type.Null(),
+  ]),
 });
 
 const Simulation = Type.Object({
