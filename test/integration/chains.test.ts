@@ -4,11 +4,24 @@
  * (when succeeded, failed, finished) show which go on and which are skipped, and with what params.
  */
 import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
 import { after, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
 import request from 'supertest';
 import { approve, deliver, getRun, reject, settled, type RunBody } from '../support/api.js';
-import { alertMessage, eventually, isolation, REDIS_URL, startService, TOKENS } from '../support/harness.js';
+import {
+  alertMessage,
+  API_TOKENS,
+  eventually,
+  isolation,
+  REDIS_URL,
+  removeMatrix,
+  startService,
+  TOKENS,
+  WEBHOOK_TOKEN,
+  writeMatrix,
+} from '../support/harness.js';
 import { executionsKey } from '../support/test-remediations.js';
 
 const DEPENDENTS = `
@@ -298,5 +311,98 @@ describe('actions that wait for their predecessor', (s) => {
     await svc.services.runs.transition(runs[0]!.id, ['pending_approval'], 'rejected', { type: 'rejected' }, { reason: 'rejected' });
     const finish = await final(runs[3]!.id);
     assert.deepEqual([finish.status, keyOf(finish)], ['succeeded', 'g5-x-rejected']);
+  });
+});
+
+describe('chains across replicas and a killed worker', () => {
+  const iso = isolation('chains_replicas');
+  const matrix = `
+defaults: { cooldown: 0 }
+rules:${rule('Ok', 'remediation: test.count', KEY)}
+  - name: slow
+    matchers: ['alertname="Slow"']
+    actions:
+      - id: first
+        remediation: test.slow
+        params: { key: '{{ labels.key }}', firstMs: 60000 }
+      - remediation: test.count
+        after: first
+        params: { key: '{{ labels.key }}-after-{{ after.result.execution }}' }
+`;
+  const redis = new Redis(REDIS_URL);
+  after(async () => {
+    redis.disconnect();
+    await iso.drop();
+  });
+
+  it('a predecessor finishing on either of two replicas moves each dependent exactly once (20 episodes)', async (t) => {
+    // Both replicas run workers and sweepers; a short sweep interval makes the sweepers race the finishers.
+    const env = { TARGET_REDIS_URL: REDIS_URL, SWEEP_INTERVAL: '20ms' };
+    const a = await startService(t, { databaseUrl: iso.databaseUrl, prefix: iso.prefix, matrix, env });
+    const b = await startService(t, { databaseUrl: iso.databaseUrl, prefix: iso.prefix, matrix, env });
+    const deliveries = await Promise.all(
+      Array.from({ length: 20 }, (_, i) => deliver(i % 2 === 0 ? a : b, alertMessage([{ labels: { alertname: 'Ok', key: `r${i}` } }]))),
+    );
+    const dependents = deliveries.flatMap((runs) => [runs[1]!, runs[3]!]);
+    const skippedOnes = deliveries.map((runs) => runs[2]!);
+    await eventually(
+      async () => {
+        const { rows } = await a.services.pool.query<{ n: string }>(
+          `SELECT count(*) AS n FROM runs WHERE status IN ('waiting', 'queued', 'running')`,
+        );
+        return rows[0]!.n === '0';
+      },
+      30_000,
+      'every chain to settle',
+    );
+    for (const dep of dependents) {
+      const run = await getRun(a, dep.id);
+      assert.equal(run.status, 'succeeded', `${run.id} ${run.action}`);
+      assert.equal(await redis.get(executionsKey(iso.prefix, 'count', dep.id)), '1', 'executed exactly once');
+      assert.equal(run.events.filter((e) => e.type === 'predecessor_finished').length, 1, 'moved on exactly once');
+    }
+    for (const dep of skippedOnes) {
+      const run = await getRun(b, dep.id);
+      assert.deepEqual([run.status, run.reason], ['skipped', 'predecessor_succeeded']);
+      assert.equal(run.events.filter((e) => e.type === 'skipped').length, 1);
+    }
+  });
+
+  it('the predecessor of a dependent outlives its worker: after the takeover completes it, the dependent moves on', async (t) => {
+    // The lease of a running run is the remediation timeout plus a margin: short here, so the takeover is quick.
+    const env = { TARGET_REDIS_URL: REDIS_URL, STALLED_INTERVAL: '1s', REMEDIATION_TIMEOUT: '3s', SWEEP_INTERVAL: '200ms' };
+    const api = await startService(t, { databaseUrl: iso.databaseUrl, prefix: iso.prefix, matrix, env: { ...env, ROLE: 'api' } });
+    const matrixPath = writeMatrix(matrix);
+    const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', 'test/support/worker-process.ts'], {
+      env: {
+        ...process.env,
+        ...env,
+        DATABASE_URL: iso.databaseUrl,
+        REDIS_URL,
+        QUEUE_PREFIX: iso.prefix,
+        MATRIX_PATH: matrixPath,
+        WEBHOOK_TOKEN,
+        API_TOKENS,
+        LOG_LEVEL: 'silent',
+        PORT: '0',
+      },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    t.after(() => {
+      if (child.exitCode === null) child.kill('SIGKILL');
+      removeMatrix(matrixPath);
+    });
+    await once(child.stdout!, 'data');
+    const [first, dependent] = await deliver(api, alertMessage([{ labels: { alertname: 'Slow', key: 'k1' } }]));
+    await eventually(async () => (await redis.get(executionsKey(iso.prefix, 'slow', first!.id))) === '1', 10_000, 'the first execution');
+    assert.equal((await getRun(api, dependent!.id)).status, 'waiting');
+    child.kill('SIGKILL');
+    await once(child, 'exit');
+
+    await startService(t, { databaseUrl: iso.databaseUrl, prefix: iso.prefix, matrix, env: { ...env, ROLE: 'worker' } });
+    await settled(api, first!.id, 'succeeded', 20_000);
+    const run = await settled(api, dependent!.id, 'succeeded', 10_000);
+    assert.equal(keyOf(run), 'k1-after-2', 'rendered from the outcome of the execution that completed');
+    assert.equal(await redis.get(executionsKey(iso.prefix, 'count', dependent!.id)), '1');
   });
 });
