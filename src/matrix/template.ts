@@ -61,7 +61,7 @@ function compileRef(ref: string, opts: TemplateOptions): (scope: TemplateScope) 
   const m = /^(labels|annotations|alert)\.([a-zA-Z_][a-zA-Z0-9_]*)$/.exec(ref);
   if (!m) {
     throw new Error(
-      `"{{ ${ref} }}" is not a template reference (labels.X, annotations.X, alert.fingerprint, alert.startsAt${opts.after ? ', after.status, after.result.X' : ''})`,
+      `"{{ ${ref} }}" is not a template reference (labels.X, annotations.X, alert.fingerprint, alert.startsAt${opts.after ? ', after.status, after.reason, after.error, after.result.X' : ''})`,
     );
   }
   const [, scope, key] = m as unknown as [string, 'labels' | 'annotations' | 'alert', string];
