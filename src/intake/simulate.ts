@@ -53,9 +53,12 @@ export async function simulate(services: Services, message: WebhookMessage) {
       wouldCancel: wouldCancel.map((r) => ({ id: r.id, status: r.status })),
       actions: decisions.map((d, i) => {
         const found = existing.get(dedupId(dedupKey(d.rule, d.action, snapshot)));
-        const after = actions[i]!.after;
-        const inMessage = after && !after.key.startsWith('firing:') ? after.key : undefined;
-        const earlier = after && after.key.startsWith('firing:') ? existing.get(dedupId(dedupKey(d.rule, after.key, snapshot))) : undefined;
+        const action = actions[i]!;
+        const after = action.after;
+        // Within a phase the predecessor is created by this very message; `firing.<id>` names an earlier run.
+        const crossPhase = after !== undefined && action.phase === 'resolved' && after.key.startsWith('firing:');
+        const inMessage = after !== undefined && !crossPhase;
+        const earlier = crossPhase ? existing.get(dedupId(dedupKey(d.rule, after.key, snapshot))) : undefined;
         return {
           rule: d.rule,
           action: d.action,

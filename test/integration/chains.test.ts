@@ -305,6 +305,41 @@ describe('actions that wait for their predecessor', (s) => {
     for (const r of listed) assert.equal(r.after?.runId, runs[0]!.id);
   });
 
+  it('simulation shows which runs would wait and what each `when` needs; the metrics count waiting and skipped runs', async () => {
+    const simulate = (message: object) =>
+      request(svc.url).post('/api/simulate').set('Authorization', `Bearer ${TOKENS.viewer}`).send(message).expect(200);
+    const firing = (await simulate(alertMessage([{ labels: { alertname: 'Ok', key: 'sim1' } }]))).body.alerts[0].actions;
+    assert.deepEqual(
+      firing.map((a: { outcome: string }) => a.outcome),
+      ['would_queue', 'would_wait', 'would_wait', 'would_wait'],
+    );
+    assert.equal(firing[0].after, null);
+    assert.deepEqual(firing[2].after, {
+      ref: 'first',
+      when: 'failed',
+      needs: 'first failed',
+      predecessor: { action: 'firing:0', createdByThisMessage: true, runId: null, status: null },
+    });
+    const lonely = (await simulate(alertMessage([{ labels: { alertname: 'Episode', key: 'sim2' }, status: 'resolved' }]))).body.alerts[0];
+    assert.deepEqual(lonely.actions[0].after.predecessor, {
+      action: 'firing:0',
+      createdByThisMessage: false,
+      runId: null,
+      status: null,
+      wouldSkip: 'no_predecessor',
+    });
+    const [act] = await fire('Episode', 'sim3');
+    const known = (await simulate(alertMessage([{ labels: { alertname: 'Episode', key: 'sim3' }, status: 'resolved' }]))).body.alerts[0];
+    assert.equal(known.actions[0].after.predecessor.runId, act!.id);
+    assert.equal((await getRun(svc, act!.id)).dependents?.length, 0, 'the simulation created nothing');
+
+    const runs = await fire('Ok', 'sim4');
+    await final(runs[2]!.id);
+    const metrics = (await request(svc.url).get('/metrics').expect(200)).text;
+    assert.match(metrics, /remediator_runs_total\{rule="ok",remediation="test.count",status="waiting"\} [1-9]/);
+    assert.match(metrics, /remediator_runs_total\{rule="ok",remediation="test.count",status="skipped"\} [1-9]/);
+  });
+
   it('moves on a dependent the finisher missed: the sweeper finds waiting runs whose predecessor is final', async () => {
     const runs = await fire('Gated', 'g5');
     // The decision lands without releasing its dependents, as when its replica dies right after the UPDATE.
