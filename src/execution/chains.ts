@@ -50,6 +50,9 @@ function outcomeLine(p: PredecessorOutcome): string {
  * moves on what a replica that went down (or lost a race with a new dependent) left behind.
  */
 export function createChains(deps: ChainDeps) {
+  // Without any `after` in the matrix, no run can be waiting for another (the sweeper still looks, for older runs).
+  const chained = deps.matrix.rules.some((r) => [...r.actions, ...r.onResolved].some((a) => a.after !== undefined));
+
   function actionOf(run: Run): Action | undefined {
     const rule = deps.matrix.rules.find((r) => r.name === run.rule);
     return (run.phase === 'firing' ? rule?.actions : rule?.onResolved)?.find((a) => a.key === run.action);
@@ -144,6 +147,7 @@ export function createChains(deps: ChainDeps) {
 
   /** Moves on the dependents of runs that just reached a final status, and theirs in turn. */
   async function release(finished: readonly Run[]): Promise<void> {
+    if (!chained) return;
     let done = finished.filter((r) => isTerminal(r.status));
     for (let depth = 0; done.length > 0 && depth < MAX_DEPTH; depth++) {
       done = await moveOn(await deps.runs.readyDependents({ predecessors: done.map((r) => r.id) }));
@@ -152,6 +156,7 @@ export function createChains(deps: ChainDeps) {
 
   /** After new runs are stored: the final ones release their dependents, the waiting ones whose predecessor already finished move on. */
   async function settle(created: readonly Run[]): Promise<void> {
+    if (!chained) return;
     const waiting = created.filter((r) => r.status === 'waiting').map((r) => r.id);
     const finals = waiting.length > 0 ? await moveOn(await deps.runs.readyDependents({ dependents: waiting })) : [];
     await release([...created.filter((r) => isTerminal(r.status)), ...finals]);
