@@ -11,6 +11,10 @@
  * The receiver is configured as in config/alertmanager/alertmanager.yml (bearer
  * token from a credentials file, send_resolved, max_alerts 0) with test timings:
  * group_wait 0s, group_interval 1s, repeat_interval 1h. Clustering is disabled.
+ * `sendResolved: false` makes a receiver that never sends resolved notifications
+ * (as one configured without send_resolved, or a resolved notice that is lost).
+ * `port` pins the listen port, so a service can be given the URL before
+ * Alertmanager starts (and Alertmanager the service's webhook URL).
  *
  * The binary is $ALERTMANAGER_BIN, else Debian's /usr/bin/prometheus-alertmanager
  * (apt-get install prometheus-alertmanager), else `alertmanager` on the PATH.
@@ -38,6 +42,10 @@ export interface StartAlertmanagerOptions {
   groupInterval?: string;
   /** Default '1h'. */
   repeatInterval?: string;
+  /** The receiver's send_resolved; default true. false: Alertmanager never delivers a resolution. */
+  sendResolved?: boolean;
+  /** Port on 127.0.0.1 to listen on; default a free one (picked again if it is taken meanwhile). */
+  port?: number;
   /** Alertmanager binary; default as described above. */
   binary?: string;
   /** How long to wait for /-/ready; default 15000 ms. */
@@ -66,7 +74,7 @@ export interface RunningAlertmanager {
    * Posts the alerts again, ended now (endsAt = now, so in the past by the time
    * Alertmanager looks at it) and with the startsAt they were first posted with,
    * as Prometheus does: Alertmanager resolves them and sends a resolved
-   * notification with the same fingerprint and startsAt.
+   * notification with the same fingerprint and startsAt (none with `sendResolved: false`).
    */
   resolveAlerts(alerts: PostableAlert[]): Promise<void>;
   /** GET /api/v2/alerts (the alerts Alertmanager holds). */
@@ -117,6 +125,7 @@ export function alertmanagerConfig(opts: {
   groupWait?: string;
   groupInterval?: string;
   repeatInterval?: string;
+  sendResolved?: boolean;
 }): string {
   const config = {
     route: {
@@ -132,7 +141,7 @@ export function alertmanagerConfig(opts: {
         webhook_configs: [
           {
             url: opts.webhookUrl,
-            send_resolved: true,
+            send_resolved: opts.sendResolved ?? true,
             max_alerts: 0,
             http_config: { authorization: { type: 'Bearer', credentials_file: opts.credentialsFile } },
           },
@@ -186,14 +195,16 @@ export async function startAlertmanager(opts: StartAlertmanagerOptions): Promise
       ...(opts.groupWait ? { groupWait: opts.groupWait } : {}),
       ...(opts.groupInterval ? { groupInterval: opts.groupInterval } : {}),
       ...(opts.repeatInterval ? { repeatInterval: opts.repeatInterval } : {}),
+      ...(opts.sendResolved !== undefined ? { sendResolved: opts.sendResolved } : {}),
     }),
   );
 
   const timeoutMs = opts.startTimeoutMs ?? 15_000;
   let lastError: unknown;
   // The port is picked before the process binds it: retry if another process took it meanwhile.
-  for (let attempt = 0; attempt < 3; attempt++) {
-    const port = await freePort();
+  // A pinned port is tried once: another one would not be the URL the caller handed out.
+  for (let attempt = 0; attempt < (opts.port === undefined ? 3 : 1); attempt++) {
+    const port = opts.port ?? (await freePort());
     const url = `http://127.0.0.1:${port}`;
     let output = '';
     const child = spawn(
