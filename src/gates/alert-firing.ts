@@ -32,7 +32,9 @@ export function createFiringGate(deps: FiringGateDeps) {
     const started = Date.now();
     for (let attempt = 1; ; attempt++) {
       try {
-        const answer = await check.isFiring(refOf(run), deps.shutdown);
+        // No attempt outlasts CHECK_TIMEOUT, however long one Alertmanager takes to answer.
+        const left = Math.max(1, deps.timeoutMs - (Date.now() - started));
+        const answer = await check.isFiring(refOf(run), AbortSignal.any([deps.shutdown, AbortSignal.timeout(left)]));
         await deps.addEvent(run.id, 'alert_checked', { firing: answer.firing, state: answer.state, alertmanager: answer.source, attempt });
         return { kind: answer.firing ? 'firing' : 'resolved' };
       } catch (err) {
