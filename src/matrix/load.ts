@@ -142,7 +142,8 @@ export function parseMatrix(text: string, file: string, catalogue: ReadonlyMap<s
           id: a.id,
           phase,
           after,
-          checkAlertFiring: a.check?.alertFiring ?? true,
+          // A notice reports what was done: it goes out whatever Alertmanager says now, unless asked otherwise.
+          checkAlertFiring: a.check?.alertFiring ?? remediation.requires !== 'notify',
           onCheckError: a.onCheckError ?? 'skip',
           remediation,
           renderParams,

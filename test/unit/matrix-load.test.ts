@@ -503,25 +503,28 @@ test('after: the predecessor key is the positional key of the named action, wher
   );
 });
 
-test('the alert check is on and skips on error by default; check and onCheckError set them', () => {
+test('the alert check is on for actions that change something, off for notices, and skips on error by default; check and onCheckError set them', () => {
+  const DISABLE_ONE = "      - remediation: conduit.disable-provider\n        params: { provider: '{{ labels.provider }}' }";
   const text = rule(
     [
+      DISABLE_ONE,
+      `${DISABLE_ONE}\n        check: {}`,
+      `${DISABLE_ONE}\n        check: { alertFiring: false }`,
+      `${DISABLE_ONE}\n        onCheckError: proceed`,
       NOTIFY,
-      `${NOTIFY}\n        check: {}`,
       `${NOTIFY}\n        check: { alertFiring: true }\n        onCheckError: skip`,
-      `${NOTIFY}\n        check: { alertFiring: false }`,
-      `${NOTIFY}\n        onCheckError: proceed`,
     ].join('\n'),
   );
   const actions = parse(text).rules[0]!.actions;
   assert.deepEqual(
-    actions.map((a) => [a.id, a.after, a.checkAlertFiring, a.onCheckError]),
+    actions.map((a) => [a.remediation.name, a.checkAlertFiring, a.onCheckError]),
     [
-      [undefined, undefined, true, 'skip'],
-      [undefined, undefined, true, 'skip'],
-      [undefined, undefined, true, 'skip'],
-      [undefined, undefined, false, 'skip'],
-      [undefined, undefined, true, 'proceed'],
+      ['conduit.disable-provider', true, 'skip'],
+      ['conduit.disable-provider', true, 'skip'],
+      ['conduit.disable-provider', false, 'skip'],
+      ['conduit.disable-provider', true, 'proceed'],
+      ['notify.webhook', false, 'skip'],
+      ['notify.webhook', true, 'skip'],
     ],
   );
 });
