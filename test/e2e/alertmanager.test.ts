@@ -16,7 +16,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
-import { findAlertmanagerBinary, startAlertmanager, type PostableAlert, type RunningAlertmanager } from '../support/alertmanager.js';
+import { alertmanagerSkipReason, type PostableAlert, type RunningAlertmanager, startAlertmanager } from '../support/alertmanager.js';
 import { startConduitAdmin, type ConduitAdmin, type RecordedRequest } from '../support/conduit-admin.js';
 import { API_TOKENS, eventually, isolation, startService, TOKENS, WEBHOOK_TOKEN, type TestService } from '../support/harness.js';
 import { startNotifySink, type NotifySink } from '../support/notify-sink.js';
@@ -47,17 +47,6 @@ rules:
         params: { provider: '{{ labels.provider }}' }
         approval: required
 `;
-
-/** Skip only when there is no binary to run; a wrong ALERTMANAGER_BIN is a failure, not a skip. */
-function skipReason(): string | false {
-  if (process.env['ALERTMANAGER_BIN']) return false;
-  try {
-    findAlertmanagerBinary();
-    return false;
-  } catch (err) {
-    return `no Alertmanager binary: ${(err as Error).message}`;
-  }
-}
 
 /** The name API_TOKENS gives a token (`name:role:token`), so the test does not hard-code it. */
 function tokenName(token: string): string {
@@ -104,7 +93,7 @@ const ANTHROPIC: PostableAlert = {
   generatorURL: 'http://prometheus:9090/graph?g0.expr=conduit_provider_up%3D%3D0',
 };
 
-describe('end to end through a real Alertmanager', { skip: skipReason() }, () => {
+describe('end to end through a real Alertmanager', { skip: alertmanagerSkipReason() }, () => {
   const iso = isolation('e2e_am');
   let conduit: ConduitAdmin | undefined;
   let sink: NotifySink | undefined;

@@ -22,11 +22,11 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Redis } from 'ioredis';
 import request from 'supertest';
 import {
-  findAlertmanagerBinary,
+  alertmanagerSkipReason,
   freePort,
-  startAlertmanager,
   type PostableAlert,
   type RunningAlertmanager,
+  startAlertmanager,
 } from '../support/alertmanager.js';
 import { approve, deliver, getRun, settled, type RunBody } from '../support/api.js';
 import {
@@ -43,17 +43,6 @@ import {
 import { startNotifySink, type NotifySink } from '../support/notify-sink.js';
 import { executionsKey } from '../support/test-remediations.js';
 import type { Run, RunEvent } from '../../src/schemas/runs.js';
-
-/** Skip only when there is no binary to run; a wrong ALERTMANAGER_BIN is a failure, not a skip. */
-function skipReason(): string | false {
-  if (process.env['ALERTMANAGER_BIN']) return false;
-  try {
-    findAlertmanagerBinary();
-    return false;
-  } catch (err) {
-    return `no Alertmanager binary: ${(err as Error).message}`;
-  }
-}
 
 const CHECK_TIMEOUT_MS = 2000;
 /** Upper bound for anything that should happen "at once" (a worker picking up a job, a delivery). */
@@ -226,7 +215,7 @@ const approvalAction = (key: string, extra = '') => `
         params: { key: ${key} }
         approval: required${extra}`;
 
-describe('the re-check with Alertmanager before a firing run acts', { skip: skipReason() }, () => {
+describe('the re-check with Alertmanager before a firing run acts', { skip: alertmanagerSkipReason() }, () => {
   it(
     'an alert resolved in Alertmanager, whose resolution never reached the webhook, cancels the approved run and its episode',
     { timeout: 90_000 },

@@ -22,18 +22,7 @@ import {
   type AlertCheck,
   type AlertRef,
 } from '../../src/alertmanager/check.js';
-import { findAlertmanagerBinary, freePort, startAlertmanager, type RunningAlertmanager } from '../support/alertmanager.js';
-
-/** Skip only when there is no binary to run; a wrong ALERTMANAGER_BIN is a failure, not a skip. */
-function skipReason(): string | false {
-  if (process.env['ALERTMANAGER_BIN']) return false;
-  try {
-    findAlertmanagerBinary();
-    return false;
-  } catch (err) {
-    return `no Alertmanager binary: ${(err as Error).message}`;
-  }
-}
+import { alertmanagerSkipReason, freePort, type RunningAlertmanager, startAlertmanager } from '../support/alertmanager.js';
 
 /** An alert as a webhook notification carries it (the fields used here). */
 interface NotifiedAlert {
@@ -113,7 +102,7 @@ describe('parseAlertmanagerUrls', () => {
   });
 });
 
-describe('alert check against a real Alertmanager', { skip: skipReason() }, () => {
+describe('alert check against a real Alertmanager', { skip: alertmanagerSkipReason() }, () => {
   const notified: NotifiedAlert[] = [];
   let receiver: HttpServer | undefined;
   let am: RunningAlertmanager | undefined;

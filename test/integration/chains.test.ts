@@ -4,25 +4,14 @@
  * (when succeeded, failed, finished) show which go on and which are skipped, and with what params.
  */
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { after, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
 import request from 'supertest';
 import { approve, deliver, getRun, reject, settled, type RunBody } from '../support/api.js';
-import {
-  alertMessage,
-  API_TOKENS,
-  eventually,
-  isolation,
-  REDIS_URL,
-  removeMatrix,
-  startService,
-  TOKENS,
-  WEBHOOK_TOKEN,
-  writeMatrix,
-} from '../support/harness.js';
+import { alertMessage, eventually, isolation, REDIS_URL, removeMatrix, startService, TOKENS, writeMatrix } from '../support/harness.js';
 import { executionsKey } from '../support/test-remediations.js';
+import { spawnWorker } from '../support/worker-child.js';
 
 const DEPENDENTS = `
       - id: on-success
@@ -408,26 +397,11 @@ rules:${rule('Ok', 'remediation: test.count', KEY)}
     const env = { TARGET_REDIS_URL: REDIS_URL, STALLED_INTERVAL: '1s', REMEDIATION_TIMEOUT: '3s', SWEEP_INTERVAL: '200ms' };
     const api = await startService(t, { databaseUrl: iso.databaseUrl, prefix: iso.prefix, matrix, env: { ...env, ROLE: 'api' } });
     const matrixPath = writeMatrix(matrix);
-    const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', 'test/support/worker-process.ts'], {
-      env: {
-        ...process.env,
-        ...env,
-        DATABASE_URL: iso.databaseUrl,
-        REDIS_URL,
-        QUEUE_PREFIX: iso.prefix,
-        MATRIX_PATH: matrixPath,
-        WEBHOOK_TOKEN,
-        API_TOKENS,
-        LOG_LEVEL: 'silent',
-        PORT: '0',
-      },
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
+    const child = await spawnWorker({ databaseUrl: iso.databaseUrl, prefix: iso.prefix, matrixPath, env });
     t.after(() => {
       if (child.exitCode === null) child.kill('SIGKILL');
       removeMatrix(matrixPath);
     });
-    await once(child.stdout!, 'data');
     const [first, dependent] = await deliver(api, alertMessage([{ labels: { alertname: 'Slow', key: 'k1' } }]));
     await eventually(async () => (await redis.get(executionsKey(iso.prefix, 'slow', first!.id))) === '1', 10_000, 'the first execution');
     assert.equal((await getRun(api, dependent!.id)).status, 'waiting');

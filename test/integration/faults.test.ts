@@ -1,24 +1,14 @@
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { after, before, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
 import pg from 'pg';
 import request from 'supertest';
 import { startConduitAdmin, type ConduitAdmin } from '../support/conduit-admin.js';
-import {
-  alertMessage,
-  API_TOKENS,
-  eventually,
-  isolation,
-  REDIS_URL,
-  startService,
-  TOKENS,
-  WEBHOOK_TOKEN,
-  writeMatrix,
-} from '../support/harness.js';
+import { alertMessage, eventually, isolation, REDIS_URL, startService, TOKENS, WEBHOOK_TOKEN, writeMatrix } from '../support/harness.js';
 import { startRedisServer } from '../support/redis-server.js';
 import { executionsKey } from '../support/test-remediations.js';
+import { spawnWorker } from '../support/worker-child.js';
 
 const MATRIX = `
 defaults: { cooldown: 0s }
@@ -175,24 +165,9 @@ describe('faults: retries, Redis outages, dead workers, concurrent starts', () =
     const env = { TARGET_REDIS_URL: REDIS_URL, STALLED_INTERVAL: '1s', REMEDIATION_TIMEOUT: '3s' };
     const api = await startService({ databaseUrl: iso.databaseUrl, prefix: iso.prefix, matrix: MATRIX, env: { ...env, ROLE: 'api' } });
     const matrixPath = writeMatrix(MATRIX);
-    const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', 'test/support/worker-process.ts'], {
-      env: {
-        ...process.env,
-        ...env,
-        DATABASE_URL: iso.databaseUrl,
-        REDIS_URL,
-        QUEUE_PREFIX: iso.prefix,
-        MATRIX_PATH: matrixPath,
-        WEBHOOK_TOKEN,
-        API_TOKENS,
-        LOG_LEVEL: 'silent',
-        PORT: '0',
-      },
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
+    const child = await spawnWorker({ databaseUrl: iso.databaseUrl, prefix: iso.prefix, matrixPath, env });
     const redis = new Redis(REDIS_URL);
     try {
-      await once(child.stdout!, 'data');
       const res = await request(api.url)
         .post('/webhooks/alertmanager')
         .set('Authorization', `Bearer ${WEBHOOK_TOKEN}`)

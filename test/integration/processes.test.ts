@@ -65,7 +65,10 @@ describe('service processes', () => {
       const body = (await res.json()) as { runs: Array<{ status: string }> };
       // No CONDUIT_ADMIN_URL here: the disable fails at once, named; the notices wait for its outcome.
       assert.equal(body.runs[0]?.status, 'failed');
-      assert.ok(body.runs.slice(1).every((r) => r.status === 'waiting'), JSON.stringify(body.runs));
+      assert.ok(
+        body.runs.slice(1).every((r) => r.status === 'waiting'),
+        JSON.stringify(body.runs),
+      );
 
       one.child.kill('SIGTERM');
       two.child.kill('SIGTERM');

@@ -86,6 +86,17 @@ export interface RunningAlertmanager {
 }
 
 /** Finds the Alertmanager binary, or throws saying how to install it. */
+/** Why a test that needs Alertmanager is skipped: only when there is no binary to run (a wrong ALERTMANAGER_BIN fails instead). */
+export function alertmanagerSkipReason(): string | false {
+  if (process.env['ALERTMANAGER_BIN']) return false;
+  try {
+    findAlertmanagerBinary();
+    return false;
+  } catch (err) {
+    return `no Alertmanager binary: ${(err as Error).message}`;
+  }
+}
+
 export function findAlertmanagerBinary(explicit?: string): string {
   const fromEnv = explicit ?? process.env.ALERTMANAGER_BIN;
   if (fromEnv) {

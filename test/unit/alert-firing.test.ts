@@ -1,43 +1,20 @@
 /** The re-check before acting (`createFiringGate`) over a scripted Alertmanager check, and its place among the gates at execution. */
 import assert from 'node:assert/strict';
-import { randomUUID } from 'node:crypto';
 import { describe, it } from 'node:test';
 import { createCatalogue } from '../../remediations/catalogue.js';
 import { AlertmanagerUnavailable, type AlertAnswer, type AlertCheck, type AlertRef } from '../../src/alertmanager/check.js';
 import { createFiringGate, type FiringVerdict } from '../../src/gates/alert-firing.js';
 import { createExecutionGates } from '../../src/gates/at-execution.js';
 import type { Run } from '../../src/schemas/runs.js';
-import { alert } from '../support/alerts.js';
+import { stored } from '../support/runs.js';
 import { createFakeCounters, fakeClock } from '../support/fake-counters.js';
 import { testRemediations } from '../support/test-remediations.js';
 
-function run(over: Partial<Run> = {}, gates: Partial<Run['gates']> = {}): Run {
-  const now = new Date().toISOString();
-  return {
-    id: randomUUID(),
-    rule: 'rule',
-    action: 'firing:0',
-    phase: 'firing',
-    remediation: 'test.count',
-    target: 'test/a',
-    params: { key: 'a' },
-    status: 'queued',
-    reason: null,
-    alert: alert({ alertname: 'Plain', key: 'a' }),
-    approval: { required: false, expiresAt: null, decidedBy: null, decidedAt: null, comment: null },
-    dryRun: false,
-    gates: { cooldownMs: 0, limit: null, approvalTimeoutMs: 60_000, ...gates },
-    attempts: 0,
-    leaseUntil: null,
-    after: null,
-    plan: null,
-    result: null,
-    error: null,
-    createdAt: now,
-    updatedAt: now,
-    ...over,
-  };
-}
+/** A queued firing run of test.count, with `gates` over the defaults. */
+const run = (over: Partial<Run> = {}, gates: Partial<Run['gates']> = {}): Run => {
+  const base = stored(over);
+  return { ...base, gates: { ...base.gates, ...gates } };
+};
 
 /** A check that answers from `script` in turn (an answer, or a failure), recording what it was asked. */
 function scripted(script: Array<AlertAnswer | Error>) {

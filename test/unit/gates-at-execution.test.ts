@@ -1,6 +1,5 @@
 /** The gates at execution (`createExecutionGates`), over the in-memory counters: no Redis, no PostgreSQL. */
 import assert from 'node:assert/strict';
-import { randomUUID } from 'node:crypto';
 import { describe, it } from 'node:test';
 import { createCatalogue } from '../../remediations/catalogue.js';
 import type { TargetKind } from '../../remediations/types.js';
@@ -8,42 +7,12 @@ import { createExecutionGates, gateSubject, type ExecutionVerdict } from '../../
 import { ESCALATE_AFTER } from '../../src/gates/escalation.js';
 import type { Limit } from '../../src/matrix/types.js';
 import { RUN_STATUSES, type Run } from '../../src/schemas/runs.js';
-import { alert } from '../support/alerts.js';
+import { stored } from '../support/runs.js';
 import { createFakeCounters, fakeClock, type FakeCounters } from '../support/fake-counters.js';
 import { counting, testRemediations } from '../support/test-remediations.js';
 
 const catalogue = createCatalogue(testRemediations);
 const CONFIGURED: ReadonlySet<TargetKind> = new Set<TargetKind>(['targetRedis']);
-
-/** A stored run of test.count on test/a, queued, with no gate settings unless given. */
-function stored(over: Partial<Run> & { cooldownMs?: number; limit?: Limit | null } = {}): Run {
-  const { cooldownMs = 0, limit = null, ...rest } = over;
-  const now = new Date().toISOString();
-  return {
-    id: randomUUID(),
-    rule: 'rule',
-    action: 'firing:0',
-    phase: 'firing',
-    remediation: 'test.count',
-    target: 'test/a',
-    params: { key: 'a' },
-    status: 'queued',
-    reason: null,
-    alert: alert({ alertname: 'Plain', key: 'a' }),
-    approval: { required: false, expiresAt: null, decidedBy: null, decidedAt: null, comment: null },
-    dryRun: false,
-    gates: { cooldownMs, limit, approvalTimeoutMs: 1_800_000 },
-    attempts: 0,
-    leaseUntil: null,
-    after: null,
-    plan: 'count an execution for a',
-    result: null,
-    error: null,
-    createdAt: now,
-    updatedAt: now,
-    ...rest,
-  };
-}
 
 const approvedBy = (who: string): Run['approval'] => ({
   required: true,

@@ -1,0 +1,34 @@
+import { randomUUID } from 'node:crypto';
+import type { Limit } from '../../src/matrix/types.js';
+import type { Run } from '../../src/schemas/runs.js';
+import { alert } from './alerts.js';
+
+/** A stored run of test.count on test/a, queued, with no gate settings unless given: for the gate tests that need no store. */
+export function stored(over: Partial<Run> & { cooldownMs?: number; limit?: Limit | null } = {}): Run {
+  const { cooldownMs = 0, limit = null, ...rest } = over;
+  const now = new Date().toISOString();
+  return {
+    id: randomUUID(),
+    rule: 'rule',
+    action: 'firing:0',
+    phase: 'firing',
+    remediation: 'test.count',
+    target: 'test/a',
+    params: { key: 'a' },
+    status: 'queued',
+    reason: null,
+    alert: alert({ alertname: 'Plain', key: 'a' }),
+    approval: { required: false, expiresAt: null, decidedBy: null, decidedAt: null, comment: null },
+    dryRun: false,
+    gates: { cooldownMs, limit, approvalTimeoutMs: 1_800_000 },
+    attempts: 0,
+    leaseUntil: null,
+    after: null,
+    plan: 'count an execution for a',
+    result: null,
+    error: null,
+    createdAt: now,
+    updatedAt: now,
+    ...rest,
+  };
+}
