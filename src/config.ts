@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { Type, type Static } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import { parseAlertmanagerUrls } from './alertmanager/check.js';
+import { parsePrometheusUrl } from './prometheus/client.js';
 import { ConfigError } from './errors.js';
 import { convertStrict } from './kernel/convert.js';
 import { parseDuration } from './kernel/duration.js';
@@ -33,6 +34,7 @@ const EnvSchema = Type.Object({
   NOTIFY_WEBHOOK_URL: Type.Optional(Type.String({ pattern: '^https?://' })),
   ALERTMANAGER_URL: Type.Optional(Type.String({ minLength: 1 })),
   CHECK_TIMEOUT: Type.Union([DurationText], { default: '2m' }),
+  PROMETHEUS_URL: Type.Optional(Type.String({ minLength: 1 })),
   PUBLIC_URL: Type.Optional(Type.String({ pattern: '^https?://' })),
   BODY_LIMIT: Type.Integer({ minimum: 1024, default: 5 * 1024 * 1024 }),
   WORKER_CONCURRENCY: Type.Integer({ minimum: 1, maximum: 256, default: 4 }),
@@ -73,8 +75,10 @@ export interface Config {
   notifyWebhookUrl?: string;
   /** Alertmanager base URLs (an HA pair) asked whether an alert still fires before its run executes. */
   alertmanagerUrls: string[];
-  /** How long a run retries that check while no Alertmanager answers. */
+  /** How long a run retries a check (Alertmanager, Prometheus) while it gets no answer. */
   checkTimeoutMs: number;
+  /** Prometheus' HTTP API, for `check.query` and `verify`. */
+  prometheusUrl?: string;
   publicUrl: string;
   bodyLimit: number;
   workerConcurrency: number;
@@ -125,6 +129,14 @@ function alertmanagerUrls(text: string | undefined): string[] {
     return parseAlertmanagerUrls(text);
   } catch (err) {
     throw new ConfigError('ALERTMANAGER_URL', (err as Error).message.replace(/^ALERTMANAGER_URL: /, ''));
+  }
+}
+
+function prometheusUrl(text: string): string {
+  try {
+    return parsePrometheusUrl(text);
+  } catch (err) {
+    throw new ConfigError('PROMETHEUS_URL', (err as Error).message.replace(/^PROMETHEUS_URL: /, ''));
   }
 }
 
@@ -179,6 +191,7 @@ export function loadConfig(source: NodeJS.ProcessEnv): { config: Config; generat
     ...(env.NOTIFY_WEBHOOK_URL ? { notifyWebhookUrl: env.NOTIFY_WEBHOOK_URL } : {}),
     alertmanagerUrls: alertmanagerUrls(env.ALERTMANAGER_URL),
     checkTimeoutMs: duration(env, 'CHECK_TIMEOUT'),
+    ...(env.PROMETHEUS_URL ? { prometheusUrl: prometheusUrl(env.PROMETHEUS_URL) } : {}),
     publicUrl: (env.PUBLIC_URL ?? `http://localhost:${env.PORT}`).replace(/\/+$/, ''),
     bodyLimit: env.BODY_LIMIT,
     workerConcurrency: env.WORKER_CONCURRENCY,

@@ -81,6 +81,24 @@ export function createMetrics() {
         if (paused !== undefined) this.set(paused ? 1 : 0);
       },
     }),
+    checks: new Counter({
+      name: 'remediator_checks_total',
+      help: 'Prometheus checks before acting (check.query), by remediation and result: needed, cleared, unavailable.',
+      labelNames: ['remediation', 'result'] as const,
+      registers: [registry],
+    }),
+    verifications: new Counter({
+      name: 'remediator_verifications_total',
+      help: 'Verifications ended after a remediation succeeded, by remediation and result: verified, unverified.',
+      labelNames: ['remediation', 'result'] as const,
+      registers: [registry],
+    }),
+    reverts: new Counter({
+      name: 'remediator_reverts_total',
+      help: 'Revert runs created, by the remediation they undo.',
+      labelNames: ['remediation'] as const,
+      registers: [registry],
+    }),
     webhookDuration: new Histogram({
       name: 'remediator_webhook_duration_seconds',
       help: 'Time to answer an Alertmanager delivery, by HTTP status code.',

@@ -46,6 +46,16 @@ async function main(): Promise<void> {
     );
   }
 
+  const queried = services.matrix.rules.flatMap((r) =>
+    [...r.actions, ...r.onResolved].filter((a) => a.conditionQuery || a.verify).map((a) => `${r.name}/${a.id ?? a.key}`),
+  );
+  if (queried.length > 0 && !config.prometheusUrl) {
+    logger.warn(
+      { actions: queried },
+      'PROMETHEUS_URL is not set: these actions execute without their check.query, and their verify ends unverified',
+    );
+  }
+
   const app = await buildApp(services, { logger });
   closeWithGrace({ delay: config.shutdownTimeoutMs + 5000 }, async ({ signal, err }) => {
     if (err) logger.error({ err: err.message }, 'shutting down after an error');

@@ -9,8 +9,10 @@ import { createAuth } from './auth.js';
 import type { Config } from './config.js';
 import { createChains } from './execution/chains.js';
 import { createExecutor } from './execution/executor.js';
+import { createVerifier } from './execution/verifier.js';
 import { createFiringGate, currentFiring, firingLine } from './gates/alert-firing.js';
 import { createApprovals } from './gates/approval.js';
+import { createConditionGate } from './gates/condition.js';
 import { createCounters } from './gates/counters.js';
 import { createFailureStreak } from './gates/escalation.js';
 import { createKillSwitch } from './gates/kill-switch.js';
@@ -19,6 +21,7 @@ import { withTimeout } from './kernel/timeout.js';
 import { loadMatrix } from './matrix/load.js';
 import type { Matrix } from './matrix/types.js';
 import { createMetrics } from './metrics.js';
+import { createPrometheusClient } from './prometheus/client.js';
 import { createNotifier } from './notify/notifier.js';
 import { createRunQueue } from './queue/queue.js';
 import { createSweeper } from './queue/sweeper.js';
@@ -77,6 +80,7 @@ export async function createServices(config: Config, opts: ServiceOptions) {
   const killSwitch = createKillSwitch({ store: createKillSwitchStore(db), queue, log });
   const built = await buildTargets(config);
   const alertCheck = config.alertmanagerUrls.length > 0 ? createAlertCheck({ urls: config.alertmanagerUrls }) : undefined;
+  const prometheus = config.prometheusUrl ? createPrometheusClient({ url: config.prometheusUrl }) : undefined;
   const notifier = createNotifier({
     target: built.targets.notify,
     runs,
@@ -120,10 +124,18 @@ export async function createServices(config: Config, opts: ServiceOptions) {
     addEvent: runs.addEvent,
     shutdown: shutdown.signal,
   });
+  const checkCondition = createConditionGate({
+    prometheus,
+    timeoutMs: config.checkTimeoutMs,
+    addEvent: runs.addEvent,
+    shutdown: shutdown.signal,
+    observe: (run, result) => metrics.checks.inc({ remediation: run.remediation, result }),
+  });
   const executor = createExecutor({
     runs,
     chains,
     confirmFiring,
+    checkCondition,
     counters,
     streak,
     queue,
@@ -137,9 +149,11 @@ export async function createServices(config: Config, opts: ServiceOptions) {
     shutdown: shutdown.signal,
     now,
   });
+  const verifier = createVerifier({ runs, prometheus, chains, streak, metrics, notifier, log });
   const sweeper = createSweeper({
     runs,
     chains,
+    verifier,
     approvals,
     killSwitch,
     queue,
@@ -211,7 +225,9 @@ export async function createServices(config: Config, opts: ServiceOptions) {
     queue,
     notifier,
     alertCheck,
+    prometheus,
     chains,
+    verifier,
     intake,
     approvals,
     auth,

@@ -25,12 +25,20 @@ export interface ChainDeps {
   now: () => Date;
 }
 
-/** Whether a predecessor's final status lets a dependent go on. A dry run stands for success, so a dry run shows the whole chain. */
-export function holds(when: When, status: RunStatus): boolean {
+/**
+ * Whether a predecessor's outcome lets a dependent go on. A dry run stands for success, so a dry run
+ * shows the whole chain; `verified` and `unverified` read the predecessor's verification.
+ */
+export function holds(when: When, outcome: Pick<PredecessorOutcome, 'status' | 'verification'>): boolean {
   if (when === 'finished') return true;
-  if (when === 'failed') return status === 'failed';
-  return status === 'succeeded' || status === 'dry_run';
+  if (when === 'failed') return outcome.status === 'failed';
+  if (when === 'verified' || when === 'unverified') return outcome.verification === when;
+  return outcome.status === 'succeeded' || outcome.status === 'dry_run';
 }
+
+/** What a skipped dependent's reason names: the predecessor's verification when `when` was about it, else its status. */
+const outcomeName = (when: When, p: PredecessorOutcome): string =>
+  (when === 'verified' || when === 'unverified') && p.verification ? p.verification : p.status;
 
 /** Cut-off for a chain moving on in one call: a matrix chain is a handful of steps, never this many. */
 const MAX_DEPTH = 64;
@@ -81,13 +89,20 @@ export function createChains(deps: ChainDeps) {
         await end(r, 'skipped', [{ type: 'skipped', detail: { reason: 'no_predecessor', after: after.ref } }], 'no_predecessor');
         continue;
       }
-      const goesOn = holds(after.when, predecessor.status);
+      const goesOn = holds(after.when, predecessor);
       const event = {
         type: 'predecessor_finished',
-        detail: { runId: predecessor.id, status: predecessor.status, reason: predecessor.reason, when: after.when, holds: goesOn },
+        detail: {
+          runId: predecessor.id,
+          status: predecessor.status,
+          reason: predecessor.reason,
+          ...(predecessor.verification ? { verification: predecessor.verification } : {}),
+          when: after.when,
+          holds: goesOn,
+        },
       };
       if (!goesOn) {
-        const reason = `predecessor_${predecessor.status}`;
+        const reason = `predecessor_${outcomeName(after.when, predecessor)}`;
         await end(r, 'skipped', [event, { type: 'skipped', detail: { reason } }], reason);
         continue;
       }

@@ -1,5 +1,6 @@
 import { RemediationError, type Remediation, type TargetKind, type Targets } from '../../remediations/types.js';
 import type { ConfirmFiring } from '../gates/alert-firing.js';
+import type { CheckCondition } from '../gates/condition.js';
 import { approvalExpiry } from '../gates/approval.js';
 import { createExecutionGates, gateSubject } from '../gates/at-execution.js';
 import type { Counters } from '../gates/counters.js';
@@ -11,6 +12,7 @@ import type { RunQueue } from '../queue/queue.js';
 import { isTerminal, type Run } from '../schemas/runs.js';
 import type { Chains } from './chains.js';
 import type { Guard, RunPatch, RunStore } from '../store/runs.js';
+import type { TransitionEvent } from '../store/run-transitions.js';
 
 export interface ExecutorDeps {
   runs: RunStore;
@@ -20,6 +22,8 @@ export interface ExecutorDeps {
   queue: Pick<RunQueue, 'markExecuted' | 'executedResult'>;
   /** The re-check with Alertmanager before acting; absent when ALERTMANAGER_URL is unset. */
   confirmFiring?: ConfirmFiring;
+  /** `check.query` against Prometheus before acting. */
+  checkCondition?: CheckCondition;
   catalogue: ReadonlyMap<string, Remediation>;
   targets: Targets;
   configured: ReadonlySet<TargetKind>;
@@ -77,7 +81,7 @@ export function createExecutor(deps: ExecutorDeps) {
   async function finish(
     run: Run,
     to: Run['status'],
-    event: { type: string; detail?: Record<string, unknown> },
+    event: TransitionEvent | TransitionEvent[],
     patch: RunPatch,
     from: readonly Run['status'][] = IN_FLIGHT,
     guard: Guard | null = 'claimable',
@@ -194,11 +198,23 @@ export function createExecutor(deps: ExecutorDeps) {
   }
 
   async function recordSuccess(run: Run, result: Record<string, unknown>, durationMs: number): Promise<Outcome> {
+    // With `verify`, success is where the proof starts: pending until Prometheus says it helped, or `within` runs out.
+    const verify = run.gates.verify;
     const moved = await finish(
       run,
       'succeeded',
-      { type: 'succeeded', detail: { result, durationMs } },
-      { result, error: null, reason: null },
+      [
+        { type: 'succeeded', detail: { result, durationMs } },
+        ...(verify
+          ? [{ type: 'verification_pending', detail: { query: verify.query, withinMs: verify.withinMs, everyMs: verify.everyMs } }]
+          : []),
+      ],
+      {
+        result,
+        error: null,
+        reason: null,
+        ...(verify ? { startVerification: { everyMs: verify.everyMs, withinMs: verify.withinMs } } : {}),
+      },
       IN_FLIGHT,
       null,
     );

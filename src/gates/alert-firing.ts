@@ -1,5 +1,5 @@
-import { setTimeout as sleep } from 'node:timers/promises';
 import { AlertmanagerUnavailable, type AlertCheck } from '../alertmanager/check.js';
+import { retryFor } from '../kernel/retry.js';
 import type { AlertFiring, Run } from '../schemas/runs.js';
 
 /**
@@ -20,7 +20,6 @@ export interface FiringGateDeps {
   shutdown: AbortSignal;
 }
 
-const RETRY_MAX_MS = 10_000;
 const refOf = (run: Run) => ({ fingerprint: run.alert.fingerprint, startsAt: run.alert.startsAt, labels: run.alert.labels });
 const errorsOf = (err: unknown): string[] =>
   err instanceof AlertmanagerUnavailable ? err.errors : [(err as Error).message ?? String(err)];
@@ -29,28 +28,21 @@ export function createFiringGate(deps: FiringGateDeps) {
   return async function confirmFiring(run: Run): Promise<FiringVerdict> {
     const check = deps.check;
     if (!check || run.phase !== 'firing' || run.gates.alertFiring === false) return { kind: 'unchecked' };
-    const started = Date.now();
-    for (let attempt = 1; ; attempt++) {
-      try {
-        // No attempt outlasts CHECK_TIMEOUT, however long one Alertmanager takes to answer.
-        const left = Math.max(1, deps.timeoutMs - (Date.now() - started));
-        const answer = await check.isFiring(refOf(run), AbortSignal.any([deps.shutdown, AbortSignal.timeout(left)]));
-        await deps.addEvent(run.id, 'alert_checked', { firing: answer.firing, state: answer.state, alertmanager: answer.source, attempt });
-        return { kind: answer.firing ? 'firing' : 'resolved' };
-      } catch (err) {
-        if (deps.shutdown.aborted) throw err;
-        const left = deps.timeoutMs - (Date.now() - started);
-        const proceed = run.gates.onCheckError === 'proceed';
-        const detail = {
+    const proceed = run.gates.onCheckError === 'proceed';
+    const answer = await retryFor((signal) => check.isFiring(refOf(run), signal), {
+      timeoutMs: deps.timeoutMs,
+      shutdown: deps.shutdown,
+      onFailure: (err, attempt, last) =>
+        deps.addEvent(run.id, 'alert_check_failed', {
           attempt,
           errors: errorsOf(err),
-          ...(left <= 0 ? { gaveUpAfterMs: Date.now() - started, then: proceed ? 'proceed' : 'skip' } : {}),
-        };
-        await deps.addEvent(run.id, 'alert_check_failed', detail);
-        if (left <= 0) return { kind: 'unavailable', proceed };
-        await sleep(Math.min(left, 1000 * 2 ** (attempt - 1), RETRY_MAX_MS), undefined, { signal: deps.shutdown });
-      }
-    }
+          ...(last ? { then: proceed ? 'proceed' : 'skip' } : {}),
+        }),
+    });
+    if (!answer.ok) return { kind: 'unavailable', proceed };
+    const { firing, state, source } = answer.value;
+    await deps.addEvent(run.id, 'alert_checked', { firing, state, alertmanager: source, attempt: answer.attempts });
+    return { kind: firing ? 'firing' : 'resolved' };
   };
 }
 

@@ -2,6 +2,7 @@ import type { Remediation, TargetKind } from '../../remediations/types.js';
 import type { RunQueue } from '../queue/queue.js';
 import type { Run } from '../schemas/runs.js';
 import type { ConfirmFiring } from './alert-firing.js';
+import type { CheckCondition } from './condition.js';
 import type { GateSubject } from './counter-gate.js';
 import type { CounterReason, Counters } from './counters.js';
 
@@ -20,6 +21,8 @@ export type ExecutionVerdict =
   | { kind: 'fail'; reason: 'unknown_remediation' | 'target_not_configured'; error: string }
   | { kind: 'dry_run' }
   | { kind: 'suppress'; reason: Exclude<CounterReason, 'escalated'>; retryInMs: number }
+  /** `check.query` answered an empty result: the condition the remediation was for has gone. */
+  | { kind: 'suppress'; reason: 'condition_cleared'; retryInMs: 0 }
   | { kind: 'escalate' }
   /** A previous attempt executed the remediation but could not record it: record this result, do not run it again. */
   | { kind: 'record'; result: Record<string, unknown> }
@@ -33,6 +36,8 @@ export interface ExecutionGateDeps {
   configured: ReadonlySet<TargetKind>;
   /** The re-check with Alertmanager; absent when ALERTMANAGER_URL is unset. */
   confirmFiring?: ConfirmFiring;
+  /** `check.query` against Prometheus; absent when PROMETHEUS_URL is unset. */
+  checkCondition?: CheckCondition;
 }
 
 /** The run as the counter gates see it at execution. */
@@ -50,7 +55,8 @@ const IN_FLIGHT: readonly string[] = ['queued', 'running'];
 
 /**
  * The gates at execution, in order: still in flight, already executed, not leased by another worker,
- * kill switch, resolved alert (reported to the webhook, or answered by Alertmanager), known remediation, dry run (counters peeked only), target configured,
+ * kill switch, resolved alert (reported to the webhook, or answered by Alertmanager), the condition
+ * (`check.query`, answered by Prometheus), known remediation, dry run (counters peeked only), target configured,
  * then escalation, cooldown, rate limit and global budget, taken all at once or not at all.
  */
 export function createExecutionGates(deps: ExecutionGateDeps) {
@@ -69,6 +75,9 @@ export function createExecutionGates(deps: ExecutionGateDeps) {
     const firing = deps.confirmFiring ? await deps.confirmFiring(run) : { kind: 'unchecked' as const };
     if (firing.kind === 'resolved') return { kind: 'cancel', reason: 'alert_resolved', resolveEpisode: true };
     if (firing.kind === 'unavailable' && !firing.proceed) return { kind: 'skip', reason: 'check_unavailable' };
+    const condition = deps.checkCondition ? await deps.checkCondition(run) : { kind: 'unchecked' as const };
+    if (condition.kind === 'cleared') return { kind: 'suppress', reason: 'condition_cleared', retryInMs: 0 };
+    if (condition.kind === 'unavailable' && !condition.proceed) return { kind: 'skip', reason: 'check_unavailable' };
 
     const remediation = deps.catalogue.get(run.remediation);
     if (!remediation) return { kind: 'fail', reason: 'unknown_remediation', error: `no remediation named ${run.remediation}` };

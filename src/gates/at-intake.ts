@@ -59,6 +59,26 @@ function end(run: NewRun, status: NewRun['status'], reason: string, detail: Reco
   return run;
 }
 
+/** The action's Prometheus queries, rendered for this alert (and predecessor): kept with the run like its other gate settings. */
+function queries(action: Action, alert: AlertSnapshot, after: PredecessorScope | undefined): Partial<NewRun['gates']> {
+  if (!action.conditionQuery && !action.verify) return {};
+  const scope = {
+    labels: alert.labels,
+    annotations: alert.annotations,
+    alert: { fingerprint: alert.fingerprint, startsAt: alert.startsAt, status: alert.status },
+    ...(after ? { after } : {}),
+  };
+  return {
+    ...(action.conditionQuery ? { checkQuery: action.conditionQuery.render(scope) } : {}),
+    ...(action.verify
+      ? {
+          verify: { query: action.verify.query.render(scope), withinMs: action.verify.withinMs, everyMs: action.verify.everyMs },
+          onUnverified: action.onUnverified,
+        }
+      : {}),
+  };
+}
+
 /** The gates decided without Redis; a run still open needs the counters' verdict (`subject`). */
 function precheck({ action, alert, after }: GateItem, ctx: IntakeGateContext): { run: NewRun; subject?: GateSubject } {
   const prepared = prepare(action, alert, after);
@@ -82,6 +102,7 @@ function precheck({ action, alert, after }: GateItem, ctx: IntakeGateContext): {
       approvalTimeoutMs: action.approvalTimeoutMs,
       alertFiring: action.checkAlertFiring,
       onCheckError: action.onCheckError,
+      ...queries(action, alert, after),
     },
     plan: prepared.ok ? prepared.plan : null,
     error: null,

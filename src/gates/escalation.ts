@@ -24,5 +24,15 @@ export function createFailureStreak(redis: Redis, key: (...parts: string[]) => s
     async recordSuccess(remediation: string, target: string): Promise<void> {
       await redis.del(key(...streakParts(remediation, target)));
     },
+    /** Escalates at once: a remediation that did not help needs a human for its next runs on this target. */
+    async arm(remediation: string, target: string): Promise<void> {
+      const k = key(...streakParts(remediation, target));
+      await redis.eval(
+        `if tonumber(redis.call('GET', KEYS[1]) or '0') < tonumber(ARGV[1]) then redis.call('SET', KEYS[1], ARGV[1]) end`,
+        1,
+        k,
+        ESCALATE_AFTER,
+      );
+    },
   };
 }

@@ -7,8 +7,9 @@ import { ConfigError } from '../errors.js';
 import { convertStrict } from '../kernel/convert.js';
 import { DURATION_PATTERN, parseDuration } from '../kernel/duration.js';
 import { parseMatcher } from './matchers.js';
-import { compileParams } from './template.js';
-import { WHEN_VALUES, type Action, type Limit, type Matrix, type Predecessor, type Rule } from './types.js';
+import { checkTemplatePlacement, promqlString } from '../prometheus/promql.js';
+import { compileParams, compileTemplate } from './template.js';
+import { WHEN_VALUES, type Action, type Limit, type Matrix, type Predecessor, type QueryTemplate, type Rule } from './types.js';
 
 const DurationText = Type.Union([Type.String({ pattern: DURATION_PATTERN, minLength: 1 }), Type.Literal(0)]);
 const LimitSchema = Type.Object({ max: Type.Integer({ minimum: 1 }), per: DurationText }, { additionalProperties: false });
@@ -18,7 +19,19 @@ const ActionSchema = Type.Object(
     remediation: Type.String({ minLength: 1 }),
     after: Type.Optional(Type.String({ minLength: 1 })),
     when: Type.Optional(Type.Union(WHEN_VALUES.map((w) => Type.Literal(w)))),
-    check: Type.Optional(Type.Object({ alertFiring: Type.Optional(Type.Boolean()) }, { additionalProperties: false })),
+    check: Type.Optional(
+      Type.Object(
+        { alertFiring: Type.Optional(Type.Boolean()), query: Type.Optional(Type.String({ minLength: 1 })) },
+        { additionalProperties: false },
+      ),
+    ),
+    verify: Type.Optional(
+      Type.Object(
+        { query: Type.String({ minLength: 1 }), within: DurationText, every: Type.Optional(DurationText) },
+        { additionalProperties: false },
+      ),
+    ),
+    onUnverified: Type.Optional(Type.Union([Type.Literal('revert'), Type.Literal('escalate'), Type.Literal('none')])),
     onCheckError: Type.Optional(Type.Union([Type.Literal('proceed'), Type.Literal('skip')])),
     params: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
     approval: Type.Optional(Type.Union([Type.Literal('auto'), Type.Literal('required')])),
@@ -56,6 +69,19 @@ type ActionFile = Static<typeof ActionSchema>;
 
 const DEFAULT_APPROVAL_TIMEOUT = '30m';
 const DEFAULT_COOLDOWN = '10m';
+const DEFAULT_VERIFY_EVERY = '30s';
+
+/** A PromQL template: every reference sits inside a string literal, and its value is escaped for it. */
+function compileQuery(text: string, after: boolean, fail: (message: string) => ConfigError): QueryTemplate {
+  const misplaced = checkTemplatePlacement(text);
+  if (misplaced) throw fail(misplaced);
+  try {
+    const render = compileTemplate(text, { after, escape: promqlString });
+    return { text, render };
+  } catch (err) {
+    throw fail((err as Error).message);
+  }
+}
 
 /** Reports a mistake with the file, line and column of the node at `path`. */
 function locator(file: string, doc: Document, lines: LineCounter) {
@@ -129,6 +155,24 @@ export function parseMatrix(text: string, file: string, catalogue: ReadonlyMap<s
         const after = predecessor(a, ai, phase, ids, firingIds, (message) =>
           at([...path, a.after === undefined ? 'when' : 'after'], message),
         );
+        if (after && (after.when === 'verified' || after.when === 'unverified')) {
+          const lists = { firing: r.actions ?? [], resolved: r.onResolved ?? [] };
+          const [predPhase, predIndex] = after.key.split(':') as ['firing' | 'resolved', string];
+          if (!lists[predPhase][Number(predIndex)]?.verify) {
+            throw at([...path, 'when'], `"${after.when}" needs a verify on "${after.ref}": without one it is never verified or unverified`);
+          }
+        }
+        const query = (key: 'check' | 'verify', text: string | undefined) =>
+          text === undefined ? undefined : compileQuery(text, after !== undefined, (message) => at([...path, key, 'query'], message));
+        const conditionQuery = query('check', a.check?.query);
+        if (a.onUnverified !== undefined && !a.verify) throw at([...path, 'onUnverified'], '`onUnverified` needs `verify`');
+        if (a.onUnverified === 'revert') {
+          throw at([...path, 'onUnverified'], `${remediation.name} has no inverse to revert with; use escalate or none`);
+        }
+        const verify = a.verify
+          ? { query: query('verify', a.verify.query)!, withinMs: ms(a.verify.within), everyMs: ms(a.verify.every ?? DEFAULT_VERIFY_EVERY) }
+          : undefined;
+        if (verify && verify.everyMs <= 0) throw at([...path, 'verify', 'every'], 'must be more than 0');
         let renderParams;
         try {
           renderParams = compileParams(a.params ?? {}, { after: after !== undefined });
@@ -145,6 +189,9 @@ export function parseMatrix(text: string, file: string, catalogue: ReadonlyMap<s
           // A notice reports what was done: it goes out whatever Alertmanager says now, unless asked otherwise.
           checkAlertFiring: a.check?.alertFiring ?? remediation.requires !== 'notify',
           onCheckError: a.onCheckError ?? 'skip',
+          conditionQuery,
+          verify,
+          onUnverified: a.onUnverified ?? 'escalate',
           remediation,
           renderParams,
           approval: a.approval ?? 'auto',

@@ -23,6 +23,8 @@ export interface PredecessorScope {
 export interface TemplateOptions {
   /** Whether `{{ after.* }}` may be used: only in an action that names a predecessor. */
   after?: boolean;
+  /** Applied to every rendered value: a PromQL query escapes them for its string literals. */
+  escape?: (value: string) => string;
 }
 
 type Part = string | ((scope: TemplateScope) => string);
@@ -57,6 +59,12 @@ function compileAfterRef(ref: string, opts: TemplateOptions): (scope: TemplateSc
 }
 
 function compileRef(ref: string, opts: TemplateOptions): (scope: TemplateScope) => string {
+  const render = compileRawRef(ref, opts);
+  const escape = opts.escape;
+  return escape ? (s) => escape(render(s)) : render;
+}
+
+function compileRawRef(ref: string, opts: TemplateOptions): (scope: TemplateScope) => string {
   if (ref === 'after' || ref.startsWith('after.')) return compileAfterRef(ref, opts);
   const m = /^(labels|annotations|alert)\.([a-zA-Z_][a-zA-Z0-9_]*)$/.exec(ref);
   if (!m) {

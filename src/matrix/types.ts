@@ -1,15 +1,31 @@
 import type { Remediation } from '../../remediations/types.js';
 import type { Matcher } from './matchers.js';
-import type { ParamsRenderer } from './template.js';
+import type { ParamsRenderer, TemplateScope } from './template.js';
 
 export interface Limit {
   max: number;
   perMs: number;
 }
 
-/** Which outcomes of its predecessor let a dependent action go on: `succeeded` (and `dry_run`), `failed`, or any final status. */
-export type When = 'succeeded' | 'failed' | 'finished';
-export const WHEN_VALUES: readonly When[] = ['succeeded', 'failed', 'finished'];
+/**
+ * Which outcomes of its predecessor let a dependent action go on: `succeeded` (and `dry_run`),
+ * `failed`, any final status (`finished`), or the predecessor's verification (`verified`, `unverified`).
+ */
+export type When = 'succeeded' | 'failed' | 'finished' | 'verified' | 'unverified';
+export const WHEN_VALUES: readonly When[] = ['succeeded', 'failed', 'finished', 'verified', 'unverified'];
+
+/** A PromQL query template: label values are escaped for the string literals they sit in. */
+export interface QueryTemplate {
+  text: string;
+  render(scope: TemplateScope): string;
+}
+
+/** After success, the query that proves the remediation helped, evaluated every `everyMs` for `withinMs`. */
+export interface Verify {
+  query: QueryTemplate;
+  withinMs: number;
+  everyMs: number;
+}
 
 /** The action a dependent waits for: an earlier one of its phase, or a firing-phase one from `onResolved`. */
 export interface Predecessor {
@@ -31,8 +47,13 @@ export interface Action {
   after: Predecessor | undefined;
   /** Whether Alertmanager is asked that the alert still fires before the run executes (`check.alertFiring`). */
   checkAlertFiring: boolean;
-  /** What a run does when Alertmanager cannot answer that check in time. */
+  /** What a run does when Alertmanager or Prometheus cannot answer its checks in time. */
   onCheckError: 'proceed' | 'skip';
+  /** `check.query`: asked of Prometheus right before executing; an empty result means the condition cleared. */
+  conditionQuery: QueryTemplate | undefined;
+  verify: Verify | undefined;
+  /** What an unverified run leads to (with `verify`). */
+  onUnverified: 'revert' | 'escalate' | 'none';
   remediation: Remediation;
   renderParams: ParamsRenderer;
   approval: 'auto' | 'required';

@@ -3,13 +3,14 @@ import type { Log } from '../kernel/log.js';
 import type { RunStore } from '../store/runs.js';
 import type { Run } from '../schemas/runs.js';
 
-export type NotificationKind = 'pending_approval' | 'escalated' | 'expired' | 'failed';
+export type NotificationKind = 'pending_approval' | 'escalated' | 'expired' | 'failed' | 'unverified';
 
 const HEADLINE: Record<NotificationKind, string> = {
   pending_approval: 'needs approval',
   escalated: 'escalated: failed 3 times in a row, needs approval',
   expired: 'approval expired, not executed',
   failed: 'failed',
+  unverified: 'succeeded but did not help (unverified): its next runs on this target need approval',
 };
 
 /** The message on-call gets: what the run would do and, while it waits, the exact command that approves it. */

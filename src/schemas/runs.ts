@@ -35,7 +35,13 @@ export const isTerminal = (status: RunStatus): boolean => TERMINAL_STATUSES.incl
 const Nullable = <T extends ReturnType<typeof Type.String>>(t: T) => Type.Union([t, Type.Null()]);
 const Obj = Type.Object({}, { additionalProperties: true });
 const Phase = Type.Union([Type.Literal('firing'), Type.Literal('resolved')]);
-export const When = Type.Union([Type.Literal('succeeded'), Type.Literal('failed'), Type.Literal('finished')]);
+export const When = Type.Union([
+  Type.Literal('succeeded'),
+  Type.Literal('failed'),
+  Type.Literal('finished'),
+  Type.Literal('verified'),
+  Type.Literal('unverified'),
+]);
 
 /** The run a dependent waits for, named by its action within the same rule and alert episode. */
 export const RunAfter = Type.Object({
@@ -79,6 +85,11 @@ export const RunGates = Type.Object({
   alertFiring: Type.Optional(Type.Boolean()),
   /** When that check cannot be made in time: `skip` (absent) or `proceed`. */
   onCheckError: Type.Optional(Type.Union([Type.Literal('proceed'), Type.Literal('skip')])),
+  /** `check.query`, rendered: asked of Prometheus right before executing. */
+  checkQuery: Type.Optional(Type.String()),
+  /** `verify`, rendered: after success, the query that proves the remediation helped. */
+  verify: Type.Optional(Type.Object({ query: Type.String(), withinMs: Type.Integer(), everyMs: Type.Integer() })),
+  onUnverified: Type.Optional(Type.Union([Type.Literal('revert'), Type.Literal('escalate'), Type.Literal('none')])),
 });
 export type RunGates = Static<typeof RunGates>;
 
@@ -117,6 +128,10 @@ export const Run = Type.Object({
   /** While `running`: until when the worker that claimed it holds it. */
   leaseUntil: Nullable(Type.String()),
   after: Type.Union([RunAfter, Type.Null()]),
+  /** After success with `verify`: `pending`, then `verified` or `unverified` (null: nothing to verify). */
+  verification: Type.Union([Type.Literal('pending'), Type.Literal('verified'), Type.Literal('unverified'), Type.Null()]),
+  /** Until when a pending verification is evaluated. */
+  verifyUntil: Nullable(Type.String()),
   /** The runs waiting for this one (present when read on its own or listed). */
   dependents: Type.Optional(Type.Array(Type.String())),
   plan: Nullable(Type.String()),

@@ -12,6 +12,7 @@ export interface PredecessorOutcome {
   reason: string | null;
   error: string | null;
   result: Record<string, unknown> | null;
+  verification: Run['verification'];
 }
 
 /** A waiting run ready to move on; `predecessor` is null when the episode has no such run. */
@@ -29,6 +30,7 @@ interface PredecessorRow {
   p_reason: string | null;
   p_error: string | null;
   p_result: Record<string, unknown> | null;
+  p_verification: Run['verification'];
 }
 
 export type StoredRun = { run: Run; duplicate: false } | { run: RunRef; duplicate: true };
@@ -202,7 +204,8 @@ export function createRunRecords(db: Db) {
   }
 
   /**
-   * Waiting runs whose predecessor reached a final status or has no run in the episode, with the
+   * Waiting runs whose predecessor reached a final status (and, for `when: verified | unverified`,
+   * ended its verification) or has no run in the episode, with the
    * predecessor's outcome: those whose predecessor is one of `predecessors`, those of `dependents`,
    * or (neither given) any, oldest first.
    */
@@ -219,11 +222,13 @@ export function createRunRecords(db: Db) {
     values.push(scope.limit ?? 500);
     const { rows } = await db.query<RunRow & PredecessorRow & { episode_resolved: boolean; paused: boolean }>(
       `SELECT runs.*, p.id AS p_id, p.remediation AS p_remediation, p.status AS p_status, p.reason AS p_reason,
-              p.error AS p_error, p.result AS p_result,
+              p.error AS p_error, p.result AS p_result, p.verification AS p_verification,
               ${EPISODE_RESOLVED} AS episode_resolved, (SELECT paused FROM control) AS paused
        FROM runs LEFT JOIN runs p ON p.rule = runs.rule AND p.action = runs.after_action
          AND p.fingerprint = runs.fingerprint AND p.starts_at = runs.starts_at
-       WHERE runs.status = 'waiting' AND (p.id IS NULL OR p.status = ANY($1::text[])) AND ${where}
+       WHERE runs.status = 'waiting' AND ${where} AND (p.id IS NULL OR (p.status = ANY($1::text[])
+         -- waiting for a verification: not before it has ended
+         AND NOT (runs.after_when IN ('verified', 'unverified') AND p.verification = 'pending')))
        ORDER BY runs.seq LIMIT $${values.length}`,
       values,
     );
@@ -239,6 +244,7 @@ export function createRunRecords(db: Db) {
               reason: row.p_reason,
               error: row.p_error,
               result: row.p_result,
+              verification: row.p_verification,
             },
       episodeResolved: row.episode_resolved,
       paused: row.paused,

@@ -23,8 +23,10 @@ export interface RunRow {
   attempts: number;
   lease_until: Date | null;
   after_action: string | null;
+  verification: Run['verification'];
+  verify_until: Date | null;
   after_ref: string | null;
-  after_when: 'succeeded' | 'failed' | 'finished' | null;
+  after_when: NonNullable<Run['after']>['when'] | null;
   /** Only when read with `RELATIONS`: the predecessor's id and the dependents' ids. */
   after_run?: string | null;
   dependents?: string[];
@@ -77,6 +79,8 @@ export function toRun(row: RunRow): Run {
     attempts: row.attempts,
     leaseUntil: iso(row.lease_until),
     after: after(row),
+    verification: row.verification,
+    verifyUntil: iso(row.verify_until),
     ...(row.dependents ? { dependents: row.dependents } : {}),
     plan: row.plan,
     result: row.result,
@@ -105,6 +109,8 @@ export function fromNewRun(r: NewRun, createdAt: Date, updatedAt: Date): Run {
     attempts: 0,
     leaseUntil: null,
     after: r.after,
+    verification: null,
+    verifyUntil: null,
     plan: r.plan,
     result: null,
     error: r.error,

@@ -20,6 +20,8 @@ export interface RunPatch {
   expiresAt?: string | null;
   /** Sets `lease_until` to now plus this many milliseconds; null clears it. */
   leaseMs?: number | null;
+  /** Starts a verification: `pending`, first evaluated after `everyMs`, given up after `withinMs`. */
+  startVerification?: { everyMs: number; withinMs: number };
 }
 
 /** Conditions a transition may add to "the run is in one of `from`", by name; their SQL stays here. */
@@ -73,6 +75,13 @@ export function createRunTransitions(db: Db) {
     if (patch.error !== undefined) set('error', patch.error);
     if (patch.approvalRequired !== undefined) set('approval_required', patch.approvalRequired);
     if (patch.expiresAt !== undefined) set('expires_at', patch.expiresAt);
+    if (patch.startVerification) {
+      sets.push(`verification = 'pending'`);
+      values.push(patch.startVerification.everyMs);
+      sets.push(`verify_due = now() + $${values.length} * interval '1 millisecond'`);
+      values.push(patch.startVerification.withinMs);
+      sets.push(`verify_until = now() + $${values.length} * interval '1 millisecond'`);
+    }
     if (patch.leaseMs === null) sets.push('lease_until = NULL');
     else if (patch.leaseMs !== undefined) {
       values.push(patch.leaseMs);
@@ -169,5 +178,55 @@ export function createRunTransitions(db: Db) {
     return rows.map((r) => r.id);
   }
 
-  return { transition, addEvent, resolveEpisodes, cancelResolved, expireDue, staleQueued };
+  /**
+   * Pending verifications due now, claimed for `claimMs` (their `verify_due` moves on) so that another
+   * replica's sweeper does not evaluate them at the same time; with whether each is past `verify_until`.
+   */
+  async function claimVerifications(claimMs: number, limit: number): Promise<Array<{ run: Run; expired: boolean }>> {
+    const { rows } = await db.query<RunRow & { expired: boolean }>(
+      `UPDATE runs SET verify_due = now() + $1 * interval '1 millisecond' WHERE id IN (
+         SELECT id FROM runs WHERE verification = 'pending' AND verify_due <= now()
+         ORDER BY verify_due LIMIT $2 FOR UPDATE SKIP LOCKED)
+       RETURNING *, verify_until <= now() AS expired`,
+      [claimMs, limit],
+    );
+    return rows.map((row) => ({ run: toRun(row), expired: row.expired }));
+  }
+
+  /** Ends a pending verification, once: null when it was settled already (by another replica). */
+  async function settleVerification(id: string, result: 'verified' | 'unverified', event: TransitionEvent): Promise<Run | null> {
+    const { rows } = await db.query<RunRow>(
+      `WITH updated AS (
+         UPDATE runs SET verification = $2, verify_due = NULL, updated_at = now() WHERE id = $1 AND verification = 'pending' RETURNING *
+       ), events AS (
+         INSERT INTO run_events (run_id, type, detail) SELECT id, $3, $4::jsonb FROM updated
+       )
+       SELECT * FROM updated`,
+      [id, result, event.type, JSON.stringify(event.detail ?? {})],
+    );
+    return rows[0] ? toRun(rows[0]) : null;
+  }
+
+  /** Schedules a pending verification's next evaluation after `inMs`, recording this one. */
+  async function nextVerification(id: string, inMs: number, event: TransitionEvent): Promise<void> {
+    await db.query(
+      `WITH updated AS (
+         UPDATE runs SET verify_due = now() + $2 * interval '1 millisecond' WHERE id = $1 AND verification = 'pending' RETURNING id
+       )
+       INSERT INTO run_events (run_id, type, detail) SELECT id, $3, $4::jsonb FROM updated`,
+      [id, inMs, event.type, JSON.stringify(event.detail ?? {})],
+    );
+  }
+
+  return {
+    transition,
+    addEvent,
+    resolveEpisodes,
+    cancelResolved,
+    expireDue,
+    staleQueued,
+    claimVerifications,
+    settleVerification,
+    nextVerification,
+  };
 }
