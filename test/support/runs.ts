@@ -24,6 +24,8 @@ export function stored(over: Partial<Run> & { cooldownMs?: number; limit?: Limit
     attempts: 0,
     leaseUntil: null,
     after: null,
+    verification: null,
+    verifyUntil: null,
     plan: 'count an execution for a',
     result: null,
     error: null,

@@ -30,6 +30,8 @@ function run(over: Partial<Run> = {}): Run {
     attempts: 0,
     leaseUntil: null,
     after: null,
+    verification: null,
+    verifyUntil: null,
     plan: 'Set isEnabled=true on Conduit provider "openai"',
     result: null,
     error: null,

@@ -279,7 +279,7 @@ test('every notice that follows an action reports its outcome: the summary when 
     for (const action of [...r.actions, ...r.onResolved]) {
       if (action.remediation.name !== 'notify.webhook' || !action.after) continue;
       const ofPhase = action.phase === 'firing' ? a : { ...a, status: 'resolved' as const };
-      const outcomes = action.after.when === 'finished' ? (['succeeded', 'failed'] as const) : [action.after.when];
+      const outcomes = action.after.when === 'finished' ? (['succeeded', 'failed'] as const) : [action.after.when as 'succeeded' | 'failed'];
       for (const status of outcomes) {
         const text = noticeText(action, ofPhase, outcome(status));
         assert.ok(text.includes(status === 'succeeded' ? SUMMARY : ERROR), `${r.name} ${action.key} after ${status}: ${text}`);
