@@ -64,6 +64,18 @@ export interface Remediation<S extends TSchema = TSchema> {
    * stored on the run; the catalogue's remediations return a `RemediationResult`.
    */
   execute(params: Static<S>, ctx: ExecutionContext): Promise<Record<string, unknown>>;
+  /**
+   * How to undo a run of it, from its params and what it recorded (`result`): the inverse remediation
+   * and its params, which carry the state the run left behind so the revert refuses (`changed_since`)
+   * when someone changed it since. Null when the run changed nothing. Absent: it cannot be reverted.
+   */
+  revert?(params: Static<S>, result: Record<string, unknown>): RevertStep | null;
+}
+
+/** A revert: which remediation undoes a run, with which params. */
+export interface RevertStep {
+  remediation: string;
+  params: Record<string, unknown>;
 }
 
 /**
@@ -88,6 +100,8 @@ export type RemediationErrorCode =
   | 'target_error'
   | 'timeout'
   | 'aborted'
+  /** A revert found its target changed since the run it undoes: someone else's change is never undone. */
+  | 'changed_since'
   /** The target answered, and its answer is that the check failed (a provider's connection test). */
   | 'test_failed';
 

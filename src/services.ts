@@ -9,6 +9,7 @@ import { createAuth } from './auth.js';
 import type { Config } from './config.js';
 import { createChains } from './execution/chains.js';
 import { createExecutor } from './execution/executor.js';
+import { createReverts } from './execution/reverts.js';
 import { createVerifier } from './execution/verifier.js';
 import { createFiringGate, currentFiring, firingLine } from './gates/alert-firing.js';
 import { createApprovals } from './gates/approval.js';
@@ -149,11 +150,24 @@ export async function createServices(config: Config, opts: ServiceOptions) {
     shutdown: shutdown.signal,
     now,
   });
-  const verifier = createVerifier({ runs, prometheus, chains, streak, metrics, notifier, log });
+  const reverts = createReverts({
+    runs,
+    catalogue,
+    counters,
+    queue,
+    metrics,
+    notifier,
+    log,
+    dryRun: config.dryRun,
+    configured: built.configured,
+    now,
+  });
+  const verifier = createVerifier({ runs, prometheus, chains, streak, reverts, metrics, notifier, log });
   const sweeper = createSweeper({
     runs,
     chains,
     verifier,
+    reverts,
     approvals,
     killSwitch,
     queue,
@@ -228,6 +242,7 @@ export async function createServices(config: Config, opts: ServiceOptions) {
     prometheus,
     chains,
     verifier,
+    reverts,
     intake,
     approvals,
     auth,

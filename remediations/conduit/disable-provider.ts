@@ -2,7 +2,14 @@ import { Type } from '@sinclair/typebox';
 import { defineRemediation, RemediationError, throwIfAborted, type Remediation, type RemediationResult } from '../types.js';
 import { conduitClient, ProviderRef, segment, type ConduitClient, type ConduitProvider } from './client.js';
 
-const Params = Type.Object({ provider: ProviderRef }, { additionalProperties: false });
+const Params = Type.Object(
+  {
+    provider: ProviderRef,
+    /** Set by a revert: act only if the provider is still in this state, as the reverted run left it. */
+    ifEnabled: Type.Optional(Type.Boolean()),
+  },
+  { additionalProperties: false },
+);
 
 /**
  * `conduit.disable-provider` and `conduit.enable-provider` differ only in the state they set.
@@ -25,11 +32,19 @@ export function providerSwitch(enabled: boolean): Remediation {
     plan: (p) =>
       `Set isEnabled=${enabled} on Conduit provider "${p.provider}" (matched by name, case-insensitive, or id) ` +
       `with PUT /api/ProviderCredentials/{id}, sending its providerName and baseUrl back unchanged; ` +
-      `no change if it is already ${state}`,
+      `no change if it is already ${state}` +
+      (p.ifEnabled !== undefined ? `; refused (changed_since) unless it is still ${p.ifEnabled ? 'enabled' : 'disabled'}` : ''),
     execute: async (p, ctx): Promise<RemediationResult> => {
       const conduit = conduitClient(ctx);
       const provider = await conduit.resolveProvider(p.provider);
       const ids = { providerId: provider.id, providerName: provider.providerName };
+      if (p.ifEnabled !== undefined && provider.isEnabled !== p.ifEnabled) {
+        throw new RemediationError(
+          'changed_since',
+          `${named(provider)} is ${provider.isEnabled ? 'enabled' : 'disabled'} now, not as the reverted run left it; leaving it as it is`,
+          { detail: { ...ids, isEnabled: provider.isEnabled } },
+        );
+      }
       if (provider.isEnabled === enabled) {
         ctx.log.info({ ...ids, isEnabled: enabled }, `provider already ${state}`);
         return {
@@ -65,6 +80,14 @@ export function providerSwitch(enabled: boolean): Remediation {
         summary: `${enabled ? 'Enabled' : 'Disabled'} ${named(provider)}`,
       };
     },
+    // The inverse switch, only when this run changed the state, and only while the state is still the one it set.
+    revert: (_p, result) =>
+      result['changed'] === true
+        ? {
+            remediation: `conduit.${enabled ? 'disable' : 'enable'}-provider`,
+            params: { provider: String(result['providerId']), ifEnabled: enabled },
+          }
+        : null,
   });
 }
 

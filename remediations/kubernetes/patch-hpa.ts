@@ -11,6 +11,9 @@ const params = Type.Object(
     name: DnsSubdomain,
     minReplicas: Type.Optional(Replicas),
     maxReplicas: Type.Optional(Replicas),
+    /** Set by a revert: act only if the autoscaler still has these bounds, as the reverted run left them. */
+    ifMinReplicas: Type.Optional(Replicas),
+    ifMaxReplicas: Type.Optional(Replicas),
   },
   { additionalProperties: false },
 );
@@ -58,6 +61,16 @@ export default defineRemediation({
       const hpa = await kube.request(target, (o) => kube.autoscaling.readNamespacedHorizontalPodAutoscaler(names, o));
       // minReplicas defaults to 1 when unset, as the HPA controller reads it.
       const from = { minReplicas: hpa.spec?.minReplicas ?? 1, maxReplicas: hpa.spec?.maxReplicas ?? 1 };
+      if (
+        (p.ifMinReplicas !== undefined && from.minReplicas !== p.ifMinReplicas) ||
+        (p.ifMaxReplicas !== undefined && from.maxReplicas !== p.ifMaxReplicas)
+      ) {
+        throw new RemediationError(
+          'changed_since',
+          `${describeRef(target)} has minReplicas ${from.minReplicas} and maxReplicas ${from.maxReplicas} now, not as the reverted run left it; leaving it as it is`,
+          { detail: { from, expected: { minReplicas: p.ifMinReplicas, maxReplicas: p.ifMaxReplicas } } },
+        );
+      }
       const to = { minReplicas: p.minReplicas ?? from.minReplicas, maxReplicas: p.maxReplicas ?? from.maxReplicas };
       if (to.minReplicas > to.maxReplicas) {
         throw new RemediationError(
@@ -85,5 +98,22 @@ export default defineRemediation({
       ctx.log.info({ runId: ctx.runId, hpa: describeRef(target), from, to }, 'patched horizontal pod autoscaler');
       return { from, to, changed: true, summary: `Changed ${changes.join(' and ')} of ${describeRef(target)}` };
     });
+  },
+  // Back to the recorded bounds, only while the autoscaler still has the bounds this run set.
+  revert: (p, result) => {
+    if (result['changed'] !== true) return null;
+    const from = result['from'] as { minReplicas: number; maxReplicas: number };
+    const to = result['to'] as { minReplicas: number; maxReplicas: number };
+    return {
+      remediation: 'kubernetes.patch-hpa',
+      params: {
+        namespace: p.namespace,
+        name: p.name,
+        minReplicas: from.minReplicas,
+        maxReplicas: from.maxReplicas,
+        ifMinReplicas: to.minReplicas,
+        ifMaxReplicas: to.maxReplicas,
+      },
+    };
   },
 });

@@ -14,6 +14,8 @@ const params = Type.Object(
     by: Type.Optional(Type.Integer({ minimum: -10_000, maximum: 10_000 })),
     /** Upper bound whatever the request: an alert storm must not scale a deployment without limit. */
     max: Type.Integer({ minimum: 1, maximum: 10_000 }),
+    /** Set by a revert: act only if the deployment still has this many replicas, as the reverted run left it. */
+    ifReplicas: Type.Optional(Type.Integer({ minimum: 0, maximum: 10_000 })),
   },
   { additionalProperties: false },
 );
@@ -69,7 +71,8 @@ export default defineRemediation({
     return (
       `Scale ${describeRef(ref(p))} ${what} (never above ${p.max}): ` +
       `PATCH /apis/apps/v1/namespaces/${p.namespace}/deployments/${p.deployment}/scale (application/merge-patch+json) {"spec":{"replicas":N}}, ` +
-      'skipped when it already has that many'
+      'skipped when it already has that many' +
+      (p.ifReplicas !== undefined ? `; refused (changed_since) unless it still has ${p.ifReplicas}` : '')
     );
   },
   execute: async (p, ctx): Promise<RemediationResult> => {
@@ -81,6 +84,13 @@ export default defineRemediation({
     return retryOnConflict(ctx, async () => {
       const scale = await kube.request(target, (o) => kube.apps.readNamespacedDeploymentScale(names, o));
       const from = scale.spec?.replicas ?? 0;
+      if (p.ifReplicas !== undefined && from !== p.ifReplicas) {
+        throw new RemediationError(
+          'changed_since',
+          `deployment ${p.namespace}/${p.deployment} has ${count(from, 'replica')} now, not the ${p.ifReplicas} the reverted run left; leaving it as it is`,
+          { detail: { replicas: from, expected: p.ifReplicas } },
+        );
+      }
       const to = desiredReplicas(c, p.max, from);
       if (to === from) return { from, to, changed: false, summary: scaleSummary(p, c, from, to) };
       await kube.request(
@@ -92,4 +102,18 @@ export default defineRemediation({
       return { from, to, changed: true, summary: scaleSummary(p, c, from, to) };
     });
   },
+  // Back to the recorded count, only while the deployment still has the count this run set.
+  revert: (p, result) =>
+    result['changed'] === true
+      ? {
+          remediation: 'kubernetes.scale-deployment',
+          params: {
+            namespace: p.namespace,
+            deployment: p.deployment,
+            replicas: result['from'],
+            max: Math.max(Number(result['from']), 1),
+            ifReplicas: result['to'],
+          },
+        }
+      : null,
 });

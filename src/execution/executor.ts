@@ -265,6 +265,18 @@ export function createExecutor(deps: ExecutorDeps) {
       error: failure.message,
       ...(failure.detail ? { detail: failure.detail } : {}),
     };
+    if (failure.code === 'changed_since') {
+      // A revert that found the target changed by someone else: nothing failed, and nothing is undone.
+      await finish(
+        run,
+        'skipped',
+        { type: 'skipped', detail: { reason: 'changed_since', ...detail } },
+        { reason: 'changed_since', error: failure.message },
+        ['running'],
+        null,
+      );
+      return { kind: 'done' };
+    }
     if (failure.code === 'aborted' && String(controller.signal.reason) === 'shutdown') {
       // Not the remediation's fault: leave the run to the next worker.
       await deps.runs.transition(run.id, ['running'], 'queued', { type: 'interrupted', detail }, { leaseMs: null });

@@ -7,12 +7,14 @@ import type { PrometheusClient, QueryAnswer } from '../prometheus/client.js';
 import type { Run } from '../schemas/runs.js';
 import type { RunStore } from '../store/runs.js';
 import type { Chains } from './chains.js';
+import type { Reverts } from './reverts.js';
 
 export interface VerifierDeps {
   runs: RunStore;
   prometheus: PrometheusClient | undefined;
   chains: Pick<Chains, 'releaseQuietly'>;
   streak: Pick<ReturnType<typeof createFailureStreak>, 'arm'>;
+  reverts: Pick<Reverts, 'revert'>;
   metrics: Metrics;
   notifier: Notifier;
   log: Log;
@@ -27,7 +29,7 @@ export interface VerifierDeps {
  * ends it `verified`; an empty one, no data or no answer waits for the next evaluation, and at the
  * deadline ends it `unverified`. Each end is one conditional UPDATE, so it happens once, and it
  * survives restarts and lost replicas. Unverified with `onUnverified: escalate` notifies on-call and
- * makes the remediation's next runs on that target need approval. Either end moves on the runs
+ * makes the remediation's next runs on that target need approval; with `revert`, a revert run undoes it. Either end moves on the runs
  * waiting for it (`when: verified | unverified`).
  */
 export function createVerifier(deps: VerifierDeps) {
@@ -66,6 +68,7 @@ export function createVerifier(deps: VerifierDeps) {
         `Last answer: ${detail['errors'] ? `no answer (${(detail['errors'] as string[]).join('; ')})` : value === undefined ? 'no data' : String(value)}`,
       ]);
     }
+    if (result === 'unverified' && run.gates.onUnverified === 'revert') await deps.reverts.revert(settled, 'unverified');
     await deps.chains.releaseQuietly([settled]);
   }
 

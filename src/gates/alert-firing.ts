@@ -32,11 +32,11 @@ export function createFiringGate(deps: FiringGateDeps) {
     const answer = await retryFor((signal) => check.isFiring(refOf(run), signal), {
       timeoutMs: deps.timeoutMs,
       shutdown: deps.shutdown,
-      onFailure: (err, attempt, last) =>
+      onFailure: (err, attempt, last, elapsedMs) =>
         deps.addEvent(run.id, 'alert_check_failed', {
           attempt,
           errors: errorsOf(err),
-          ...(last ? { then: proceed ? 'proceed' : 'skip' } : {}),
+          ...(last ? { gaveUpAfterMs: elapsedMs, then: proceed ? 'proceed' : 'skip' } : {}),
         }),
     });
     if (!answer.ok) return { kind: 'unavailable', proceed };

@@ -103,10 +103,13 @@ function precheck({ action, alert, after }: GateItem, ctx: IntakeGateContext): {
       alertFiring: action.checkAlertFiring,
       onCheckError: action.onCheckError,
       ...queries(action, alert, after),
+      ...(action.revertAfterMs !== undefined ? { revertAfterMs: action.revertAfterMs } : {}),
+      ...(action.revertApproval !== undefined ? { revertApproval: action.revertApproval } : {}),
     },
     plan: prepared.ok ? prepared.plan : null,
     error: null,
     after: action.after ? { action: action.after.key, ref: action.after.ref, when: action.after.when, runId: null } : null,
+    revertOf: null,
     events: [{ type: 'created', detail: { rule: action.rule, action: action.key, alertStatus: alert.status } }],
   };
   // Its params may read the predecessor's outcome: they are rendered and checked again when it moves on.

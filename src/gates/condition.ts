@@ -46,12 +46,12 @@ export function createConditionGate(deps: ConditionGateDeps) {
     const answer = await retryFor((signal) => prometheus.query(query, signal), {
       timeoutMs: deps.timeoutMs,
       shutdown: deps.shutdown,
-      onFailure: (err, attempt, last) =>
+      onFailure: (err, attempt, last, elapsedMs) =>
         deps.addEvent(run.id, 'condition_check_failed', {
           query,
           attempt,
           errors: queryErrors(err),
-          ...(last ? { then: proceed ? 'proceed' : 'skip' } : {}),
+          ...(last ? { gaveUpAfterMs: elapsedMs, then: proceed ? 'proceed' : 'skip' } : {}),
         }),
     });
     if (!answer.ok) {

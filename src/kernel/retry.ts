@@ -7,11 +7,11 @@ const RETRY_MAX_MS = 10_000;
 /**
  * Calls `attempt` until it answers or `timeoutMs` has passed, waiting 1 s, 2 s, 4 s... (at most 10 s)
  * between tries. Each try gets a signal that fires at the deadline or with `shutdown`; `onFailure`
- * hears about every failed try (`last` for the one it gives up after). A shutdown rethrows.
+ * hears about every failed try (`last` for the one it gives up after, with the time spent). A shutdown rethrows.
  */
 export async function retryFor<T>(
   attempt: (signal: AbortSignal, n: number) => Promise<T>,
-  opts: { timeoutMs: number; shutdown: AbortSignal; onFailure(err: unknown, n: number, last: boolean): Promise<void> },
+  opts: { timeoutMs: number; shutdown: AbortSignal; onFailure(err: unknown, n: number, last: boolean, elapsedMs: number): Promise<void> },
 ): Promise<Attempted<T>> {
   const started = Date.now();
   for (let n = 1; ; n++) {
@@ -21,7 +21,7 @@ export async function retryFor<T>(
     } catch (err) {
       if (opts.shutdown.aborted) throw err;
       const remaining = opts.timeoutMs - (Date.now() - started);
-      await opts.onFailure(err, n, remaining <= 0);
+      await opts.onFailure(err, n, remaining <= 0, Date.now() - started);
       if (remaining <= 0) return { ok: false, gaveUpAfterMs: Date.now() - started };
       await sleep(Math.min(remaining, 1000 * 2 ** (n - 1), RETRY_MAX_MS), undefined, { signal: opts.shutdown });
     }

@@ -32,6 +32,8 @@ const ActionSchema = Type.Object(
       ),
     ),
     onUnverified: Type.Optional(Type.Union([Type.Literal('revert'), Type.Literal('escalate'), Type.Literal('none')])),
+    revertAfter: Type.Optional(DurationText),
+    revertApproval: Type.Optional(Type.Union([Type.Literal('auto'), Type.Literal('required')])),
     onCheckError: Type.Optional(Type.Union([Type.Literal('proceed'), Type.Literal('skip')])),
     params: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
     approval: Type.Optional(Type.Union([Type.Literal('auto'), Type.Literal('required')])),
@@ -166,9 +168,11 @@ export function parseMatrix(text: string, file: string, catalogue: ReadonlyMap<s
           text === undefined ? undefined : compileQuery(text, after !== undefined, (message) => at([...path, key, 'query'], message));
         const conditionQuery = query('check', a.check?.query);
         if (a.onUnverified !== undefined && !a.verify) throw at([...path, 'onUnverified'], '`onUnverified` needs `verify`');
-        if (a.onUnverified === 'revert') {
-          throw at([...path, 'onUnverified'], `${remediation.name} has no inverse to revert with; use escalate or none`);
-        }
+        const noInverse = `${remediation.name} has no inverse to revert with`;
+        if (a.onUnverified === 'revert' && !remediation.revert) throw at([...path, 'onUnverified'], `${noInverse}; use escalate or none`);
+        if (a.revertAfter !== undefined && !remediation.revert) throw at([...path, 'revertAfter'], noInverse);
+        if (a.revertApproval !== undefined && !remediation.revert) throw at([...path, 'revertApproval'], noInverse);
+        if (a.revertAfter !== undefined && ms(a.revertAfter) <= 0) throw at([...path, 'revertAfter'], 'must be more than 0');
         const verify = a.verify
           ? { query: query('verify', a.verify.query)!, withinMs: ms(a.verify.within), everyMs: ms(a.verify.every ?? DEFAULT_VERIFY_EVERY) }
           : undefined;
@@ -192,6 +196,8 @@ export function parseMatrix(text: string, file: string, catalogue: ReadonlyMap<s
           conditionQuery,
           verify,
           onUnverified: a.onUnverified ?? 'escalate',
+          revertAfterMs: a.revertAfter !== undefined ? ms(a.revertAfter) : undefined,
+          revertApproval: a.revertApproval,
           remediation,
           renderParams,
           approval: a.approval ?? 'auto',

@@ -43,7 +43,8 @@ export interface Action {
   key: string;
   /** The matrix's `id`, naming the action within its phase. */
   id: string | undefined;
-  phase: 'firing' | 'resolved';
+  /** `revert`: the action a revert run is decided with, made from the run it undoes. */
+  phase: 'firing' | 'resolved' | 'revert';
   after: Predecessor | undefined;
   /** Whether Alertmanager is asked that the alert still fires before the run executes (`check.alertFiring`). */
   checkAlertFiring: boolean;
@@ -54,6 +55,10 @@ export interface Action {
   verify: Verify | undefined;
   /** What an unverified run leads to (with `verify`). */
   onUnverified: 'revert' | 'escalate' | 'none';
+  /** Undo a succeeded run this long after, verified or not. */
+  revertAfterMs: number | undefined;
+  /** Whether a revert needs approval; undefined: as the action itself. */
+  revertApproval: 'auto' | 'required' | undefined;
   remediation: Remediation;
   renderParams: ParamsRenderer;
   approval: 'auto' | 'required';

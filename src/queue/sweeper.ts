@@ -1,4 +1,5 @@
 import type { Chains } from '../execution/chains.js';
+import type { Reverts } from '../execution/reverts.js';
 import type { Verifier } from '../execution/verifier.js';
 import type { Log } from '../kernel/log.js';
 import type { Approvals } from '../gates/approval.js';
@@ -10,6 +11,7 @@ export interface SweeperDeps {
   runs: RunStore;
   chains: Pick<Chains, 'sweep'>;
   verifier: Pick<Verifier, 'verifyDue'>;
+  reverts: Pick<Reverts, 'revertDue'>;
   approvals: Pick<Approvals, 'expireDue'>;
   killSwitch: Pick<KillSwitch, 'syncQueue'>;
   queue: Pick<RunQueue, 'requeue'>;
@@ -21,7 +23,7 @@ export interface SweeperDeps {
 /**
  * Periodic repairs that must happen even when no request arrives: approvals expire at `expiresAt`,
  * waiting runs whose predecessor finished move on (its replica went down, or a new dependent raced it),
- * due verifications are evaluated,
+ * due verifications are evaluated, due reverts (`revertAfter`) created,
  * runs stored but never enqueued (Redis failed between commit and enqueue) are enqueued, and the
  * queue's pause follows the kill switch kept in PostgreSQL (Redis may have restarted empty).
  * Every replica runs it; each step is a conditional UPDATE or an idempotent enqueue, so they never
@@ -35,6 +37,7 @@ export function createSweeper(deps: SweeperDeps) {
     await deps.approvals.expireDue();
     await deps.chains.sweep();
     await deps.verifier.verifyDue();
+    await deps.reverts.revertDue();
     for (const id of await deps.runs.staleQueued(deps.requeueAfterMs, 500)) {
       await deps.queue.requeue(id);
     }

@@ -1,7 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { notFound } from '../errors.js';
 import { currentFiring } from '../gates/alert-firing.js';
-import { ApproveBody, ErrorResponse, RejectBody, Run, RunIdParams, RunList, RunListQuery } from '../schemas/runs.js';
+import { ApproveBody, ErrorResponse, RejectBody, RevertBody, Run, RunIdParams, RunList, RunListQuery } from '../schemas/runs.js';
 import type { Services } from '../services.js';
 import { bearerSecurity, emptyBodyAsObject, requireRole } from './hooks.js';
 
@@ -87,5 +87,22 @@ export const runRoutes =
         },
       },
       async (req) => services.approvals.reject(req.params.id, req.caller!.name, req.body?.reason ?? null),
+    );
+
+    app.post(
+      '/api/runs/:id/revert',
+      {
+        onRequest: requireRole(services, 'approver'),
+        preValidation: emptyBodyAsObject,
+        schema: {
+          summary: 'Undo a succeeded run: creates its revert run (phase revert), through the usual gates',
+          tags: ['runs'],
+          security: bearerSecurity,
+          params: RunIdParams,
+          body: RevertBody,
+          response: { 200: Run, ...errors },
+        },
+      },
+      async (req) => services.reverts.revertById(req.params.id, req.caller!.name),
     );
   };

@@ -34,7 +34,8 @@ export const isTerminal = (status: RunStatus): boolean => TERMINAL_STATUSES.incl
 
 const Nullable = <T extends ReturnType<typeof Type.String>>(t: T) => Type.Union([t, Type.Null()]);
 const Obj = Type.Object({}, { additionalProperties: true });
-const Phase = Type.Union([Type.Literal('firing'), Type.Literal('resolved')]);
+const Phase = Type.Union([Type.Literal('firing'), Type.Literal('resolved'), Type.Literal('revert')]);
+const AlertPhase = Type.Union([Type.Literal('firing'), Type.Literal('resolved')]);
 export const When = Type.Union([
   Type.Literal('succeeded'),
   Type.Literal('failed'),
@@ -67,7 +68,7 @@ export type RunEvent = Static<typeof RunEvent>;
 /** The alert a run was created for, as Alertmanager sent it. */
 export const AlertSnapshot = Type.Object({
   fingerprint: Type.String(),
-  status: Phase,
+  status: AlertPhase,
   startsAt: Type.String(),
   endsAt: Type.Optional(Type.String()),
   generatorURL: Type.Optional(Type.String()),
@@ -90,6 +91,10 @@ export const RunGates = Type.Object({
   /** `verify`, rendered: after success, the query that proves the remediation helped. */
   verify: Type.Optional(Type.Object({ query: Type.String(), withinMs: Type.Integer(), everyMs: Type.Integer() })),
   onUnverified: Type.Optional(Type.Union([Type.Literal('revert'), Type.Literal('escalate'), Type.Literal('none')])),
+  /** `revertAfter`: undone automatically this long after success, verified or not. */
+  revertAfterMs: Type.Optional(Type.Integer()),
+  /** Whether its revert needs approval (`revertApproval`; absent: as the run itself). */
+  revertApproval: Type.Optional(Type.Union([Type.Literal('auto'), Type.Literal('required')])),
 });
 export type RunGates = Static<typeof RunGates>;
 
@@ -132,6 +137,12 @@ export const Run = Type.Object({
   verification: Type.Union([Type.Literal('pending'), Type.Literal('verified'), Type.Literal('unverified'), Type.Null()]),
   /** Until when a pending verification is evaluated. */
   verifyUntil: Nullable(Type.String()),
+  /** A revert run: the run it undoes. */
+  revertOf: Nullable(Type.String()),
+  /** When `revertAfter` undoes this run (null: not scheduled, or done). */
+  revertDue: Nullable(Type.String()),
+  /** The revert run undoing this one (present when read on its own or listed). */
+  revertedBy: Type.Optional(Nullable(Type.String())),
   /** The runs waiting for this one (present when read on its own or listed). */
   dependents: Type.Optional(Type.Array(Type.String())),
   plan: Nullable(Type.String()),
@@ -163,6 +174,7 @@ export const NewRun = Type.Composite([
     'plan',
     'error',
     'after',
+    'revertOf',
   ]),
   Type.Object({
     approvalRequired: Type.Boolean(),
@@ -198,6 +210,7 @@ export const RunListQuery = Type.Object(
 // Any string: an id that is not a run's (not even a UUID) is simply not found.
 export const RunIdParams = Type.Object({ id: Type.String({ minLength: 1, maxLength: 100 }) });
 export const ApproveBody = Type.Object({ comment: Type.Optional(Type.String({ maxLength: 2000 })) }, { additionalProperties: false });
+export const RevertBody = Type.Object({}, { additionalProperties: false });
 export const RejectBody = Type.Object({ reason: Type.Optional(Type.String({ maxLength: 2000 })) }, { additionalProperties: false });
 
 export const ErrorResponse = Type.Object({

@@ -41,12 +41,12 @@ WITH input AS (
     id uuid, rule text, action text, phase text, remediation text, target text, params jsonb, status text,
     reason text, fingerprint text, starts_at text, alert jsonb, approval_required boolean,
     expires_at timestamptz, dry_run boolean, gates jsonb, plan text, error text, after_action text, after_ref text,
-    after_when text, events jsonb)
+    after_when text, revert_of uuid, events jsonb)
 ), inserted AS (
   INSERT INTO runs (id, rule, action, phase, remediation, target, params, status, reason, fingerprint, starts_at,
-                    alert, approval_required, expires_at, dry_run, gates, plan, error, after_action, after_ref, after_when)
+                    alert, approval_required, expires_at, dry_run, gates, plan, error, after_action, after_ref, after_when, revert_of)
   SELECT id, rule, action, phase, remediation, target, params, status, reason, fingerprint, starts_at,
-         alert, approval_required, expires_at, dry_run, gates, plan, error, after_action, after_ref, after_when FROM input
+         alert, approval_required, expires_at, dry_run, gates, plan, error, after_action, after_ref, after_when, revert_of FROM input
   ON CONFLICT ON CONSTRAINT runs_dedup_key DO NOTHING
   RETURNING id, seq, created_at, updated_at
 ), events AS (

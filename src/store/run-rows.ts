@@ -25,6 +25,10 @@ export interface RunRow {
   after_action: string | null;
   verification: Run['verification'];
   verify_until: Date | null;
+  revert_of: string | null;
+  revert_due: Date | null;
+  /** Only when read with `RELATIONS`: the revert run undoing this one. */
+  reverted_by?: string | null;
   after_ref: string | null;
   after_when: NonNullable<Run['after']>['when'] | null;
   /** Only when read with `RELATIONS`: the predecessor's id and the dependents' ids. */
@@ -53,7 +57,8 @@ export const RELATIONS = `runs.*,
   (SELECT p.id FROM runs p WHERE p.rule = runs.rule AND p.action = runs.after_action
      AND p.fingerprint = runs.fingerprint AND p.starts_at = runs.starts_at) AS after_run,
   ARRAY(SELECT d.id FROM runs d WHERE d.fingerprint = runs.fingerprint AND d.starts_at = runs.starts_at
-     AND d.rule = runs.rule AND d.after_action = runs.action ORDER BY d.seq) AS dependents`;
+     AND d.rule = runs.rule AND d.after_action = runs.action ORDER BY d.seq) AS dependents,
+  (SELECT r.id FROM runs r WHERE r.revert_of = runs.id) AS reverted_by`;
 
 export function toRun(row: RunRow): Run {
   return {
@@ -81,6 +86,9 @@ export function toRun(row: RunRow): Run {
     after: after(row),
     verification: row.verification,
     verifyUntil: iso(row.verify_until),
+    revertOf: row.revert_of,
+    revertDue: iso(row.revert_due),
+    ...(row.reverted_by !== undefined ? { revertedBy: row.reverted_by } : {}),
     ...(row.dependents ? { dependents: row.dependents } : {}),
     plan: row.plan,
     result: row.result,
@@ -111,6 +119,8 @@ export function fromNewRun(r: NewRun, createdAt: Date, updatedAt: Date): Run {
     after: r.after,
     verification: null,
     verifyUntil: null,
+    revertOf: r.revertOf,
+    revertDue: null,
     plan: r.plan,
     result: null,
     error: r.error,
@@ -143,6 +153,7 @@ export function toInsertRow(r: NewRun) {
     after_action: r.after?.action ?? null,
     after_ref: r.after?.ref ?? null,
     after_when: r.after?.when ?? null,
+    revert_of: r.revertOf,
     events: r.events,
   };
 }

@@ -22,6 +22,8 @@ export interface RunPatch {
   leaseMs?: number | null;
   /** Starts a verification: `pending`, first evaluated after `everyMs`, given up after `withinMs`. */
   startVerification?: { everyMs: number; withinMs: number };
+  /** Schedules the run's revert (`revertAfter`) this many milliseconds from now. */
+  revertAfterMs?: number;
 }
 
 /** Conditions a transition may add to "the run is in one of `from`", by name; their SQL stays here. */
@@ -81,6 +83,10 @@ export function createRunTransitions(db: Db) {
       sets.push(`verify_due = now() + $${values.length} * interval '1 millisecond'`);
       values.push(patch.startVerification.withinMs);
       sets.push(`verify_until = now() + $${values.length} * interval '1 millisecond'`);
+    }
+    if (patch.revertAfterMs !== undefined) {
+      values.push(patch.revertAfterMs);
+      sets.push(`revert_due = now() + $${values.length} * interval '1 millisecond'`);
     }
     if (patch.leaseMs === null) sets.push('lease_until = NULL');
     else if (patch.leaseMs !== undefined) {
@@ -218,7 +224,25 @@ export function createRunTransitions(db: Db) {
     );
   }
 
+  /** Runs whose `revertAfter` is due, claimed for `claimMs` (their `revert_due` moves on) while their revert is created. */
+  async function claimRevertsDue(claimMs: number, limit: number): Promise<Run[]> {
+    const { rows } = await db.query<RunRow>(
+      `UPDATE runs SET revert_due = now() + $1 * interval '1 millisecond' WHERE id IN (
+         SELECT id FROM runs WHERE revert_due <= now() ORDER BY revert_due LIMIT $2 FOR UPDATE SKIP LOCKED)
+       RETURNING *`,
+      [claimMs, limit],
+    );
+    return rows.map(toRun);
+  }
+
+  /** The scheduled revert is created (or no longer needed): nothing is due any more. */
+  async function clearRevertDue(id: string): Promise<void> {
+    await db.query('UPDATE runs SET revert_due = NULL WHERE id = $1', [id]);
+  }
+
   return {
+    claimRevertsDue,
+    clearRevertDue,
     transition,
     addEvent,
     resolveEpisodes,

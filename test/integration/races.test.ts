@@ -101,6 +101,7 @@ describe('races and partial failures', () => {
       plan: null,
       error: null,
       after: null,
+      revertOf: null,
       alert: { fingerprint: `f${key}`, status: 'firing', startsAt: '2026-11-27T08:00:00Z', labels: {}, annotations: {} },
       events: [{ type: 'created' }],
     });

@@ -26,6 +26,8 @@ export function stored(over: Partial<Run> & { cooldownMs?: number; limit?: Limit
     after: null,
     verification: null,
     verifyUntil: null,
+    revertOf: null,
+    revertDue: null,
     plan: 'count an execution for a',
     result: null,
     error: null,

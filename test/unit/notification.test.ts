@@ -32,6 +32,8 @@ function run(over: Partial<Run> = {}): Run {
     after: null,
     verification: null,
     verifyUntil: null,
+    revertOf: null,
+    revertDue: null,
     plan: 'Set isEnabled=true on Conduit provider "openai"',
     result: null,
     error: null,
