@@ -214,6 +214,7 @@ export function createExecutor(deps: ExecutorDeps) {
         error: null,
         reason: null,
         ...(verify ? { startVerification: { everyMs: verify.everyMs, withinMs: verify.withinMs } } : {}),
+        ...(run.gates.revertAfterMs !== undefined && !run.dryRun ? { revertAfterMs: run.gates.revertAfterMs } : {}),
       },
       IN_FLIGHT,
       null,
