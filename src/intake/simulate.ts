@@ -1,5 +1,6 @@
 import { decideAll } from '../gates/at-intake.js';
 import { dedupId, dedupKey } from '../gates/dedup.js';
+import { answerDetail, queryErrors } from '../gates/condition.js';
 import { matchAlert } from '../matrix/match.js';
 import type { WebhookMessage } from '../schemas/alertmanager.js';
 import type { Services } from '../services.js';
@@ -18,6 +19,7 @@ const OUTCOME: Record<string, string> = {
  * the budget only peeked at and nothing written. Existing runs with the same dedup key show as duplicates.
  * An action with `after` would wait: its `after` says for which action, what its `when` needs, and
  * where that predecessor stands (created by this message, an existing run, or none: `no_predecessor`).
+ * A `check.query` is evaluated against Prometheus (when configured): what it answers now.
  */
 export async function simulate(services: Services, message: WebhookMessage) {
   const matched = message.alerts.map((alert) => {
@@ -38,6 +40,17 @@ export async function simulate(services: Services, message: WebhookMessage) {
     configured: services.targets.configured,
     now: () => new Date(),
   };
+  /** What a check query answers right now, when Prometheus is configured. */
+  const checkNow = async (query: string | undefined) => {
+    if (query === undefined) return null;
+    if (!services.prometheus) return { query, result: 'not_evaluated', reason: 'PROMETHEUS_URL is not set' };
+    try {
+      const answer = await services.prometheus.query(query, AbortSignal.timeout(3000));
+      return { query, result: answer.samples.length > 0 ? 'needed' : 'cleared', ...answerDetail(answer) };
+    } catch (err) {
+      return { query, result: 'unavailable', errors: queryErrors(err) };
+    }
+  };
   const alerts = [];
   for (const { snapshot, actions } of matched) {
     const decisions = await decideAll(
@@ -45,6 +58,7 @@ export async function simulate(services: Services, message: WebhookMessage) {
       gateContext,
     );
     const wouldCancel = snapshot.status === 'resolved' ? await services.runs.pendingOfEpisode(snapshot.fingerprint, snapshot.startsAt) : [];
+    const checks = await Promise.all(decisions.map((d) => checkNow(d.gates.checkQuery)));
     alerts.push({
       fingerprint: snapshot.fingerprint,
       status: snapshot.status,
@@ -73,6 +87,10 @@ export async function simulate(services: Services, message: WebhookMessage) {
           status: d.status,
           reason: d.reason,
           existingRun: found ? { id: found.id, status: found.status } : null,
+          check: checks[i] ?? null,
+          verify: d.gates.verify
+            ? { query: d.gates.verify.query, withinMs: d.gates.verify.withinMs, everyMs: d.gates.verify.everyMs }
+            : null,
           after: after
             ? {
                 ref: after.ref,

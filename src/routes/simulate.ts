@@ -22,6 +22,17 @@ const Decision = Type.Object({
   status: Type.String({ description: 'the status the run would be created with' }),
   reason: Type.Union([Type.String(), Type.Null()]),
   existingRun: Type.Union([Type.Object({ id: Type.String(), status: Type.String() }), Type.Null()]),
+  check: Type.Union([
+    Type.Object(
+      {
+        query: Type.String(),
+        result: Type.String({ description: 'needed, cleared, unavailable, or not_evaluated (no PROMETHEUS_URL)' }),
+      },
+      { additionalProperties: true },
+    ),
+    Type.Null(),
+  ]),
+  verify: Type.Union([Type.Object({ query: Type.String(), withinMs: Type.Integer(), everyMs: Type.Integer() }), Type.Null()]),
   after: Type.Union([
     Type.Object({
       ref: Type.String(),
