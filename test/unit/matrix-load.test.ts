@@ -703,3 +703,41 @@ test('{{ after.* }} in an action with after loads, and an unknown predecessor fi
   assert.equal(err.variable, `${FILE}:${valuePos(bad, "params: { text: '{{ after")}`);
   assert.match(err.message, /rules\[0\]\.actions\[1\]\.params: "\{\{ after\.outcome \}\}" is not a predecessor field/);
 });
+
+test('check.query and verify compile to query templates whose label values stay inside their string literals', () => {
+  const text = rule(
+    [
+      DISABLE,
+      `        check: { query: 'conduit:provider_error_ratio{provider="{{ labels.provider }}"} > 0.5' }`,
+      `        verify: { query: 'conduit:provider_error_ratio{provider="{{ labels.provider }}"} < 0.5', within: 5m }`,
+      '        onUnverified: revert',
+      '        revertAfter: 2h',
+      '        revertApproval: required',
+    ].join('\n'),
+  );
+  const action = parse(text).rules[0]!.actions[0]!;
+  const scope = {
+    labels: { provider: 'x"} or vector(1) or {a="' },
+    annotations: {},
+    alert: { fingerprint: 'f', startsAt: 's', status: 'firing' },
+  };
+  const rendered = action.conditionQuery!.render(scope);
+  assert.ok(!rendered.includes('"} or vector(1)'), rendered);
+  assert.ok(rendered.startsWith('conduit:provider_error_ratio{provider="x\\x22} or vector(1) or {a=\\x22"}'), rendered);
+  assert.equal(action.verify!.withinMs, 5 * MIN);
+  assert.equal(action.verify!.everyMs, 30_000, 'every defaults to 30s');
+  assert.equal(action.onUnverified, 'revert');
+  assert.equal(action.revertAfterMs, 120 * MIN);
+  assert.equal(action.revertApproval, 'required');
+});
+
+test('closed-loop mistakes are refused at load, naming the field', () => {
+  const cases: Array<[string, RegExp]> = [
+    [`${DISABLE}\n        check: { query: 'up{job={{ labels.provider }}}' }`, /check\.query: .*string literal/],
+    [`${DISABLE}\n        onUnverified: escalate`, /onUnverified: `onUnverified` needs `verify`/],
+    [`${DISABLE}\n        verify: { query: 'up == 1', within: 5m, every: 0 }`, /verify\.every: must be more than 0/],
+    [`${DISABLE}\n${NOTIFY}\n        after: disable\n        when: verified`, /when: "verified" needs a verify on "disable"/],
+    [`${NOTIFY}\n        revertAfter: 1h`, /revertAfter: notify\.webhook has no inverse/],
+  ];
+  for (const [actions, message] of cases) assert.match(refused(rule(actions)).message, message, actions);
+});
