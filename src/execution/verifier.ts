@@ -65,7 +65,7 @@ export function createVerifier(deps: VerifierDeps) {
       const value = (detail['samples'] as Array<{ value: unknown }> | undefined)?.[0]?.value;
       deps.notifier.notify(settled, 'unverified', [
         `Verification: ${run.gates.verify!.query}`,
-        `Last answer: ${detail['errors'] ? `no answer (${(detail['errors'] as string[]).join('; ')})` : value === undefined ? 'no data' : String(value)}`,
+        `Last answer: ${detail['errors'] ? `no answer (${(detail['errors'] as string[]).join('; ')})` : value === undefined ? 'no series matched' : String(value)}`,
       ]);
     }
     if (result === 'unverified' && run.gates.onUnverified === 'revert') await deps.reverts.revert(settled, 'unverified');

@@ -228,7 +228,7 @@ export function createRunRecords(db: Db) {
          AND p.fingerprint = runs.fingerprint AND p.starts_at = runs.starts_at
        WHERE runs.status = 'waiting' AND ${where} AND (p.id IS NULL OR (p.status = ANY($1::text[])
          -- waiting for a verification: not before it has ended
-         AND NOT (runs.after_when IN ('verified', 'unverified') AND p.verification = 'pending')))
+         AND (runs.after_when NOT IN ('verified', 'unverified') OR p.verification IS DISTINCT FROM 'pending')))
        ORDER BY runs.seq LIMIT $${values.length}`,
       values,
     );

@@ -577,37 +577,29 @@ rules:${VERIFY_CHAIN('Errors', '8s', 'escalate')}${VERIFY_CHAIN('Quiet', '3s', '
     assert.equal(events(ended, 'verified').length, 0);
     assert.equal(detailOf(ended, 'unverified')['series'], 0);
     const notice = await eventually(async () => notices('test_errors{key="g1"} < 0.05')[0], 5_000, 'the unverified notice');
-    assert.match(notice.text, /Last answer: no data/);
+    assert.match(notice.text, /Last answer: no series matched/);
     const [v, u] = await Promise.all([final(svc, onVerified!.id), final(svc, onUnverified!.id)]);
     assert.deepEqual([v.reason, u.status], ['predecessor_unverified', 'succeeded']);
   });
 
-  it(
-    'a predecessor that ends without a verification (suppressed, rejected) skips its `when: verified | unverified` dependents',
-    {
-      todo:
-        "src/store/run-records.ts readyDependents: `NOT (runs.after_when IN ('verified', 'unverified') AND p.verification = 'pending')` " +
-        'is NULL, not true, when the predecessor has no verification, so these dependents are never ready and stay waiting',
-    },
-    async () => {
-      await fx.setErrors('t1', 0.01);
-      const suppressed = await fire('Errors', 't1');
-      assert.deepEqual((await final(svc, suppressed[0]!.id)).reason, 'condition_cleared');
-      const gated = await fire('Gated', 't2');
-      assert.equal(gated[0]!.status, 'pending_approval');
-      await reject(svc, gated[0]!.id).expect(200);
-      for (const [runs, status] of [
-        [suppressed, 'suppressed'],
-        [gated, 'rejected'],
-      ] as const) {
-        for (const dep of runs.slice(1)) {
-          const run = await final(svc, dep.id, 5_000);
-          assert.deepEqual([run.status, run.reason], ['skipped', `predecessor_${status}`]);
-          assert.equal(await executions(run.id), 0);
-        }
+  it('a predecessor that ends without a verification (suppressed, rejected) skips its `when: verified | unverified` dependents', async () => {
+    await fx.setErrors('t1', 0.01);
+    const suppressed = await fire('Errors', 't1');
+    assert.deepEqual((await final(svc, suppressed[0]!.id)).reason, 'condition_cleared');
+    const gated = await fire('Gated', 't2');
+    assert.equal(gated[0]!.status, 'pending_approval');
+    await reject(svc, gated[0]!.id).expect(200);
+    for (const [runs, status] of [
+      [suppressed, 'suppressed'],
+      [gated, 'rejected'],
+    ] as const) {
+      for (const dep of runs.slice(1)) {
+        const run = await final(svc, dep.id, 5_000);
+        assert.deepEqual([run.status, run.reason], ['skipped', `predecessor_${status}`]);
+        assert.equal(await executions(run.id), 0);
       }
-    },
-  );
+    }
+  });
 
   it('remediator_verifications_total counts each ended verification by result, as the runs record them', async () => {
     const { rows } = await svc.services.pool.query<{ verification: string; n: string }>(
