@@ -1,15 +1,19 @@
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { parse as parseYaml } from 'yaml';
+import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { createCatalogue } from '../../remediations/catalogue.js';
 import { parseDuration } from '../../src/kernel/duration.js';
 import { loadMatrix } from '../../src/matrix/load.js';
 import { matchAlert, prepare } from '../../src/matrix/match.js';
-import type { PredecessorScope } from '../../src/matrix/template.js';
-import type { Action, Rule } from '../../src/matrix/types.js';
+import type { PredecessorScope, TemplateScope } from '../../src/matrix/template.js';
+import type { Action, QueryTemplate, Rule } from '../../src/matrix/types.js';
 import type { AlertSnapshot } from '../../src/schemas/runs.js';
+import { promqlString } from '../../src/prometheus/promql.js';
 import { alert, fixtureAlert } from '../support/alerts.js';
 
 const root = (p: string) => fileURLToPath(new URL(`../../${p}`, import.meta.url));
@@ -22,19 +26,66 @@ interface PromRule {
   expr: string;
   labels?: Record<string, string>;
 }
-const promRules = (
+const allPromRules = (
   parseYaml(readFileSync(root('config/prometheus/alert-rules.yml'), 'utf8')) as { groups: Array<{ rules: PromRule[] }> }
-).groups
-  .flatMap((g) => g.rules)
-  .filter((r): r is PromRule & { alert: string } => r.alert !== undefined);
+).groups.flatMap((g) => g.rules);
+const promRules = allPromRules.filter((r): r is PromRule & { alert: string } => r.alert !== undefined);
+/** The recording rules (`conduit:*`), by the name of the series they record. */
+const records = new Map(allPromRules.flatMap((r) => (r.record !== undefined ? [[r.record, r] as const] : [])));
 
-/** Labels a firing alert of this rule can carry: its static labels, its `by`/`group_left` labels and label_replace targets. */
+const PROMQL_KEYWORDS = new Set([
+  'and',
+  'or',
+  'unless',
+  'by',
+  'without',
+  'on',
+  'ignoring',
+  'group_left',
+  'group_right',
+  'offset',
+  'bool',
+  'atan2',
+]);
+const PROMQL_NUMBERS = new Set(['inf', 'nan']);
+
+/**
+ * The series names a PromQL expression reads: its identifiers once string literals, comments, label
+ * matchers, range brackets and grouping lists are taken out, less function and aggregation calls,
+ * keywords and numbers.
+ */
+function seriesNames(expr: string): Set<string> {
+  const code = expr
+    .replace(/"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*'|`[^`]*`/g, '""')
+    .replace(/#[^\n]*/g, '')
+    .replace(/\{[^}]*\}/g, '{}')
+    .replace(/\[[^\]]*\]/g, '[]')
+    .replace(/\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)/g, ' ');
+  const names = new Set<string>();
+  for (const m of code.matchAll(/[0-9.][0-9a-zA-Z_.]*|([a-zA-Z_:][a-zA-Z0-9_:]*)(\s*\()?/g)) {
+    const [, name, call] = m;
+    if (name && !call && !PROMQL_KEYWORDS.has(name.toLowerCase()) && !PROMQL_NUMBERS.has(name.toLowerCase())) names.add(name);
+  }
+  return names;
+}
+
+/** What the rules read from the exporters (Conduit, postgres_exporter, cAdvisor, kube-state-metrics, kubelet, cert-manager). */
+const scrapedMetrics = new Set(allPromRules.flatMap((r) => [...seriesNames(r.expr)].filter((n) => !records.has(n))));
+
+/**
+ * Labels a firing alert (or a recorded series) of this rule can carry: its static labels, its
+ * `by`/`group_left` labels, label_replace targets, and the labels of the recorded series it reads.
+ */
 function producedLabels(rule: PromRule): Set<string> {
   const names = new Set<string>(['alertname', ...Object.keys(rule.labels ?? {})]);
   for (const m of rule.expr.matchAll(/\b(?:by|group_left)\s*\(([^)]*)\)/g)) {
     for (const n of (m[1] ?? '').split(',')) if (n.trim()) names.add(n.trim());
   }
   for (const m of rule.expr.matchAll(/"([a-zA-Z_][a-zA-Z0-9_]*)",\s*"\$\d"/g)) names.add(m[1]!);
+  for (const name of seriesNames(rule.expr)) {
+    const recorded = records.get(name);
+    if (recorded && recorded !== rule) for (const label of producedLabels(recorded)) names.add(label);
+  }
   return names;
 }
 
@@ -96,6 +147,23 @@ function noticeText(action: Action, a: AlertSnapshot, after?: PredecessorScope):
   return String(p.params['text']);
 }
 
+/** An action's Prometheus queries: its `check.query` and its `verify.query`. */
+function queriesOf(action: Action): Array<{ kind: 'check' | 'verify'; template: QueryTemplate }> {
+  return [
+    ...(action.conditionQuery ? [{ kind: 'check' as const, template: action.conditionQuery }] : []),
+    ...(action.verify ? [{ kind: 'verify' as const, template: action.verify.query }] : []),
+  ];
+}
+const allActions = () => matrix.rules.flatMap((r) => [...r.actions, ...r.onResolved]);
+const scopeOf = (labels: Record<string, string>, action: Action): TemplateScope => ({
+  labels,
+  annotations: {},
+  alert: { fingerprint: 'a1b2c3d4e5f60718', startsAt: '2026-11-27T13:31:39Z', status: action.phase === 'firing' ? 'firing' : 'resolved' },
+  ...(action.after ? { after: outcome('succeeded') } : {}),
+});
+/** PromQL as written, with its runs of white space made one space: a folded YAML string reads the same. */
+const oneLine = (q: string) => q.replace(/\s+/g, ' ').trim();
+
 test('the shipped matrix loads with the default catalogue', () => {
   assert.equal(matrix.rules.length, 6);
   assert.deepEqual(matrix.globalLimit, { max: 30, perMs: 60 * MIN });
@@ -136,7 +204,7 @@ test('every action of the shipped matrix prepares cleanly from the labels its al
   }
 });
 
-test('the matrix only reads labels that the Prometheus rule of its alert produces', () => {
+test('the matrix only reads labels that the Prometheus rule of its alert produces, in params and in queries', () => {
   let lookups = 0;
   for (const rule of promRules) {
     const a = alertOf(rule);
@@ -148,12 +216,14 @@ test('the matrix only reads labels that the Prometheus rule of its alert produce
       },
     });
     for (const action of [...matchAlert(matrix, a), ...matchAlert(matrix, { ...a, status: 'resolved' })]) {
-      action.renderParams({
+      const scope: TemplateScope = {
         labels,
         annotations: a.annotations,
         alert: { fingerprint: a.fingerprint, startsAt: a.startsAt, status: a.status },
         ...(action.after ? { after: outcome('succeeded') } : {}),
-      });
+      };
+      action.renderParams(scope);
+      for (const query of queriesOf(action)) query.template.render(scope);
     }
     lookups += read.size;
     const produced = producedLabels(rule);
@@ -231,7 +301,8 @@ test('the shipped chains: which action waits for which outcome of which, and whi
     'database-connection-pool-exhausted': {
       actions: [
         ['kill', 'postgres.kill-idle-connections', null, 'auto'],
-        [null, 'kubernetes.rollout-restart', 'kill finished', 'required'],
+        [null, 'kubernetes.rollout-restart', 'kill unverified', 'required'],
+        [null, 'kubernetes.rollout-restart', 'kill failed', 'required'],
         [null, 'notify.webhook', 'kill finished', 'auto'],
       ],
       onResolved: [],
@@ -279,7 +350,8 @@ test('every notice that follows an action reports its outcome: the summary when 
     for (const action of [...r.actions, ...r.onResolved]) {
       if (action.remediation.name !== 'notify.webhook' || !action.after) continue;
       const ofPhase = action.phase === 'firing' ? a : { ...a, status: 'resolved' as const };
-      const outcomes = action.after.when === 'finished' ? (['succeeded', 'failed'] as const) : [action.after.when as 'succeeded' | 'failed'];
+      const outcomes =
+        action.after.when === 'finished' ? (['succeeded', 'failed'] as const) : [action.after.when as 'succeeded' | 'failed'];
       for (const status of outcomes) {
         const text = noticeText(action, ofPhase, outcome(status));
         assert.ok(text.includes(status === 'succeeded' ? SUMMARY : ERROR), `${r.name} ${action.key} after ${status}: ${text}`);
@@ -300,7 +372,13 @@ test('the one notice sent before anything is done says plainly that nothing was 
     ['high-error-rate'],
   );
   const text = noticeText(independent[0]!, alertOfRule('high-error-rate'));
-  for (const part of ['Nothing was changed automatically', 'check the API logs', 'waits for approval', 'conduit/conduit-api'])
+  for (const part of [
+    'Nothing was changed automatically',
+    'check the API logs',
+    'waits for approval',
+    'conduit/conduit-api',
+    'skipped if the error ratio is back under 5% or a provider is down',
+  ])
     assert.ok(text.includes(part), text);
 });
 
@@ -334,10 +412,10 @@ test('the provider-down notices: disabled, could not be disabled, recovered, sta
   );
 });
 
-test('the connection-pool notice states what killing idle connections did and that the restart waits for approval', () => {
+test('the connection-pool notice states what killing idle connections did and when a restart is proposed', () => {
   const rule = ruleNamed('database-connection-pool-exhausted');
   const a = alertOfRule(rule.name);
-  const notice = rule.actions[2]!;
+  const notice = rule.actions[3]!;
   assert.equal(
     noticeText(notice, a, {
       status: 'succeeded',
@@ -346,7 +424,8 @@ test('the connection-pool notice states what killing idle connections did and th
       result: { summary: 'Terminated 4 sessions of database "conduit" idle for more than 5m' },
     }),
     `${a.annotations['summary']}.\nKilling idle connections succeeded: Terminated 4 sessions of database "conduit" idle for more than 5m\n` +
-      'The rolling restart of conduit/conduit-api waits for approval.',
+      'If it succeeded and the server is not back under 90% of its connection slots within 2 minutes, or if it failed, ' +
+      'a rolling restart of conduit/conduit-api is proposed for approval.',
   );
   assert.equal(
     noticeText(notice, a, { status: 'suppressed', reason: 'cooldown', error: null, result: null }).split('\n')[1],
@@ -378,7 +457,7 @@ test('each runbook row has its severity, response time and remediations', () => 
       'database-connection-pool-exhausted',
       'high',
       10 * MIN,
-      ['postgres.kill-idle-connections', 'kubernetes.rollout-restart', 'notify.webhook'],
+      ['postgres.kill-idle-connections', 'kubernetes.rollout-restart', 'kubernetes.rollout-restart', 'notify.webhook'],
     ],
     [
       'memory-high',
@@ -498,4 +577,277 @@ test('the concrete params of the shipped matrix', () => {
     })[0],
     ['cert-manager.renew-certificate', { namespace: 'conduit', certificate: 'conduit-tls' }, 'kubernetes/conduit/certificate/conduit-tls'],
   );
+});
+
+/** What an action checks before executing and verifies after succeeding, as the table below lists it. */
+function loopOf(a: Action) {
+  return {
+    check: a.conditionQuery ? oneLine(a.conditionQuery.text) : null,
+    verify: a.verify ? { query: oneLine(a.verify.query.text), withinMin: a.verify.withinMs / MIN, everyS: a.verify.everyMs / 1000 } : null,
+    onUnverified: a.verify ? a.onUnverified : null,
+  };
+}
+
+test('the closed loop: what each action checks right before executing and what verifies that it helped', () => {
+  const db = 'instance="{{ labels.instance }}", database="{{ labels.database }}"';
+  const pod = 'namespace="{{ labels.namespace }}", pod="{{ labels.pod }}", container="{{ labels.container }}"';
+  const deployment = 'namespace="{{ labels.namespace }}", deployment="{{ labels.deployment }}", container="{{ labels.container }}"';
+  const api = 'namespace="{{ labels.namespace }}", deployment="{{ labels.deployment }}"';
+  const none = { check: null, verify: null, onUnverified: null };
+  const restart = {
+    check: `conduit:database_connection_usage_ratio{${db}} > 0.9`,
+    verify: { query: `conduit:database_connection_usage_ratio{${db}} < 0.9`, withinMin: 10, everyS: 30 },
+    onUnverified: 'escalate',
+  };
+  const table = Object.fromEntries(
+    matrix.rules.map((r) => [r.name, [...r.actions, ...r.onResolved].map((a) => [a.key, a.remediation.name, loopOf(a)])]),
+  );
+  assert.deepEqual(table, {
+    'provider-down': [
+      [
+        'firing:0',
+        'conduit.disable-provider',
+        { check: null, verify: { query: 'conduit:gateway_error_ratio < 0.05', withinMin: 7, everyS: 30 }, onUnverified: 'escalate' },
+      ],
+      ['firing:1', 'notify.webhook', none],
+      ['firing:2', 'notify.webhook', none],
+      ['resolved:0', 'conduit.test-provider', none],
+      [
+        'resolved:1',
+        'conduit.enable-provider',
+        {
+          check: null,
+          verify: { query: 'conduit:provider_error_ratio{provider="{{ labels.provider }}"} < 0.5', withinMin: 15, everyS: 30 },
+          onUnverified: 'escalate',
+        },
+      ],
+      ['resolved:2', 'notify.webhook', none],
+      ['resolved:3', 'notify.webhook', none],
+    ],
+    'high-error-rate': [
+      [
+        'firing:0',
+        'kubernetes.scale-deployment',
+        {
+          check: `conduit:http_error_ratio{${api}} > 0.05 unless on () conduit:provider_down`,
+          verify: { query: `conduit:http_error_ratio{${api}} < 0.05`, withinMin: 10, everyS: 30 },
+          onUnverified: 'escalate',
+        },
+      ],
+      ['firing:1', 'notify.webhook', none],
+      ['firing:2', 'notify.webhook', none],
+    ],
+    'database-connection-pool-exhausted': [
+      [
+        'firing:0',
+        'postgres.kill-idle-connections',
+        {
+          check: null,
+          verify: { query: `conduit:database_connection_usage_ratio{${db}} < 0.9`, withinMin: 2, everyS: 30 },
+          onUnverified: 'escalate',
+        },
+      ],
+      ['firing:1', 'kubernetes.rollout-restart', restart],
+      ['firing:2', 'kubernetes.rollout-restart', restart],
+      ['firing:3', 'notify.webhook', none],
+    ],
+    'memory-high': [
+      [
+        'firing:0',
+        'redis.flush-cache',
+        {
+          check: null,
+          verify: { query: `conduit:container_memory_usage_ratio{${pod}} < 0.9`, withinMin: 5, everyS: 30 },
+          onUnverified: 'escalate',
+        },
+      ],
+      [
+        'firing:1',
+        'kubernetes.set-resources',
+        {
+          check: `max(conduit:container_memory_usage_ratio{${deployment}}) > 0.9`,
+          verify: { query: `max(conduit:container_memory_usage_ratio{${deployment}}) < 0.9`, withinMin: 10, everyS: 30 },
+          onUnverified: 'escalate',
+        },
+      ],
+      [
+        'firing:2',
+        'kubernetes.delete-pod',
+        {
+          check: `conduit:container_memory_usage_ratio{${pod}} > 0.9`,
+          verify: { query: `max(conduit:container_memory_usage_ratio{${deployment}}) < 0.9`, withinMin: 5, everyS: 30 },
+          onUnverified: 'escalate',
+        },
+      ],
+      ['firing:3', 'notify.webhook', none],
+      ['firing:4', 'notify.webhook', none],
+    ],
+    // The archived rows stay on the same volume: nothing to verify (see the matrix).
+    'disk-high': [
+      ['firing:0', 'postgres.archive-old-data', none],
+      ['firing:1', 'notify.webhook', none],
+      ['firing:2', 'notify.webhook', none],
+    ],
+    'certificate-expiring': [
+      [
+        'firing:0',
+        'cert-manager.renew-certificate',
+        {
+          check: null,
+          verify: {
+            query: 'conduit:certificate_expiry_seconds{namespace="{{ labels.namespace }}", name="{{ labels.name }}"} > 30 * 24 * 3600',
+            withinMin: 15,
+            everyS: 60,
+          },
+          onUnverified: 'escalate',
+        },
+      ],
+      ['firing:1', 'notify.webhook', none],
+      ['firing:2', 'notify.webhook', none],
+    ],
+  });
+  // The kill's restart waits for its verification (proposed when it did not help) or for its failure.
+  const [, unverified, failed] = ruleNamed('database-connection-pool-exhausted').actions;
+  assert.deepEqual(unverified?.after, { key: 'firing:0', ref: 'kill', when: 'unverified' });
+  assert.deepEqual(failed?.after, { key: 'firing:0', ref: 'kill', when: 'failed' });
+});
+
+test('every action with an effect Prometheus can see verifies it; every one waiting for approval checks it is still needed', () => {
+  // A notice and Conduit's connection test change nothing; the archive's rows stay on the volume.
+  const nothingToVerify = new Set(['notify.webhook', 'conduit.test-provider', 'postgres.archive-old-data']);
+  // While disabled, a provider gets no requests: only Conduit's connection test can say it works.
+  const nothingToCheck = new Set(['conduit.enable-provider']);
+  for (const a of allActions()) {
+    const what = `${a.rule} ${a.key} ${a.remediation.name}`;
+    assert.equal(a.verify !== undefined, !nothingToVerify.has(a.remediation.name), `${what}: verify`);
+    assert.equal(
+      a.conditionQuery !== undefined,
+      a.approval === 'required' && !nothingToCheck.has(a.remediation.name),
+      `${what}: check.query`,
+    );
+    // Unverified always tells on-call ('revert' is not available).
+    if (a.verify) assert.equal(a.onUnverified, 'escalate', what);
+  }
+});
+
+test('seriesNames reads the series of a PromQL expression, not its functions, labels, keywords or strings', () => {
+  assert.deepEqual(
+    [
+      ...seriesNames(
+        'sum by (a, b) (rate(x_total{l="y{z} w", m!~\'q"\'}[5m] offset 1m)) / on (c) group_left (d) rec:ratio ' +
+          'unless ignoring (e) max without (f) (other) > 1e3 and NaN == Inf # comment_name\n or vector(0) - time()',
+      ),
+    ].sort(),
+    ['other', 'rec:ratio', 'x_total'],
+  );
+});
+
+test('every check and verify query reads recording rules of alert-rules.yml (or, failing that, a metric its rules read)', () => {
+  assert.ok(scrapedMetrics.has('conduit_http_requests_total') && scrapedMetrics.has('pg_stat_activity_count'), [...scrapedMetrics].join());
+  let queries = 0;
+  for (const a of allActions()) {
+    for (const { kind, template } of queriesOf(a)) {
+      const names = [...seriesNames(template.text)];
+      assert.ok(names.length > 0, `${a.rule} ${a.key} ${kind}: reads no series: ${template.text}`);
+      for (const name of names) {
+        assert.ok(
+          records.has(name) || scrapedMetrics.has(name),
+          `${a.rule} ${a.key} ${kind} reads ${name}, which config/prometheus neither records nor reads`,
+        );
+        // Today every query reads recorded series only: short, and the very ratios the alerts fire on.
+        assert.ok(records.has(name), `${a.rule} ${a.key} ${kind} reads ${name} directly rather than a conduit: recording rule`);
+      }
+      queries++;
+    }
+  }
+  assert.equal(queries, 15);
+});
+
+/** Runs `promtool check rules` on recording rules whose expressions are the given queries: a real PromQL parse. */
+function promtoolParses(exprs: string[]): { status: number | null; output: string } {
+  const dir = mkdtempSync(join(tmpdir(), 'matrix-queries-'));
+  try {
+    const file = join(dir, 'queries.yml');
+    const rules = exprs.map((expr, i) => ({ record: `matrix:query_${i}`, expr }));
+    writeFileSync(file, stringifyYaml({ groups: [{ name: 'matrix-queries', rules }] }));
+    const run = spawnSync('promtool', ['check', 'rules', file], { encoding: 'utf8', timeout: 60_000 });
+    return { status: run.status, output: run.stdout + run.stderr };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+const hasPromtool = spawnSync('sh', ['-c', 'command -v promtool']).status === 0;
+
+test(
+  'every query renders from the labels its alert carries, whatever their values, into PromQL that promtool parses',
+  { skip: hasPromtool ? false : 'promtool not installed' },
+  () => {
+    // A label value that would break out of its string literal, were it not escaped.
+    const hostile = 'x"} or vector(1) # \'\\\n{{ labels.pod }}\u2028';
+    const rendered: string[] = [];
+    for (const rule of promRules) {
+      const a = alertOf(rule);
+      const evil = Object.fromEntries(Object.keys(a.labels).map((k) => [k, k === 'alertname' ? a.labels[k]! : hostile]));
+      for (const status of ['firing', 'resolved'] as const) {
+        for (const action of matchAlert(matrix, { ...a, status })) {
+          for (const { template } of queriesOf(action)) {
+            const plain = template.render(scopeOf(a.labels, action));
+            assert.ok(!plain.includes('{{'), plain);
+            const escaped = template.render(scopeOf(evil, action));
+            // The value lands where the template names a label, escaped, and nowhere else.
+            assert.equal(
+              escaped.split(promqlString(hostile)).join('<value>'),
+              template.text.replace(/\{\{\s*labels\.[a-zA-Z_]+\s*\}\}/g, '<value>'),
+            );
+            rendered.push(plain, escaped);
+          }
+        }
+      }
+    }
+    assert.equal(rendered.length, 30, 'each of the 15 queries, with plain and hostile label values');
+    const parsed = promtoolParses(rendered);
+    assert.equal(parsed.status, 0, parsed.output);
+    assert.match(parsed.output, /SUCCESS: 30 rules found/);
+    // The same check rejects what is not PromQL.
+    const broken = promtoolParses(['conduit:http_error_ratio{namespace="conduit" > 0.05']);
+    assert.notEqual(broken.status, 0, broken.output);
+  },
+);
+
+interface PromtoolTests {
+  tests: Array<{
+    promql_expr_test?: Array<{ expr: string; eval_time: string; exp_samples?: unknown[] | null }>;
+    alert_rule_test?: Array<{ alertname: string; exp_alerts?: Array<{ exp_labels?: Record<string, string> }> | null }>;
+  }>;
+}
+
+test('every query, rendered with the labels of its alert in alert-rules.test.yml, is evaluated there both empty and not', () => {
+  const unit = parseYaml(readFileSync(root('config/prometheus/alert-rules.test.yml'), 'utf8')) as PromtoolTests;
+  const exprTests = unit.tests.flatMap((t) => t.promql_expr_test ?? []);
+  const firstLabels = (alertname: string) =>
+    unit.tests
+      .flatMap((t) => t.alert_rule_test ?? [])
+      .flatMap((t) => t.exp_alerts ?? [])
+      .map((e) => e.exp_labels)
+      .find((l) => l?.['alertname'] === alertname);
+  let queries = 0;
+  for (const r of matrix.rules) {
+    const alertname = alertOfRule(r.name).labels['alertname']!;
+    const labels = firstLabels(alertname);
+    assert.ok(labels, `alert-rules.test.yml shows no ${alertname} firing`);
+    for (const action of [...r.actions, ...r.onResolved]) {
+      for (const { kind, template } of queriesOf(action)) {
+        const query = oneLine(template.render(scopeOf(labels, action)));
+        const results = exprTests.filter((t) => oneLine(t.expr) === query).map((t) => (t.exp_samples ?? []).length);
+        const what = `${r.name} ${action.key} ${kind}: ${query}`;
+        assert.ok(results.includes(0), `${what} is never shown empty in alert-rules.test.yml`);
+        assert.ok(
+          results.some((n) => n > 0),
+          `${what} is never shown returning a series in alert-rules.test.yml`,
+        );
+        queries++;
+      }
+    }
+  }
+  assert.equal(queries, 15);
 });
