@@ -17,8 +17,10 @@ import { parseMatrix } from '../../src/matrix/load.js';
 import { createPrometheusClient } from '../../src/prometheus/client.js';
 import { promqlString } from '../../src/prometheus/promql.js';
 import { approve, deliver, getRun, reject, settled, type Api, type DeliveredRun, type RunBody } from '../support/api.js';
+import { startConduitAdmin, type ConduitAdmin } from '../support/conduit-admin.js';
 import { startExporter, type RunningExporter } from '../support/exporter.js';
-import { alertMessage, eventually, isolation, REDIS_URL, startService, type TestService } from '../support/harness.js';
+import { alertMessage, eventually, isolation, REDIS_URL, startService, TOKENS, type TestService } from '../support/harness.js';
+import { startKubeApiServer, type KubeApiServer } from '../support/kube-api-server.js';
 import { startNotifySink, type NotifySink } from '../support/notify-sink.js';
 import { findPrometheusBinary, startPrometheus, type RunningPrometheus } from '../support/prometheus.js';
 import { executionsKey, testRemediations } from '../support/test-remediations.js';
@@ -689,5 +691,128 @@ rules:${VERIFY_CHAIN('Errors', '20s', 'escalate')}
       total += await metric(replica, 'remediator_verifications_total', { remediation: 'test.count', result: 'verified' });
     }
     assert.equal(total, keys.length);
+  });
+});
+
+describe('unverified remediations revert, against Prometheus and the targets stand-ins', { skip: SKIP }, (s) => {
+  const iso = isolation('closed_revert');
+  const fx = closedLoopFixtures();
+  let conduit: ConduitAdmin | undefined;
+  let kube: KubeApiServer | undefined;
+  let kubeconfig = '';
+  before(async () => {
+    conduit = await startConduitAdmin();
+    kube = await startKubeApiServer();
+    kubeconfig = await kube.writeKubeconfig();
+  });
+  const matrix = `
+defaults: { cooldown: 0 }
+rules:
+  - name: provider-down
+    matchers: ['alertname="ProviderDown"']
+    actions:
+      - remediation: conduit.disable-provider
+        params: { provider: '{{ labels.provider }}' }
+        check: { query: 'test_errors{key="{{ labels.provider }}"} > 0.05' }
+        verify: { query: 'test_errors{key="gateway"} < 0.05', within: 3s, every: 500ms }
+        onUnverified: revert
+  - name: busy
+    matchers: ['alertname="Busy"']
+    actions:
+      - remediation: kubernetes.scale-deployment
+        params: { namespace: conduit, deployment: '{{ labels.deployment }}', by: 2, max: 10 }
+        verify: { query: 'test_errors{key="{{ labels.deployment }}"} < 0.05', within: 3s, every: 500ms }
+        onUnverified: revert
+`;
+  const svc = startService(s, () => ({
+    databaseUrl: iso.databaseUrl,
+    prefix: iso.prefix,
+    matrix,
+    env: {
+      ...ENV,
+      PROMETHEUS_URL: fx.prom.url,
+      CONDUIT_ADMIN_URL: conduit!.url,
+      CONDUIT_ADMIN_KEY: conduit!.apiKey,
+      KUBECONFIG: kubeconfig,
+    },
+  }));
+  after(async () => {
+    await fx.close();
+    await conduit?.close();
+    await kube?.close();
+    await iso.drop();
+  });
+
+  it('the simulation says what the check query answers now', async () => {
+    await fx.setErrors('openai', 0.4);
+    const res = await request(svc.url)
+      .post('/api/simulate')
+      .set('Authorization', `Bearer ${TOKENS.viewer}`)
+      .send(alertMessage([{ labels: { alertname: 'ProviderDown', provider: 'openai' } }]))
+      .expect(200);
+    const [decision] = res.body.alerts[0].actions;
+    assert.equal(decision.check.result, 'needed');
+    assert.equal(decision.check.query, 'test_errors{key="openai"} > 0.05');
+    assert.equal(decision.check.samples[0].value, 0.4);
+    assert.equal(decision.verify.query, 'test_errors{key="gateway"} < 0.05');
+  });
+
+  it('a disable that did not bring the errors down is unverified, then enabled again by its revert', async () => {
+    await fx.setErrors('openai', 0.4);
+    await fx.setErrors('gateway', 0.3);
+    const [run] = await deliver(svc, alertMessage([{ labels: { alertname: 'ProviderDown', provider: 'openai' } }]));
+    await settled(svc, run!.id, 'succeeded');
+    assert.equal(conduit!.providers.find((p) => p.providerName === 'openai')!.isEnabled, false);
+    const unverified = await eventually(
+      async () => {
+        const r = await getRun(svc, run!.id);
+        return r.verification === 'unverified' && r.revertedBy ? r : undefined;
+      },
+      15_000,
+      'unverified and reverted',
+    );
+    const back = await settled(svc, unverified.revertedBy!, 'succeeded');
+    assert.deepEqual([back.phase, back.remediation, back.revertOf], ['revert', 'conduit.enable-provider', run!.id]);
+    assert.equal(conduit!.providers.find((p) => p.providerName === 'openai')!.isEnabled, true);
+    const types = unverified.events.map((e) => e.type);
+    for (const type of ['condition_checked', 'succeeded', 'verification_pending', 'unverified', 'revert_created'])
+      assert.ok(types.includes(type), `${type} in ${types.join(',')}`);
+    assert.equal(await metric(svc, 'remediator_reverts_total', { remediation: 'conduit.disable-provider' }), 1);
+  });
+
+  it('a scale-up that did not help is scaled back to the recorded count; one that helped is kept', async () => {
+    const deployment = (name: string) =>
+      kube!.put({
+        apiVersion: 'apps/v1',
+        kind: 'Deployment',
+        metadata: { name, namespace: 'conduit' },
+        spec: {
+          replicas: 3,
+          selector: { matchLabels: { app: name } },
+          template: { metadata: { labels: { app: name } }, spec: { containers: [] } },
+        },
+      });
+    const replicas = (name: string) => (kube!.get('deployments', 'conduit', name)!['spec'] as { replicas: number }).replicas;
+    deployment('api-a');
+    deployment('api-b');
+    await fx.setErrors('api-a', 0.3);
+    await fx.setErrors('api-b', 0.01);
+    const [a] = await deliver(svc, alertMessage([{ labels: { alertname: 'Busy', deployment: 'api-a' } }]));
+    const [b] = await deliver(svc, alertMessage([{ labels: { alertname: 'Busy', deployment: 'api-b' } }]));
+    await Promise.all([settled(svc, a!.id, 'succeeded'), settled(svc, b!.id, 'succeeded')]);
+    assert.deepEqual([replicas('api-a'), replicas('api-b')], [5, 5]);
+    const kept = await verification(svc, b!.id, 'verified');
+    assert.equal(kept.revertedBy, null);
+    const unverified = await eventually(
+      async () => {
+        const r = await getRun(svc, a!.id);
+        return r.revertedBy ? r : undefined;
+      },
+      15_000,
+      'the revert of api-a',
+    );
+    const back = await settled(svc, unverified.revertedBy!, 'succeeded');
+    assert.deepEqual(back.params, { namespace: 'conduit', deployment: 'api-a', replicas: 3, max: 3, ifReplicas: 5 });
+    assert.deepEqual([replicas('api-a'), replicas('api-b')], [3, 5]);
   });
 });
