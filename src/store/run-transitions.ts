@@ -79,7 +79,8 @@ export function createRunTransitions(db: Db) {
     if (patch.expiresAt !== undefined) set('expires_at', patch.expiresAt);
     if (patch.startVerification) {
       sets.push(`verification = 'pending'`);
-      values.push(patch.startVerification.everyMs);
+      // First evaluated after `every`, or at the deadline when that comes first.
+      values.push(Math.min(patch.startVerification.everyMs, patch.startVerification.withinMs));
       sets.push(`verify_due = now() + $${values.length} * interval '1 millisecond'`);
       values.push(patch.startVerification.withinMs);
       sets.push(`verify_until = now() + $${values.length} * interval '1 millisecond'`);
@@ -213,11 +214,12 @@ export function createRunTransitions(db: Db) {
     return rows[0] ? toRun(rows[0]) : null;
   }
 
-  /** Schedules a pending verification's next evaluation after `inMs`, recording this one. */
+  /** Schedules a pending verification's next evaluation after `inMs` (at the latest at its deadline), recording this one. */
   async function nextVerification(id: string, inMs: number, event: TransitionEvent): Promise<void> {
     await db.query(
       `WITH updated AS (
-         UPDATE runs SET verify_due = now() + $2 * interval '1 millisecond' WHERE id = $1 AND verification = 'pending' RETURNING id
+         UPDATE runs SET verify_due = LEAST(now() + $2 * interval '1 millisecond', verify_until)
+         WHERE id = $1 AND verification = 'pending' RETURNING id
        )
        INSERT INTO run_events (run_id, type, detail) SELECT id, $3, $4::jsonb FROM updated`,
       [id, inMs, event.type, JSON.stringify(event.detail ?? {})],

@@ -325,7 +325,9 @@ describe('the shipped response matrix, end to end', () => {
     // The timelines.
     const ranAfter = ['created', 'waiting', 'predecessor_finished', 'queued', 'started', 'succeeded'];
     const skipped = ['created', 'waiting', 'predecessor_finished', 'skipped'];
-    assert.deepEqual(eventTypes(d!), ['created', 'queued', 'started', 'succeeded']);
+    // The disable and the enable prove afterwards that they helped: their verification is pending (no PROMETHEUS_URL here).
+    assert.deepEqual(eventTypes(d!), ['created', 'queued', 'started', 'succeeded', 'verification_pending']);
+    assert.equal(d!.verification, 'pending');
     assert.deepEqual(eventTypes(n1!), ranAfter);
     assert.deepEqual(eventTypes(n2!), skipped);
     assert.deepEqual(eventTypes(tt!), ranAfter);
@@ -338,12 +340,27 @@ describe('the shipped response matrix, end to end', () => {
       'approved',
       'started',
       'succeeded',
+      'verification_pending',
     ]);
     assert.deepEqual(eventTypes(r1!), ranAfter);
     assert.deepEqual(eventTypes(r2!), skipped);
     const moved = (r: RunBody) => r.events.find((e) => e.type === 'predecessor_finished')!.detail;
-    assert.deepEqual(moved(tt!), { runId: d!.id, status: 'succeeded', reason: null, when: 'succeeded', holds: true });
-    assert.deepEqual(moved(n2!), { runId: d!.id, status: 'succeeded', reason: null, when: 'failed', holds: false });
+    assert.deepEqual(moved(tt!), {
+      runId: d!.id,
+      status: 'succeeded',
+      reason: null,
+      verification: 'pending',
+      when: 'succeeded',
+      holds: true,
+    });
+    assert.deepEqual(moved(n2!), {
+      runId: d!.id,
+      status: 'succeeded',
+      reason: null,
+      verification: 'pending',
+      when: 'failed',
+      holds: false,
+    });
     assert.deepEqual(moved(en!), { runId: tt!.id, status: 'succeeded', reason: null, when: 'succeeded', holds: true });
     assert.deepEqual(en!.events.find((e) => e.type === 'approved')!.detail, { by: 'bob', comment: 'provider healthy again' });
 
@@ -380,9 +397,13 @@ describe('the shipped response matrix, end to end', () => {
   });
 
   describe('database connection pool exhausted', () => {
-    // The shipped idleFor is 5m; these sessions are idle for seconds, so this run reads 1s instead.
-    const matrix = SHIPPED.replace('idleFor: 5m }', 'idleFor: 1s }');
+    // The shipped idleFor is 5m; these sessions are idle for seconds, so this run reads 1s instead. Without
+    // PROMETHEUS_URL here the kill's verification cannot succeed: it ends unverified after its `within`, 2m
+    // shipped, 1s here, and so proposes the restart.
+    const KILL_VERIFY = 'within: 2m\n        onUnverified: escalate\n      # Runbook: kill idle connections';
     assert.equal(SHIPPED.split('idleFor: 5m }').length, 2, 'the shipped matrix sets idleFor once');
+    assert.equal(SHIPPED.split(KILL_VERIFY).length, 2, 'the shipped matrix verifies the kill within 2m');
+    const matrix = SHIPPED.replace('idleFor: 5m }', 'idleFor: 1s }').replace(KILL_VERIFY, KILL_VERIFY.replace('2m', '1s'));
 
     /** A database of the test's own with `count` sessions left idle for more than a second; all gone when `t` ends. */
     async function idleDatabase(t: TestContext, count: number) {
@@ -442,10 +463,11 @@ describe('the shipped response matrix, end to end', () => {
         [
           ['postgres.kill-idle-connections', 'queued'],
           ['kubernetes.rollout-restart', 'waiting'],
+          ['kubernetes.rollout-restart', 'waiting'],
           ['notify.webhook', 'waiting'],
         ],
       );
-      const [kill, restart, notice] = runs as [DeliveredRun, DeliveredRun, DeliveredRun];
+      const [kill, restart, restartOnFailure, notice] = runs as [DeliveredRun, DeliveredRun, DeliveredRun, DeliveredRun];
       const summary = `Terminated 3 sessions of database "${target.database}" idle for more than 1s`;
       const killed = await settled(svc, kill.id, 'succeeded');
       assert.equal(resultOf(killed, 'summary'), summary);
@@ -453,13 +475,15 @@ describe('the shipped response matrix, end to end', () => {
       await Promise.all(target.sessions.map((s) => s.ended));
 
       const told = await settled(svc, notice.id, 'succeeded');
-      assert.equal(
+      assert.match(
         text(told),
-        `Database connection pool exhausted for ${target.database}.\nKilling idle connections succeeded: ${summary}\n` +
-          'The rolling restart of conduit/conduit-api waits for approval.',
+        new RegExp(`^Database connection pool exhausted for ${target.database}\\.\nKilling idle connections succeeded: ${summary}\n`),
       );
+      // Not verified within its `within` (no Prometheus to say so): the restart is proposed; the one for a failed kill is not.
       const pending = await settled(svc, restart.id, 'pending_approval');
+      assert.equal((await getRun(svc, kill.id)).verification, 'unverified');
       assert.equal(pending.after?.runId, kill.id);
+      assert.equal(outcome(await final(svc, restartOnFailure.id)), 'skipped:predecessor_succeeded');
       const request = await eventually(async () => approvalRequests(sink)[0]);
       const lines = request.text.split('\n');
       assert.equal(lines[0], '[conduit-remediator] kubernetes.rollout-restart on kubernetes/conduit/deployment/conduit-api needs approval');
@@ -481,13 +505,13 @@ describe('the shipped response matrix, end to end', () => {
       const target = await idleDatabase(t, 1);
       const { svc, sink } = await setup(t, 'shipped_e2', { matrix, env: { TARGET_DATABASE_URL: target.url } });
       assert.equal(svc.services.targets.configured.has('kubernetes'), false);
-      const [kill, restart, notice] = (await deliver(svc, poolExhausted(target.database))) as [DeliveredRun, DeliveredRun, DeliveredRun];
-      assert.equal(restart.status, 'waiting', 'not refused at intake: it waits like any dependent');
-      await settled(svc, kill.id, 'succeeded');
-      const failed = await final(svc, restart.id);
+      const [kill, restart, , notice] = (await deliver(svc, poolExhausted(target.database))) as DeliveredRun[];
+      assert.equal(restart!.status, 'waiting', 'not refused at intake: it waits like any dependent');
+      await settled(svc, kill!.id, 'succeeded');
+      const failed = await final(svc, restart!.id);
       assert.equal(outcome(failed), 'failed:target_not_configured');
       assert.deepEqual(eventTypes(failed), ['created', 'waiting', 'predecessor_finished', 'failed']);
-      assert.equal(outcome(await final(svc, notice.id)), 'succeeded');
+      assert.equal(outcome(await final(svc, notice!.id)), 'succeeded');
       await eventually(async () => sink.messages.length >= 1 || undefined);
       assert.equal(approvalRequests(sink).length, 0);
     });
