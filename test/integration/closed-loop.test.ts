@@ -778,6 +778,11 @@ rules:
     for (const type of ['condition_checked', 'succeeded', 'verification_pending', 'unverified', 'revert_created'])
       assert.ok(types.includes(type), `${type} in ${types.join(',')}`);
     assert.equal(await metric(svc, 'remediator_reverts_total', { remediation: 'conduit.disable-provider' }), 1);
+    if (process.env['SHOW_TIMELINE']) {
+      const rows = [unverified, back].flatMap((r) => r.events.map((e) => ({ run: `${r.phase} ${r.remediation}`, ...e })));
+      rows.sort((x, y) => Date.parse(x.at) - Date.parse(y.at));
+      for (const e of rows) console.log(`${e.at.slice(11, 23)}  ${e.run.padEnd(34)} ${e.type.padEnd(22)} ${JSON.stringify(e.detail)}`);
+    }
   });
 
   it('a scale-up that did not help is scaled back to the recorded count; one that helped is kept', async () => {

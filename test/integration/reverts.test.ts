@@ -167,6 +167,31 @@ describe('reverts', () => {
     assert.equal((await getRun(s.svc, original.id)).revertDue, null);
   });
 
+  it('revertAfter never undoes a change made meanwhile: re-enabled by hand, its revert is skipped changed_since', async (t) => {
+    const s = await setup(t, 'rev_after_changed');
+    const [run] = await deliver(s.svc, alertMessage([{ labels: { alertname: 'ProviderTimed', provider: 'anthropic' } }]));
+    await settled(s.svc, run!.id, 'succeeded');
+    s.conduit.providers.find((p) => p.providerName === 'anthropic')!.isEnabled = true;
+    const linked = await eventually(
+      async () => {
+        const r = await getRun(s.svc, run!.id);
+        return r.revertedBy ? r : undefined;
+      },
+      10_000,
+      'the revert to be created',
+    );
+    const refused = await eventually(
+      async () => {
+        const r = await getRun(s.svc, linked.revertedBy!);
+        return r.status === 'skipped' ? r : undefined;
+      },
+      10_000,
+      'the revert to be refused',
+    );
+    assert.equal(refused.reason, 'changed_since');
+    assert.equal(enabled(s.conduit, 'anthropic'), true);
+  });
+
   it('revertApproval: required makes the revert wait for a human', async (t) => {
     const s = await setup(t, 'rev_gated');
     const original = await disabled(s, 'ProviderGatedRevert', 'openai');
