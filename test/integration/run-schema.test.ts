@@ -36,7 +36,8 @@ describe('the store returns runs of exactly the schema the API answers with', (s
     const problems = [...Value.Errors(Run, run)].map((e) => `${e.path}: ${e.message}`);
     assert.deepEqual(problems, [], `${where} fits the Run schema`);
     // A run read on its own or listed carries its dependents' ids; one returned by a status change does not.
-    const optional = where === 'get' || where === 'list' ? ['events', 'alertFiring'] : ['events', 'alertFiring', 'dependents', 'revertedBy'];
+    const optional =
+      where === 'get' || where === 'list' ? ['events', 'alertFiring'] : ['events', 'alertFiring', 'dependents', 'revertedBy'];
     const keys = Object.keys(run as object)
       .filter((k) => !optional.includes(k))
       .sort();
