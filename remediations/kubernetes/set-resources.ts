@@ -7,8 +7,10 @@ import { checkParams, describeRef, FIELD_MANAGER, kubeClients, STRATEGIC_MERGE_P
 /** A non-negative Kubernetes resource quantity (`500m`, `2`, `4Gi`, `1e3`), as apimachinery's parser accepts it. */
 export const QUANTITY_PATTERN = '^(?:[0-9]+(?:\\.[0-9]*)?|\\.[0-9]+)(?:[KMGTPE]i|[numkMGTPE]|[eE][+-]?[0-9]+)?$';
 const Quantity = Type.String({ minLength: 1, maxLength: 32, pattern: QUANTITY_PATTERN });
+/** A quantity, or null: the resource is unset (to set: removed, sent as a strategic merge patch null, which deletes the key). */
+const QuantityOrUnset = Type.Union([Quantity, Type.Null()]);
 const ResourceList = Type.Object(
-  { cpu: Type.Optional(Quantity), memory: Type.Optional(Quantity) },
+  { cpu: Type.Optional(QuantityOrUnset), memory: Type.Optional(QuantityOrUnset) },
   { additionalProperties: false, minProperties: 1 },
 );
 
@@ -19,11 +21,24 @@ const params = Type.Object(
     container: DnsLabel,
     limits: Type.Optional(ResourceList),
     requests: Type.Optional(ResourceList),
+    /**
+     * Set by a revert: act only if the container still has these limits (null: still unset), as the
+     * reverted run left them. Each one names a resource that `limits` sets.
+     */
+    ifLimits: Type.Optional(ResourceList),
+    /** The same for `requests`. */
+    ifRequests: Type.Optional(ResourceList),
   },
   { additionalProperties: false },
 );
 type Params = Static<typeof params>;
-type Resources = { limits: Record<string, string>; requests: Record<string, string> };
+type Kind = 'limits' | 'requests';
+type Resources = Record<Kind, Record<string, string>>;
+type Values = Partial<Record<'cpu' | 'memory', string | null>>;
+
+const KINDS = ['limits', 'requests'] as const;
+const RESOURCE_NAMES = ['cpu', 'memory'] as const;
+const PRECONDITION = { limits: 'ifLimits', requests: 'ifRequests' } as const;
 
 const SCALE: Record<string, number> = {
   n: 1e-9,
@@ -55,11 +70,37 @@ export function quantityValue(q: string): number {
 const sameQuantity = (a: string | undefined, b: string) =>
   a !== undefined && Math.abs(quantityValue(a) - quantityValue(b)) <= 1e-9 * Math.max(1, quantityValue(b));
 
+/** What a precondition says about one resource: held when it is unset as expected, or has that amount. */
+const holds = (expected: string | null, current: string | undefined) =>
+  expected === null ? current === undefined : sameQuantity(current, expected);
+
+/** The quantities of a list, without the resources it unsets. */
+const quantities = (v: Values | undefined): Record<string, string> =>
+  Object.fromEntries(Object.entries(v ?? {}).filter((e): e is [string, string] => typeof e[1] === 'string'));
+
 /** Cross-field rules a schema cannot word well; `plan` runs them too, so they fail before anything runs. */
 function checkChange(p: Params): void {
   if (p.limits === undefined && p.requests === undefined)
     throw new RemediationError('invalid_params', 'at least one of `limits` or `requests` is required');
-  assertRequestsWithinLimits({ limits: { ...p.limits }, requests: { ...p.requests } }, 'params');
+  for (const kind of KINDS) {
+    for (const [name, expected] of Object.entries(p[PRECONDITION[kind]] ?? {})) {
+      if (expected === undefined) continue;
+      const value = p[kind]?.[name as keyof Values];
+      if (value === undefined) {
+        throw new RemediationError(
+          'invalid_params',
+          `\`${PRECONDITION[kind]}.${name}\` is given but \`${kind}.${name}\` is not: a precondition guards only a value this run sets`,
+        );
+      }
+      if (value === null ? expected === null : holds(value, expected ?? undefined)) {
+        throw new RemediationError(
+          'invalid_params',
+          `\`${PRECONDITION[kind]}.${name}\` is what \`${kind}.${name}\` sets: the run could only ever find it already done`,
+        );
+      }
+    }
+  }
+  assertRequestsWithinLimits({ limits: quantities(p.limits), requests: quantities(p.requests) }, 'params');
 }
 
 function assertRequestsWithinLimits(r: Resources, where: string): void {
@@ -73,10 +114,22 @@ function assertRequestsWithinLimits(r: Resources, where: string): void {
 
 const ref = (p: Params) => ({ kind: 'Deployment', namespace: p.namespace, name: p.deployment });
 
-const describeValues = (p: Params) =>
-  (['limits', 'requests'] as const)
-    .flatMap((kind) => Object.entries(p[kind] ?? {}).map(([name, value]) => `${kind}.${name}=${value}`))
-    .join(', ');
+/** `limits.memory=4Gi, requests.cpu unset`: what a list of values sets (or expects). */
+const describeValues = (lists: Partial<Record<Kind, Values>>) =>
+  KINDS.flatMap((kind) =>
+    Object.entries(lists[kind] ?? {}).map(([name, value]) => (value === null ? `${kind}.${name} unset` : `${kind}.${name}=${value}`)),
+  ).join(', ');
+
+/** The quantities a recorded `from` or `to` holds (a run's result is stored as JSON: read it defensively). */
+function recorded(v: unknown): Resources {
+  const list = (kind: Kind): Record<string, string> => {
+    const raw = typeof v === 'object' && v !== null ? (v as Record<string, unknown>)[kind] : undefined;
+    return typeof raw === 'object' && raw !== null
+      ? Object.fromEntries(Object.entries(raw).filter((e): e is [string, string] => typeof e[1] === 'string'))
+      : {};
+  };
+  return { limits: list('limits'), requests: list('requests') };
+}
 
 export default defineRemediation({
   name: 'kubernetes.set-resources',
@@ -88,10 +141,12 @@ export default defineRemediation({
   target: (p) => `kubernetes/${p.namespace}/deployment/${p.deployment}`,
   plan: (p) => {
     checkChange(p);
+    const expected = describeValues({ limits: p.ifLimits, requests: p.ifRequests });
     return (
       `Set ${describeValues(p)} on container "${p.container}" of ${describeRef(ref(p))} (a rolling update of its pods): ` +
       `PATCH /apis/apps/v1/namespaces/${p.namespace}/deployments/${p.deployment} (application/strategic-merge-patch+json) ` +
-      'with only the values that differ; skipped when none differ'
+      'with only the values that differ (null for one to unset); skipped when none differ' +
+      (expected ? `; refused (changed_since) unless it still has ${expected}` : '')
     );
   },
   execute: async (p, ctx): Promise<RemediationResult> => {
@@ -111,25 +166,40 @@ export default defineRemediation({
         );
       }
       const from: Resources = { limits: { ...container.resources?.limits }, requests: { ...container.resources?.requests } };
+      const where = `"${p.container}" of deployment ${p.namespace}/${p.deployment}`;
+      const moved = KINDS.flatMap((kind) =>
+        Object.entries(p[PRECONDITION[kind]] ?? {})
+          .filter(([name, expected]) => expected !== undefined && !holds(expected, from[kind][name]))
+          .map(([name, expected]) => {
+            const now = from[kind][name];
+            return `${kind}.${name}${now === undefined ? ' unset' : `=${now}`} (the reverted run left ${expected === null ? 'it unset' : expected})`;
+          }),
+      );
+      if (moved.length > 0) {
+        throw new RemediationError('changed_since', `container ${where} has ${moved.join(', ')} now; leaving it as it is`, {
+          detail: { container: p.container, from, expected: { limits: p.ifLimits ?? {}, requests: p.ifRequests ?? {} } },
+        });
+      }
       const to: Resources = { limits: { ...from.limits }, requests: { ...from.requests } };
-      const changes: Resources = { limits: {}, requests: {} };
+      const changes: Record<Kind, Record<string, string | null>> = { limits: {}, requests: {} };
       // In words, for the summary: `limits.memory=4Gi (was 1Gi)`, and the values already right.
       const set: string[] = [];
       const kept: string[] = [];
-      for (const kind of ['limits', 'requests'] as const) {
+      for (const kind of KINDS) {
         for (const [name, value] of Object.entries(p[kind] ?? {})) {
           if (value === undefined) continue;
           const was = from[kind][name];
-          if (sameQuantity(was, value)) {
-            kept.push(`${kind}.${name}=${was}`);
+          if (holds(value, was)) {
+            kept.push(value === null ? `${kind}.${name} unset` : `${kind}.${name}=${was}`);
             continue;
           }
+          // A strategic merge patch null deletes the key: the resource is unset again.
           changes[kind][name] = value;
-          to[kind][name] = value;
-          set.push(`${kind}.${name}=${value} (was ${was ?? 'unset'})`);
+          if (value === null) delete to[kind][name];
+          else to[kind][name] = value;
+          set.push(value === null ? `${kind}.${name} unset (was ${was})` : `${kind}.${name}=${value} (was ${was ?? 'unset'})`);
         }
       }
-      const where = `"${p.container}" of deployment ${p.namespace}/${p.deployment}`;
       assertRequestsWithinLimits(to, `container "${p.container}" of ${describeRef(target)}`);
       const resources = Object.fromEntries(Object.entries(changes).filter(([, v]) => Object.keys(v).length > 0));
       if (Object.keys(resources).length === 0) {
@@ -156,5 +226,34 @@ export default defineRemediation({
       const unchanged = kept.length > 0 ? `, keeping ${kept.join(', ')}` : '';
       return { container: p.container, from, to, changed: true, summary: `Set ${set.join(', ')} on container ${where}${unchanged}` };
     });
+  },
+  // Back to the recorded values of the resources this run changed (null for one it set that was unset
+  // before), only while the container still has the values this run set.
+  revert: (p, result) => {
+    if (result['changed'] !== true) return null;
+    const from = recorded(result['from']);
+    const to = recorded(result['to']);
+    const restore: Partial<Record<Kind, Values>> = {};
+    const expect: Partial<Record<Kind, Values>> = {};
+    for (const kind of KINDS) {
+      for (const name of RESOURCE_NAMES) {
+        const was = from[kind][name];
+        const now = to[kind][name];
+        if (was === now || (was !== undefined && sameQuantity(now, was))) continue;
+        (restore[kind] ??= {})[name] = was ?? null;
+        (expect[kind] ??= {})[name] = now ?? null;
+      }
+    }
+    if (!restore.limits && !restore.requests) return null;
+    return {
+      remediation: 'kubernetes.set-resources',
+      params: {
+        namespace: p.namespace,
+        deployment: p.deployment,
+        container: p.container,
+        ...(restore.limits ? { limits: restore.limits, ifLimits: expect.limits } : {}),
+        ...(restore.requests ? { requests: restore.requests, ifRequests: expect.requests } : {}),
+      },
+    };
   },
 });

@@ -6,7 +6,10 @@ import disableKey from '../../remediations/conduit/disable-key.js';
 import disableProvider from '../../remediations/conduit/disable-provider.js';
 import enableProvider from '../../remediations/conduit/enable-provider.js';
 import testProvider from '../../remediations/conduit/test-provider.js';
-import { RemediationError } from '../../remediations/types.js';
+import notifyWebhook from '../../remediations/notify/webhook.js';
+import { createCatalogue } from '../../remediations/catalogue.js';
+import { RemediationError, type ExecutionContext, type Remediation, type RevertStep } from '../../remediations/types.js';
+import { prepareParams } from '../../src/matrix/match.js';
 import { startConduitAdmin, type Provider } from '../support/conduit-admin.js';
 import { executionContext, memoryLog } from '../support/context.js';
 
@@ -17,6 +20,22 @@ async function conduit(t: TestContext, opts: { providers?: Array<Partial<Provide
     executionContext({ conduit: { baseUrl: admin.url, apiKey: o.apiKey ?? admin.apiKey } }, o);
   const puts = () => admin.requests.filter((r) => r.method === 'PUT');
   return { admin, ctx, puts };
+}
+
+const catalogue = createCatalogue();
+
+/** The revert of a run, from its result as the run record stores it (JSON). */
+const revertOf = (r: Remediation, params: Record<string, unknown>, result: Record<string, unknown>): RevertStep | null =>
+  r.revert!(params as never, JSON.parse(JSON.stringify(result)) as Record<string, unknown>);
+
+/** A revert step made ready as the engine makes a revert run: its remediation from the catalogue, its params prepared (schema, plan). */
+function prepared(step: RevertStep | null) {
+  assert.ok(step, 'the run has a revert');
+  const inverse = catalogue.get(step.remediation);
+  assert.ok(inverse, `${step.remediation} is in the catalogue`);
+  const ready = prepareParams(inverse, step.params);
+  assert.ok(ready.ok, ready.ok ? '' : ready.error);
+  return { plan: ready.plan, execute: (ctx: ExecutionContext) => inverse.execute(ready.params, ctx) };
 }
 
 async function failure(promise: Promise<unknown>): Promise<RemediationError> {
@@ -325,4 +344,86 @@ test('params that do not fit the schema are rejected before anything runs', () =
   assert.equal(Value.Check(disableKey.params, { providerId: 1, keyId: 2.5, reason: 'r' }), false);
   assert.equal(Value.Check(disableKey.params, { providerId: 1, keyId: 2, reason: '' }), false);
   assert.equal(Value.Check(disableKey.params, { providerId: 1, keyId: 2, reason: 'quota' }), true);
+});
+
+test('the revert of a disable enables the provider again, keeping its baseUrl, while it is still disabled', async (t) => {
+  const { admin, ctx, puts } = await conduit(t);
+  const params = { provider: 'OpenAI' };
+  const step = revertOf(disableProvider, params, await disableProvider.execute(params, ctx()));
+  assert.deepEqual(step, { remediation: 'conduit.enable-provider', params: { provider: '1', ifEnabled: false } });
+  const revert = prepared(step);
+  assert.match(revert.plan, /isEnabled=true on Conduit provider "1".*refused \(changed_since\) unless it is still disabled$/);
+  const result = await revert.execute(ctx());
+  assert.equal(result['changed'], true);
+  assert.equal(result['summary'], 'Enabled Conduit provider "openai" (id 1)');
+  assert.equal(admin.providers[0]!.isEnabled, true);
+  assert.equal(admin.providers[0]!.baseUrl, 'https://api.openai.com/v1');
+  assert.deepEqual(puts().at(-1)!.body, { id: 1, providerName: 'openai', baseUrl: 'https://api.openai.com/v1', isEnabled: true });
+  assert.equal(puts().length, 2);
+});
+
+test('the revert of an enable disables the provider again while it is still enabled', async (t) => {
+  const { admin, ctx, puts } = await conduit(t);
+  const params = { provider: 'groq' };
+  const step = revertOf(enableProvider, params, await enableProvider.execute(params, ctx()));
+  assert.deepEqual(step, { remediation: 'conduit.disable-provider', params: { provider: '3', ifEnabled: true } });
+  const revert = prepared(step);
+  assert.match(revert.plan, /isEnabled=false.*refused \(changed_since\) unless it is still enabled$/);
+  assert.equal((await revert.execute(ctx()))['summary'], 'Disabled Conduit provider "groq" (id 3)');
+  assert.equal(admin.providers[2]!.isEnabled, false);
+  assert.deepEqual(
+    puts().map((r) => (r.body as { isEnabled: boolean }).isEnabled),
+    [true, false],
+  );
+});
+
+test('a revert refuses with changed_since, writing nothing, once someone else switched the provider', async (t) => {
+  const { admin, ctx, puts } = await conduit(t);
+  // Disabled by the run, enabled again by hand: its revert would not enable it "again".
+  const disabled = prepared(
+    revertOf(disableProvider, { provider: 'openai' }, await disableProvider.execute({ provider: 'openai' }, ctx())),
+  );
+  admin.providers[0]!.isEnabled = true;
+  // Enabled by the run, disabled again by hand: its revert leaves it disabled.
+  const enabled = prepared(revertOf(enableProvider, { provider: 'groq' }, await enableProvider.execute({ provider: 'groq' }, ctx())));
+  admin.providers[2]!.isEnabled = false;
+  const before = puts().length;
+
+  const err = await failure(disabled.execute(ctx()));
+  assert.equal(err.code, 'changed_since');
+  assert.equal(err.retryable, false);
+  assert.equal(err.message, 'Conduit provider "openai" (id 1) is enabled now, not as the reverted run left it; leaving it as it is');
+  assert.deepEqual(err.detail, { providerId: 1, providerName: 'openai', isEnabled: true });
+
+  const err2 = await failure(enabled.execute(ctx()));
+  assert.equal(err2.code, 'changed_since');
+  assert.equal(err2.retryable, false);
+  assert.match(err2.message, /"groq" \(id 3\) is disabled now/);
+
+  assert.equal(puts().length, before, 'nothing written');
+  assert.deepEqual(
+    admin.providers.map((p) => p.isEnabled),
+    [true, true, false],
+  );
+});
+
+test('a switch that changed nothing has no revert; the other Conduit and notify remediations have none at all', async (t) => {
+  const { ctx, puts } = await conduit(t);
+  const noop = await disableProvider.execute({ provider: 'groq' }, ctx());
+  assert.equal(noop['changed'], false);
+  assert.equal(revertOf(disableProvider, { provider: 'groq' }, noop), null);
+  const already = await enableProvider.execute({ provider: 'anthropic' }, ctx());
+  assert.equal(already['changed'], false);
+  assert.equal(revertOf(enableProvider, { provider: 'anthropic' }, already), null);
+  assert.equal(puts().length, 0);
+  for (const r of [testProvider, disableKey, clearCache, notifyWebhook]) assert.equal(r.revert, undefined, r.name);
+});
+
+test('ifEnabled is a boolean, nothing else', () => {
+  for (const r of [disableProvider, enableProvider]) {
+    assert.equal(Value.Check(r.params, { provider: 'openai', ifEnabled: true }), true);
+    assert.equal(Value.Check(r.params, { provider: 'openai', ifEnabled: 'yes' }), false);
+    assert.equal(Value.Check(r.params, { provider: 'openai', ifEnabled: null }), false);
+  }
+  assert.equal(Value.Check(testProvider.params, { provider: 'openai', ifEnabled: true }), false);
 });

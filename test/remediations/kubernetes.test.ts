@@ -1,13 +1,15 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, spawnSync } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { KubeConfig } from '@kubernetes/client-node';
 import { Value } from '@sinclair/typebox/value';
-import { RemediationError, type Remediation } from '../../remediations/types.js';
+import { RemediationError, type ExecutionContext, type Remediation, type RevertStep } from '../../remediations/types.js';
+import { createCatalogue } from '../../remediations/catalogue.js';
+import { prepareParams } from '../../src/matrix/match.js';
 import scaleDeployment from '../../remediations/kubernetes/scale-deployment.js';
 import patchHpa from '../../remediations/kubernetes/patch-hpa.js';
 import rolloutRestart from '../../remediations/kubernetes/rollout-restart.js';
@@ -73,6 +75,29 @@ function throwsInvalidParams(fn: () => unknown): boolean {
 }
 
 const spec = (s: KubeApiServer, plural: string, name: string) => (s.get(plural, 'conduit', name)?.['spec'] ?? {}) as Record<string, any>;
+
+/** Someone else's change (kubectl, another controller): the stored object edited in place, no request of ours. */
+function edit(s: KubeApiServer, plural: string, name: string, change: (obj: Record<string, any>) => void): void {
+  const obj = s.get(plural, 'conduit', name)!;
+  change(obj);
+  s.put(obj);
+}
+
+const catalogue = createCatalogue();
+
+/** The revert of a run, from its result as the run record stores it (JSON). */
+const revertOf = (r: Remediation, params: Record<string, unknown>, result: Record<string, unknown>): RevertStep | null =>
+  r.revert!(params as never, JSON.parse(JSON.stringify(result)) as Record<string, unknown>);
+
+/** A revert step made ready as the engine makes a revert run: its remediation from the catalogue, its params prepared (schema, plan). */
+function prepared(step: RevertStep | null) {
+  assert.ok(step, 'the run has a revert');
+  const inverse = catalogue.get(step.remediation);
+  assert.ok(inverse, `${step.remediation} is in the catalogue`);
+  const ready = prepareParams(inverse, step.params);
+  assert.ok(ready.ok, ready.ok ? '' : ready.error);
+  return { plan: ready.plan, execute: (ctx: ExecutionContext) => inverse.execute(ready.params, ctx) };
+}
 
 test('scale-deployment patches the scale subresource with a merge patch and reads back the new count', T, async (t) => {
   const s = await standIn(t);
@@ -197,6 +222,26 @@ test('invalid params fail with invalid_params before any request, and schema or 
     [
       setResources,
       { namespace: 'conduit', deployment: 'conduit-api', container: 'api', limits: { memory: '1Gi' }, requests: { memory: '2Gi' } },
+    ],
+    [setResources, { namespace: 'conduit', deployment: 'conduit-api', container: 'api', limits: { memory: '' } }],
+    [setResources, { namespace: 'conduit', deployment: 'conduit-api', container: 'api', limits: { gpu: null } }],
+    [setResources, { namespace: 'conduit', deployment: 'conduit-api', container: 'api', limits: { memory: '4Gi' }, ifLimits: {} }],
+    // A precondition on a value the run does not set, or equal to the one it sets (the run could only ever find it done).
+    [
+      setResources,
+      { namespace: 'conduit', deployment: 'conduit-api', container: 'api', limits: { memory: '4Gi' }, ifLimits: { cpu: '2' } },
+    ],
+    [
+      setResources,
+      { namespace: 'conduit', deployment: 'conduit-api', container: 'api', limits: { memory: '4Gi' }, ifRequests: { memory: '1Gi' } },
+    ],
+    [
+      setResources,
+      { namespace: 'conduit', deployment: 'conduit-api', container: 'api', limits: { memory: '4Gi' }, ifLimits: { memory: '4096Mi' } },
+    ],
+    [
+      setResources,
+      { namespace: 'conduit', deployment: 'conduit-api', container: 'api', requests: { cpu: null }, ifRequests: { cpu: null } },
     ],
     [deletePod, { namespace: 'conduit', pod: '../secrets/x' }],
     [renewCertificate, { namespace: 'conduit', certificate: 'Bad_Name' }],
@@ -429,6 +474,227 @@ test('set-resources patches the one container, keeps the others and untouched va
   assert.equal(writes(s).length, 2);
 });
 
+test('set-resources with null unsets a resource by a strategic merge patch null, and a null already unset is a no-op', T, async (t) => {
+  const s = await standIn(t);
+  const params = { namespace: 'conduit', deployment: 'conduit-api', container: 'api', limits: { cpu: null }, requests: { cpu: null } };
+  assert.match(setResources.plan(params), /limits\.cpu unset, requests\.cpu unset on container "api"/);
+  const result = await setResources.execute(params, ctxFor(s));
+  assert.deepEqual(result, {
+    container: 'api',
+    from: { limits: { cpu: '2', memory: '1Gi' }, requests: { memory: '512Mi' } },
+    to: { limits: { memory: '1Gi' }, requests: { memory: '512Mi' } },
+    changed: true,
+    summary: 'Set limits.cpu unset (was 2) on container "api" of deployment conduit/conduit-api, keeping requests.cpu unset',
+  });
+  assert.deepEqual(writes(s)[0]?.body, {
+    spec: {
+      template: {
+        spec: {
+          '$setElementOrder/containers': [{ name: 'envoy' }, { name: 'api' }],
+          containers: [{ name: 'api', resources: { limits: { cpu: null } } }],
+        },
+      },
+    },
+  });
+  const api = spec(s, 'deployments', 'conduit-api')['template'].spec.containers[1];
+  assert.deepEqual(api.resources, { limits: { memory: '1Gi' }, requests: { memory: '512Mi' } });
+  assert.equal((await setResources.execute(params, ctxFor(s)))['changed'], false);
+  assert.equal(writes(s).length, 1);
+});
+
+test(
+  'scale-deployment: its revert restores the recorded count, refuses (changed_since) once someone else scaled, none for a no-op',
+  T,
+  async (t) => {
+    const s = await standIn(t);
+    const params = { namespace: 'conduit', deployment: 'conduit-api', replicas: 5, max: 10 };
+    const result = await scaleDeployment.execute(params, ctxFor(s));
+    const step = revertOf(scaleDeployment, params, result);
+    assert.deepEqual(step, {
+      remediation: 'kubernetes.scale-deployment',
+      params: { namespace: 'conduit', deployment: 'conduit-api', replicas: 2, max: 2, ifReplicas: 5 },
+    });
+    const revert = prepared(step);
+    assert.match(revert.plan, /to 2 replicas.*refused \(changed_since\) unless it still has 5$/);
+    assert.deepEqual(await revert.execute(ctxFor(s)), {
+      from: 5,
+      to: 2,
+      changed: true,
+      summary: 'Scaled deployment conduit/conduit-api from 5 to 2 replicas',
+    });
+    assert.equal(spec(s, 'deployments', 'conduit-api')['replicas'], 2);
+    assert.deepEqual(writes(s).at(-1)?.body, { spec: { replicas: 2 } });
+
+    // Scaled up again, then by hand: the revert of that run leaves the hand-set count alone.
+    const stale = prepared(revertOf(scaleDeployment, params, await scaleDeployment.execute(params, ctxFor(s))));
+    edit(s, 'deployments', 'conduit-api', (d) => (d['spec'].replicas = 7));
+    const before = writes(s).length;
+    const err = await rejectsWith(stale.execute(ctxFor(s)), 'changed_since', /has 7 replicas now, not the 5 the reverted run left/);
+    assert.equal(err.retryable, false);
+    assert.deepEqual(err.detail, { replicas: 7, expected: 5 });
+    assert.equal(writes(s).length, before, 'nothing written');
+    assert.equal(spec(s, 'deployments', 'conduit-api')['replicas'], 7);
+
+    const noop = await scaleDeployment.execute({ ...params, replicas: 7 }, ctxFor(s));
+    assert.equal(noop['changed'], false);
+    assert.equal(revertOf(scaleDeployment, { ...params, replicas: 7 }, noop), null);
+  },
+);
+
+test(
+  'patch-hpa: its revert restores the recorded bounds, refuses (changed_since) once someone else changed them, none for a no-op',
+  T,
+  async (t) => {
+    const s = await standIn(t);
+    const hpaSpec = {
+      scaleTargetRef: { apiVersion: 'apps/v1', kind: 'Deployment', name: 'conduit-api' },
+      minReplicas: 2,
+      maxReplicas: 10,
+    };
+    s.put({
+      apiVersion: 'autoscaling/v2',
+      kind: 'HorizontalPodAutoscaler',
+      metadata: { name: 'conduit-api-hpa', namespace: 'conduit' },
+      spec: hpaSpec,
+    });
+    const params = { namespace: 'conduit', name: 'conduit-api-hpa', minReplicas: 5, maxReplicas: 30 };
+    const result = await patchHpa.execute(params, ctxFor(s));
+    const step = revertOf(patchHpa, params, result);
+    assert.deepEqual(step, {
+      remediation: 'kubernetes.patch-hpa',
+      params: { namespace: 'conduit', name: 'conduit-api-hpa', minReplicas: 2, maxReplicas: 10, ifMinReplicas: 5, ifMaxReplicas: 30 },
+    });
+    assert.deepEqual(await prepared(step).execute(ctxFor(s)), {
+      from: { minReplicas: 5, maxReplicas: 30 },
+      to: { minReplicas: 2, maxReplicas: 10 },
+      changed: true,
+      summary: 'Changed minReplicas from 5 to 2 and maxReplicas from 30 to 10 of HorizontalPodAutoscaler conduit/conduit-api-hpa',
+    });
+    assert.deepEqual(spec(s, 'horizontalpodautoscalers', 'conduit-api-hpa'), hpaSpec);
+    assert.deepEqual(writes(s).at(-1)?.body, { spec: { minReplicas: 2, maxReplicas: 10 } });
+
+    // Raised again, then its maximum raised further by hand: the revert of that run leaves both bounds alone.
+    const stale = prepared(revertOf(patchHpa, params, await patchHpa.execute(params, ctxFor(s))));
+    edit(s, 'horizontalpodautoscalers', 'conduit-api-hpa', (h) => (h['spec'].maxReplicas = 40));
+    const before = writes(s).length;
+    const err = await rejectsWith(
+      stale.execute(ctxFor(s)),
+      'changed_since',
+      /has minReplicas 5 and maxReplicas 40 now, not as the reverted run left it/,
+    );
+    assert.equal(err.retryable, false);
+    assert.equal(writes(s).length, before, 'nothing written');
+    assert.deepEqual(spec(s, 'horizontalpodautoscalers', 'conduit-api-hpa'), { ...hpaSpec, minReplicas: 5, maxReplicas: 40 });
+
+    const noop = await patchHpa.execute({ ...params, maxReplicas: 40 }, ctxFor(s));
+    assert.equal(noop['changed'], false);
+    assert.equal(revertOf(patchHpa, { ...params, maxReplicas: 40 }, noop), null);
+  },
+);
+
+test(
+  'set-resources: its revert restores the recorded values and unsets what was unset, refuses (changed_since) once someone else changed them, none for a no-op',
+  T,
+  async (t) => {
+    const s = await standIn(t);
+    const original = spec(s, 'deployments', 'conduit-api');
+    const params = {
+      namespace: 'conduit',
+      deployment: 'conduit-api',
+      container: 'api',
+      limits: { memory: '4Gi' },
+      requests: { memory: '2Gi', cpu: '0.5' },
+    };
+    const result = await setResources.execute(params, ctxFor(s));
+    const step = revertOf(setResources, params, result);
+    assert.deepEqual(step, {
+      remediation: 'kubernetes.set-resources',
+      params: {
+        namespace: 'conduit',
+        deployment: 'conduit-api',
+        container: 'api',
+        limits: { memory: '1Gi' },
+        ifLimits: { memory: '4Gi' },
+        requests: { memory: '512Mi', cpu: null },
+        ifRequests: { memory: '2Gi', cpu: '0.5' },
+      },
+    });
+    const revert = prepared(step);
+    assert.match(
+      revert.plan,
+      /^Set limits\.memory=1Gi, requests\.cpu unset, requests\.memory=512Mi on container "api" of Deployment conduit\/conduit-api .*; refused \(changed_since\) unless it still has limits\.memory=4Gi, requests\.cpu=0\.5, requests\.memory=2Gi$/,
+    );
+    // The API server keeps quantities in canonical form: 0.5 reads back as 500m, the same amount.
+    edit(s, 'deployments', 'conduit-api', (d) => (d['spec'].template.spec.containers[1].resources.requests.cpu = '500m'));
+    const reverted = await revert.execute(ctxFor(s));
+    assert.equal(reverted['changed'], true);
+    assert.equal(
+      reverted['summary'],
+      'Set limits.memory=1Gi (was 4Gi), requests.cpu unset (was 500m), requests.memory=512Mi (was 2Gi) on container "api" of deployment conduit/conduit-api',
+    );
+    assert.deepEqual(spec(s, 'deployments', 'conduit-api'), original, 'the deployment is as it was, requests.cpu unset again');
+    assert.deepEqual(writes(s).at(-1)?.body, {
+      spec: {
+        template: {
+          spec: {
+            '$setElementOrder/containers': [{ name: 'envoy' }, { name: 'api' }],
+            containers: [{ name: 'api', resources: { limits: { memory: '1Gi' }, requests: { memory: '512Mi', cpu: null } } }],
+          },
+        },
+      },
+    });
+
+    // Set again, then by hand a larger memory limit and no CPU request: the revert of that run leaves the container alone.
+    const stale = prepared(revertOf(setResources, params, await setResources.execute(params, ctxFor(s))));
+    edit(s, 'deployments', 'conduit-api', (d) => {
+      const resources = d['spec'].template.spec.containers[1].resources;
+      resources.limits.memory = '8Gi';
+      delete resources.requests.cpu;
+    });
+    const changedByHand = spec(s, 'deployments', 'conduit-api');
+    const before = writes(s).length;
+    const err = await rejectsWith(
+      stale.execute(ctxFor(s)),
+      'changed_since',
+      /^container "api" of deployment conduit\/conduit-api has limits\.memory=8Gi \(the reverted run left 4Gi\), requests\.cpu unset \(the reverted run left 0\.5\) now; leaving it as it is$/,
+    );
+    assert.equal(err.retryable, false);
+    assert.deepEqual(err.detail, {
+      container: 'api',
+      from: { limits: { cpu: '2', memory: '8Gi' }, requests: { memory: '2Gi' } },
+      expected: { limits: { memory: '4Gi' }, requests: { memory: '2Gi', cpu: '0.5' } },
+    });
+    assert.equal(writes(s).length, before, 'nothing written');
+    assert.deepEqual(spec(s, 'deployments', 'conduit-api'), changedByHand);
+
+    const noop = await setResources.execute({ ...params, limits: { memory: '8Gi' }, requests: { memory: '2Gi' } }, ctxFor(s));
+    assert.equal(noop['changed'], false);
+    assert.equal(revertOf(setResources, params, noop), null);
+  },
+);
+
+test('set-resources: the revert of a run that gave a container its first request unsets it again', T, async (t) => {
+  const s = await standIn(t);
+  const params = { namespace: 'conduit', deployment: 'conduit-api', container: 'envoy', requests: { memory: '128Mi' } };
+  const step = revertOf(setResources, params, await setResources.execute(params, ctxFor(s)));
+  assert.deepEqual(step?.params, {
+    namespace: 'conduit',
+    deployment: 'conduit-api',
+    container: 'envoy',
+    requests: { memory: null },
+    ifRequests: { memory: '128Mi' },
+  });
+  assert.equal((await prepared(step).execute(ctxFor(s)))['changed'], true);
+  const envoy = spec(s, 'deployments', 'conduit-api')['template'].spec.containers[0];
+  assert.deepEqual(envoy.resources.limits, { memory: '256Mi' });
+  // The API server drops the emptied map (omitempty); the stand-in keeps it as {}. Either way: no request.
+  assert.deepEqual({ ...envoy.resources.requests }, {});
+});
+
+test('rollout-restart, delete-pod and renew-certificate have no revert', () => {
+  for (const r of [rolloutRestart, deletePod, renewCertificate]) assert.equal(r.revert, undefined, r.name);
+});
+
 test('delete-pod deletes an owned pod with a UID precondition, treats a gone pod as done, refuses an unowned one', T, async (t) => {
   const s = await standIn(t);
   const owner = [{ apiVersion: 'apps/v1', kind: 'StatefulSet', name: 'postgres', uid: 'u-1', controller: true }];
@@ -585,5 +851,36 @@ test(
       template: { ...spec(s, 'deployments', 'conduit-api')['template'], metadata: { labels: { app: 'conduit-api' } } },
     });
     assert.deepEqual(normalized(ours), normalized(theirs), 'both end with the same deployment spec');
+  },
+);
+
+test(
+  "the stand-in merges a revert's strategic merge patch, nulls included, as kubectl's own merge code does",
+  { timeout: 60_000, skip: !hasKubectl && 'kubectl is not on PATH' },
+  async (t) => {
+    const s = await standIn(t);
+    const dir = await mkdtemp(join(tmpdir(), 'kubectl-local-'));
+    t.after(() => rm(dir, { recursive: true, force: true }));
+    // Envoy gets its first request (its revert empties `requests`), api its first CPU request and a new memory limit.
+    const runs = [
+      { namespace: 'conduit', deployment: 'conduit-api', container: 'envoy', requests: { memory: '128Mi' } },
+      { namespace: 'conduit', deployment: 'conduit-api', container: 'api', limits: { memory: '4Gi' }, requests: { cpu: '500m' } },
+    ];
+    for (const params of runs) {
+      const step = revertOf(setResources, params, await setResources.execute(params, ctxFor(s)));
+      const before = s.get('deployments', 'conduit', 'conduit-api')!;
+      await prepared(step).execute(ctxFor(s));
+      const patch = writes(s).at(-1)!;
+      assert.equal(patch.contentType, 'application/strategic-merge-patch+json');
+      await writeFile(join(dir, 'before.json'), JSON.stringify(before));
+      const { stdout } = await promisify(execFile)(
+        'kubectl',
+        ['patch', '--local', '-f', join(dir, 'before.json'), '--type=strategic', '-p', JSON.stringify(patch.body), '-o', 'json'],
+        { timeout: 30_000, env: { ...process.env, KUBECONFIG: join(dir, 'none') } },
+      );
+      const theirs = (JSON.parse(stdout) as JsonObject)['spec'];
+      assert.notDeepEqual(before['spec'], theirs, 'kubectl merged the patch');
+      assert.deepEqual(spec(s, 'deployments', 'conduit-api'), theirs, `revert of ${JSON.stringify(params)}`);
+    }
   },
 );
