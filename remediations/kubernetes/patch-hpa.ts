@@ -48,7 +48,10 @@ export default defineRemediation({
     return (
       `Set ${describeChange(p)} on ${describeRef(ref(p))}: ` +
       `PATCH /apis/autoscaling/v2/namespaces/${p.namespace}/horizontalpodautoscalers/${p.name} (application/merge-patch+json), ` +
-      'skipped when already set; refused when the result would have minReplicas above maxReplicas'
+      'skipped when already set; refused when the result would have minReplicas above maxReplicas' +
+      (p.ifMinReplicas !== undefined || p.ifMaxReplicas !== undefined
+        ? `; refused (changed_since) unless it still has${p.ifMinReplicas !== undefined ? ` minReplicas ${p.ifMinReplicas}` : ''}${p.ifMaxReplicas !== undefined ? ` maxReplicas ${p.ifMaxReplicas}` : ''}`
+        : '')
     );
   },
   execute: async (p, ctx): Promise<RemediationResult> => {
