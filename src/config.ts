@@ -44,7 +44,8 @@ const EnvSchema = Type.Object({
   STALLED_INTERVAL: Type.Union([DurationText], { default: '30s' }),
   SWEEP_INTERVAL: Type.Union([DurationText], { default: '5s' }),
   REQUEUE_AFTER: Type.Union([DurationText], { default: '30s' }),
-  SHUTDOWN_TIMEOUT: Type.Union([DurationText], { default: '30s' }),
+  SHUTDOWN_TIMEOUT: Type.Union([DurationText], { default: '20s' }),
+  INTAKE_TIMEOUT: Type.Union([DurationText], { default: '5s' }),
   ARCHIVE_TABLES: Type.String({ pattern: '^[a-z_][a-z0-9_]*(,[a-z_][a-z0-9_]*)*$', default: 'request_logs' }),
 });
 type Env = Static<typeof EnvSchema>;
@@ -89,6 +90,8 @@ export interface Config {
   sweepIntervalMs: number;
   requeueAfterMs: number;
   shutdownTimeoutMs: number;
+  /** A delivery is answered within this: stored, or 503 naming the dependency that held it up. */
+  intakeTimeoutMs: number;
   archiveTables: string[];
 }
 
@@ -115,6 +118,12 @@ function parseTokens(text: string): ApiToken[] {
   if (names.size !== tokens.length) throw new ConfigError('API_TOKENS', 'token names must be unique');
   if (new Set(tokens.map((t) => t.token)).size !== tokens.length) throw new ConfigError('API_TOKENS', 'each token must be different');
   return tokens;
+}
+
+function positive(env: Env, key: keyof Env): number {
+  const ms = duration(env, key);
+  if (ms <= 0) throw new ConfigError(key, 'must be more than 0');
+  return ms;
 }
 
 function duration(env: Env, key: keyof Env): number {
@@ -202,6 +211,7 @@ export function loadConfig(source: NodeJS.ProcessEnv): { config: Config; generat
     sweepIntervalMs: duration(env, 'SWEEP_INTERVAL'),
     requeueAfterMs: duration(env, 'REQUEUE_AFTER'),
     shutdownTimeoutMs: duration(env, 'SHUTDOWN_TIMEOUT'),
+    intakeTimeoutMs: positive(env, 'INTAKE_TIMEOUT'),
     archiveTables: env.ARCHIVE_TABLES.split(','),
   };
   const warnings: string[] = [];

@@ -48,6 +48,21 @@ async function connectRedis(url: string, opts: RedisOptions, log: Log, name: str
     if (!warned) log.warn({ err: err.message, connection: name }, 'Redis connection error; reconnecting');
     warned = true;
   });
+  // A command that timed out leaves its connection suspect (a stalled peer never closes it): make a new one.
+  const send = redis.sendCommand.bind(redis);
+  let dropping = false;
+  redis.sendCommand = ((command: Parameters<Redis['sendCommand']>[0], stream?: Parameters<Redis['sendCommand']>[1]) => {
+    const result = send(command, stream);
+    void Promise.resolve(result).catch((err: Error) => {
+      if (!dropping && /Command timed out/.test(err?.message ?? '')) {
+        dropping = true;
+        log.warn({ connection: name }, 'Redis command timed out; reconnecting');
+        redis.disconnect(true);
+        setTimeout(() => (dropping = false), 1000).unref();
+      }
+    });
+    return result;
+  }) as Redis['sendCommand'];
   redis.on('ready', () => {
     warned = false;
   });
@@ -62,12 +77,26 @@ export async function createServices(config: Config, opts: ServiceOptions) {
   const catalogue = opts.catalogue ?? createCatalogue();
   const matrix = opts.matrix ?? loadMatrix(config.matrixPath, catalogue);
 
-  const pool: pg.Pool = await openDatabase(config.databaseUrl);
-  await migrate(pool);
-  // Commands fail at once while Redis is down, so the webhook answers 503 instead of hanging.
+  // Migrations may take long (an index on a big table); they run on a pool of their own, without the deadlines.
+  const migrations = await openDatabase(config.databaseUrl, { max: 1 });
+  try {
+    await migrate(migrations);
+  } finally {
+    await migrations.end().catch(() => {});
+  }
+  const pool: pg.Pool = await openDatabase(config.databaseUrl, { timeoutMs: Math.max(config.intakeTimeoutMs, 2000) });
+  // Commands fail at once while Redis is down, and within `commandTimeout` while it stalls, so the
+  // webhook answers 503 instead of hanging; a connection whose commands time out is dropped and made anew.
   const redis = await connectRedis(
     config.redisUrl,
-    { enableOfflineQueue: false, maxRetriesPerRequest: 1, connectTimeout: 3000, enableAutoPipelining: true },
+    {
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 1,
+      connectTimeout: 3000,
+      commandTimeout: Math.min(2000, config.intakeTimeoutMs),
+      keepAlive: 10_000,
+      enableAutoPipelining: true,
+    },
     log,
     'remediator',
   );
@@ -104,6 +133,7 @@ export async function createServices(config: Config, opts: ServiceOptions) {
     now,
   });
   const intake = createIntake({
+    timeoutMs: config.intakeTimeoutMs,
     chains,
     matrix,
     runs,

@@ -145,7 +145,7 @@ export function createChains(deps: ChainDeps) {
             error: d.error,
             reason: d.reason,
             approvalRequired: d.approvalRequired,
-            expiresAt: d.expiresAt,
+            expiresInMs: d.status === 'pending_approval' ? d.gates.approvalTimeoutMs : null,
             dryRun: d.dryRun,
           },
         );

@@ -1,7 +1,6 @@
 import { RemediationError, type Remediation, type TargetKind, type Targets } from '../../remediations/types.js';
 import type { ConfirmFiring } from '../gates/alert-firing.js';
 import type { CheckCondition } from '../gates/condition.js';
-import { approvalExpiry } from '../gates/approval.js';
 import { createExecutionGates, gateSubject } from '../gates/at-execution.js';
 import type { Counters } from '../gates/counters.js';
 import { ESCALATE_AFTER, type createFailureStreak } from '../gates/escalation.js';
@@ -154,11 +153,14 @@ export function createExecutor(deps: ExecutorDeps) {
   async function claim(run: Run, remediation: Remediation, took: boolean, attempt: { number: number; last: boolean }): Promise<Outcome> {
     let started: Run | null;
     try {
+      // A running run here is one whose worker's lease ran out: say so before it starts again.
+      const takeover =
+        run.status === 'running' ? [{ type: 'taken_over', detail: { previousAttempt: run.attempts, leaseUntil: run.leaseUntil } }] : [];
       started = await deps.runs.transition(
         run.id,
         IN_FLIGHT,
         'running',
-        { type: 'started', detail: { attempt: attempt.number } },
+        [...takeover, { type: 'started', detail: { attempt: attempt.number, attempts: run.attempts + 1 } }],
         { incrementAttempts: true, leaseMs },
         'claimable',
       );
@@ -182,16 +184,11 @@ export function createExecutor(deps: ExecutorDeps) {
   }
 
   async function escalate(run: Run): Promise<Outcome> {
-    const expiresAt = approvalExpiry(deps.now(), run.gates.approvalTimeoutMs);
     const moved = await finish(
       run,
       'pending_approval',
-      { type: 'pending_approval', detail: { reason: 'escalated', expiresAt } },
-      {
-        reason: 'escalated',
-        approvalRequired: true,
-        expiresAt,
-      },
+      { type: 'pending_approval', detail: { reason: 'escalated' } },
+      { reason: 'escalated', approvalRequired: true, expiresInMs: run.gates.approvalTimeoutMs },
     );
     if (moved) deps.notifier.notify(moved, 'escalated');
     return { kind: 'done' };

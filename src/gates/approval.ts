@@ -13,16 +13,16 @@ import type { RunStore } from '../store/runs.js';
  * others get 409. The sweeper expires what nobody decided in time; such a run never executes.
  */
 
-/** When an approval asked for at `now` expires. */
-export const approvalExpiry = (now: Date, timeoutMs: number): string => new Date(now.getTime() + timeoutMs).toISOString();
-
-/** Makes a new run wait for a human; `reason` is `escalated` when repeated failures asked for it. */
-export function askApproval(run: NewRun, timeoutMs: number, now: Date, reason: string | null): NewRun {
+/**
+ * Makes a new run wait for a human; `reason` is `escalated` when repeated failures asked for it.
+ * Its `expiresAt` (`approvalTimeout` from now) is set by the store with PostgreSQL's clock, the one
+ * that also expires it, so a replica's clock running behind or ahead changes nothing.
+ */
+export function askApproval(run: NewRun, reason: string | null): NewRun {
   run.status = 'pending_approval';
   run.reason = reason;
   run.approvalRequired = true;
-  run.expiresAt = approvalExpiry(now, timeoutMs);
-  run.events.push({ type: 'pending_approval', detail: { reason, expiresAt: run.expiresAt } });
+  run.events.push({ type: 'pending_approval', detail: { reason } });
   return run;
 }
 

@@ -1,6 +1,7 @@
 import type { Remediation, TargetKind } from '../../remediations/types.js';
 import type { RunQueue } from '../queue/queue.js';
 import type { Run } from '../schemas/runs.js';
+import type { ForExecution } from '../store/runs.js';
 import type { ConfirmFiring } from './alert-firing.js';
 import type { CheckCondition } from './condition.js';
 import type { GateSubject } from './counter-gate.js';
@@ -60,16 +61,14 @@ const IN_FLIGHT: readonly string[] = ['queued', 'running'];
  * then escalation, cooldown, rate limit and global budget, taken all at once or not at all.
  */
 export function createExecutionGates(deps: ExecutionGateDeps) {
-  return async function check(found: { run: Run; episodeResolved: boolean; paused: boolean }): Promise<ExecutionVerdict> {
+  return async function check(found: ForExecution): Promise<ExecutionVerdict> {
     const { run } = found;
     if (!IN_FLIGHT.includes(run.status)) return { kind: 'gone' };
     // A remediation that finished while its outcome could not be written (a dry run never does) is recorded at once, not
     // after its worker's lease: nothing is left to wait for, and it must not run again.
     const executed = run.status === 'running' && !run.dryRun ? await deps.queue.executedResult(run.id) : undefined;
     if (executed) return { kind: 'record', result: executed };
-    if (run.status === 'running' && run.leaseUntil && Date.parse(run.leaseUntil) > Date.now()) {
-      return { kind: 'held', delayMs: Date.parse(run.leaseUntil) - Date.now() + 100 };
-    }
+    if (run.status === 'running' && found.leaseLeftMs > 0) return { kind: 'held', delayMs: found.leaseLeftMs + 100 };
     if (found.paused) return { kind: 'paused' };
     if (run.phase === 'firing' && found.episodeResolved) return { kind: 'cancel', reason: 'alert_resolved' };
     const firing = deps.confirmFiring ? await deps.confirmFiring(run) : { kind: 'unchecked' as const };

@@ -44,8 +44,8 @@ export async function decideAll(items: ReadonlyArray<GateItem>, ctx: IntakeGateC
   const verdicts = await ctx.counters.peek(open.map((o) => o.subject));
   open.forEach(({ run, action }, i) => {
     const verdict = verdicts[i]!;
-    if (!verdict.ok && verdict.reason === 'escalated') askApproval(run, action.approvalTimeoutMs, ctx.now(), 'escalated');
-    else if (action.approval === 'required') askApproval(run, action.approvalTimeoutMs, ctx.now(), null);
+    if (!verdict.ok && verdict.reason === 'escalated') askApproval(run, 'escalated');
+    else if (action.approval === 'required') askApproval(run, null);
     else if (!verdict.ok) end(run, 'suppressed', verdict.reason, { retryInMs: verdict.retryInMs });
     else run.events.push({ type: 'queued', detail: run.dryRun ? { dryRun: true } : {} });
   });

@@ -1,4 +1,6 @@
 import type { TargetKind } from '../../remediations/types.js';
+import { DependencyError } from '../errors.js';
+import { TimeoutError } from '../kernel/timeout.js';
 import type { Log } from '../kernel/log.js';
 import { decideAll } from '../gates/at-intake.js';
 import type { Counters } from '../gates/counters.js';
@@ -29,6 +31,8 @@ export interface IntakeDeps {
   now: () => Date;
   /** Alerts one batch of concurrent deliveries may carry; a bigger message goes alone. */
   maxBatchAlerts?: number;
+  /** INTAKE_TIMEOUT: how long a delivery may take, waiting for a batch included. */
+  timeoutMs?: number;
 }
 
 export interface IntakeResult {
@@ -66,7 +70,28 @@ interface Matched {
  * `queued` whose job is missing, which is how a run stored just before Redis failed gets executed.
  */
 export function createIntake(deps: IntakeDeps) {
+  /** What each batch in flight is waiting on, so a delivery past its deadline can name the dependency that held it up. */
+  const waitingOn = new Map<number, { dependency: 'PostgreSQL' | 'Redis'; since: number }>();
+  let batches = 0;
+
   async function processBatch(messages: WebhookMessage[]): Promise<IntakeResult[]> {
+    const id = ++batches;
+    const started = performance.now();
+    const track = <T>(dependency: 'PostgreSQL' | 'Redis', promise: Promise<T>): Promise<T> => {
+      waitingOn.set(id, { dependency, since: started });
+      return promise;
+    };
+    try {
+      return await processTracked(messages, track);
+    } finally {
+      waitingOn.delete(id);
+    }
+  }
+
+  async function processTracked(
+    messages: WebhookMessage[],
+    track: <T>(dependency: 'PostgreSQL' | 'Redis', promise: Promise<T>) => Promise<T>,
+  ): Promise<IntakeResult[]> {
     const matched: Matched[] = [];
     const resolved: AlertSnapshot[] = [];
     messages.forEach((message, index) => {
@@ -84,26 +109,30 @@ export function createIntake(deps: IntakeDeps) {
     });
 
     if (resolved.length > 0) {
-      const cancelledRuns = await deps.runs.resolveEpisodes(resolved);
+      const cancelledRuns = await track('PostgreSQL', deps.runs.resolveEpisodes(resolved));
       for (const run of cancelledRuns) {
         deps.metrics.runs.inc({ rule: run.rule, remediation: run.remediation, status: 'cancelled' });
         if (run.approval.required) deps.metrics.approvalWait.observe((Date.parse(run.updatedAt) - Date.parse(run.createdAt)) / 1000);
       }
-      await deps.chains.release(cancelledRuns);
+      await track('PostgreSQL', deps.chains.release(cancelledRuns));
     }
     if (matched.length === 0) return messages.map((m) => ({ received: m.alerts.length, runs: [] }));
 
-    const { existing, paused } = await deps.runs.findByKeys(matched.map((m) => m.key));
+    const { existing, paused } = await track('PostgreSQL', deps.runs.findByKeys(matched.map((m) => m.key)));
     // One decision per dedup key, even when several deliveries in the batch carry the same alert.
     const fresh = new Map<string, Matched>();
     for (const m of matched) if (!existing.has(m.id) && !fresh.has(m.id)) fresh.set(m.id, m);
     const gateContext = { counters: deps.counters, paused, dryRun: deps.dryRun, configured: deps.configured, now: deps.now };
-    const stored = await deps.runs.insert(await decideAll([...fresh.values()], gateContext));
+    const decided = await track('Redis', decideAll([...fresh.values()], gateContext));
+    const stored = await track('PostgreSQL', deps.runs.insert(decided));
 
     const inserted = stored.flatMap((s) => (s.duplicate ? [] : [s.run]));
     // A resolution that raced these firing runs (another message of the batch, another replica): cancel them now.
-    const late = await deps.runs.cancelResolved(
-      inserted.filter((r) => r.phase === 'firing' && (r.status === 'pending_approval' || r.status === 'waiting')).map((r) => r.id),
+    const late = await track(
+      'PostgreSQL',
+      deps.runs.cancelResolved(
+        inserted.filter((r) => r.phase === 'firing' && (r.status === 'pending_approval' || r.status === 'waiting')).map((r) => r.id),
+      ),
     );
     const cancelled = new Map(late.map((r) => [r.id, r]));
     const created = inserted.map((r) => cancelled.get(r.id) ?? r);
@@ -113,12 +142,15 @@ export function createIntake(deps: IntakeDeps) {
     for (const run of created) byKey.set(dedupId(dedupKeyOf(run)), { run, created: true });
     // Observed before the enqueue: a notice about a stored pending approval must go out even if Redis then fails.
     for (const run of created) observeStatus(run, deps.metrics, deps.notifier);
-    await Promise.all([
-      deps.queue.enqueue(created.filter((r) => r.status === 'queued').map((r) => r.id)),
-      deps.queue.enqueueMissing(known.filter((r) => r.status === 'queued').map((r) => r.id)),
-    ]);
+    await track(
+      'Redis',
+      Promise.all([
+        deps.queue.enqueue(created.filter((r) => r.status === 'queued').map((r) => r.id)),
+        deps.queue.enqueueMissing(known.filter((r) => r.status === 'queued').map((r) => r.id)),
+      ]),
+    );
     // Dependents whose predecessor is final already (created final here, or finished before this resolution) move on now.
-    await deps.chains.settle(created);
+    await track('PostgreSQL', deps.chains.settle(created));
 
     // The first delivery in the batch to name a run it created answers `duplicate: false`; every other one, true.
     const claimed = new Set<string>();
@@ -133,11 +165,38 @@ export function createIntake(deps: IntakeDeps) {
     return results;
   }
 
-  return createBatcher(processBatch, {
+  const submit = createBatcher(processBatch, {
     weight: (m: WebhookMessage) => Math.max(1, m.alerts.length),
     maxWeight: deps.maxBatchAlerts ?? 1000,
     concurrency: 6,
   });
+
+  /** The dependency the oldest batch in flight waits on: what holds up a delivery past its deadline. */
+  function blockedOn(): 'PostgreSQL' | 'Redis' {
+    let oldest: { dependency: 'PostgreSQL' | 'Redis'; since: number } | undefined;
+    for (const w of waitingOn.values()) if (!oldest || w.since < oldest.since) oldest = w;
+    // Every batch starts with PostgreSQL (the dedup lookup).
+    return oldest?.dependency ?? 'PostgreSQL';
+  }
+
+  /**
+   * Takes one delivery, answered within `timeoutMs` (INTAKE_TIMEOUT): stored, or a `DependencyError`
+   * naming what held it up, so the webhook answers 503 and Alertmanager retries. A batch that goes on
+   * past the deadline may still commit; the retry then finds its runs by dedup key.
+   */
+  return function intake(message: WebhookMessage): Promise<IntakeResult> {
+    const timeoutMs = deps.timeoutMs;
+    if (timeoutMs === undefined) return submit(message);
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        const dependency = blockedOn();
+        deps.log.warn({ dependency, timeoutMs, alerts: message.alerts.length }, 'delivery not stored within INTAKE_TIMEOUT');
+        reject(new DependencyError(dependency, 'intake', new TimeoutError(`delivery waiting on ${dependency}`, timeoutMs)));
+      }, timeoutMs);
+    });
+    return Promise.race([submit(message), deadline]).finally(() => clearTimeout(timer));
+  };
 }
 
 export type Intake = ReturnType<typeof createIntake>;

@@ -42,10 +42,23 @@ export function createDb(pool: pg.Pool): Db {
   };
 }
 
-/** Opens the service's pool; creates the database first when it is missing and the user may. */
-export async function openDatabase(url: string, opts: { max?: number } = {}): Promise<pg.Pool> {
+/**
+ * Opens the service's pool; creates the database first when it is missing and the user may.
+ * `timeoutMs` bounds every wait on PostgreSQL: a connection from the pool, a statement on the server,
+ * the answer to a query on the client side (which also covers a frozen backend or a network path that
+ * holds bytes). A client whose query failed is destroyed, not reused; TCP keepalive finds dead peers.
+ */
+export async function openDatabase(url: string, opts: { max?: number; timeoutMs?: number } = {}): Promise<pg.Pool> {
   await ensureDatabase(url);
-  const pool = new pg.Pool({ connectionString: url, max: opts.max ?? 10, connectionTimeoutMillis: 5000 });
+  const timeoutMs = opts.timeoutMs;
+  const pool = new pg.Pool({
+    connectionString: url,
+    max: opts.max ?? 10,
+    connectionTimeoutMillis: Math.min(timeoutMs ?? 5000, 5000),
+    keepAlive: true,
+    keepAliveInitialDelayMillis: 10_000,
+    ...(timeoutMs !== undefined ? { statement_timeout: timeoutMs, query_timeout: timeoutMs } : {}),
+  });
   // An idle client losing its server must not crash the process; the next query reports it.
   pool.on('error', () => {});
   return pool;

@@ -3,6 +3,16 @@ import { TERMINAL_STATUSES, type NewRun, type Run, type RunEvent, type RunRef, t
 import type { Db } from './database.js';
 import { EPISODE_RESOLVED } from './episodes.js';
 import { fromNewRun, isRunId, RELATIONS, toInsertRow, toRun, type RunRow } from './run-rows.js';
+import { PENDING_DETAIL } from './run-transitions.js';
+
+/** A run as a worker needs it: with whether its episode resolved, the kill switch, and how long its lease still holds. */
+export interface ForExecution {
+  run: Run;
+  episodeResolved: boolean;
+  paused: boolean;
+  /** Milliseconds until a running run's lease runs out, by PostgreSQL's clock (0: no lease, or ran out). */
+  leaseLeftMs: number;
+}
 
 /** How a dependent's predecessor ended. */
 export interface PredecessorOutcome {
@@ -46,12 +56,15 @@ WITH input AS (
   INSERT INTO runs (id, rule, action, phase, remediation, target, params, status, reason, fingerprint, starts_at,
                     alert, approval_required, expires_at, dry_run, gates, plan, error, after_action, after_ref, after_when, revert_of)
   SELECT id, rule, action, phase, remediation, target, params, status, reason, fingerprint, starts_at,
-         alert, approval_required, expires_at, dry_run, gates, plan, error, after_action, after_ref, after_when, revert_of FROM input
+         alert, approval_required,
+         -- A pending approval expires approvalTimeout from PostgreSQL's now: the clock that expires it.
+         CASE WHEN status = 'pending_approval' THEN now() + (gates->>'approvalTimeoutMs')::bigint * interval '1 millisecond' END,
+         dry_run, gates, plan, error, after_action, after_ref, after_when, revert_of FROM input
   ON CONFLICT ON CONSTRAINT runs_dedup_key DO NOTHING
-  RETURNING id, seq, created_at, updated_at
+  RETURNING id, seq, created_at, updated_at, expires_at
 ), events AS (
   INSERT INTO run_events (run_id, type, detail)
-  SELECT i.id, e.value->>'type', COALESCE(e.value->'detail', '{}'::jsonb)
+  SELECT i.id, e.value->>'type', ${PENDING_DETAIL('e.value', 'i.expires_at')}
   FROM inserted i JOIN input x ON x.id = i.id, jsonb_array_elements(x.events) WITH ORDINALITY AS e(value, n)
   ORDER BY i.seq, e.n
 )
@@ -87,7 +100,7 @@ export function createRunRecords(db: Db) {
     if (runs.length === 0) return [];
     const ordered = [...runs].sort((x, y) => compareDedupKeys(dedupKeyOf(x), dedupKeyOf(y)));
     const payload = ordered.map(toInsertRow);
-    const { rows } = await db.query<{ id: string; created_at: Date; updated_at: Date }>({
+    const { rows } = await db.query<{ id: string; created_at: Date; updated_at: Date; expires_at: Date | null }>({
       name: 'runs-insert',
       text: INSERT_SQL,
       values: [JSON.stringify(payload)],
@@ -96,7 +109,7 @@ export function createRunRecords(db: Db) {
     const sent = new Map(runs.map((r) => [r.id, r]));
     const byKey = new Map<string, Run | RunRef>();
     for (const row of rows) {
-      const run = fromNewRun(sent.get(row.id)!, row.created_at, row.updated_at);
+      const run = fromNewRun(sent.get(row.id)!, row.created_at, row.updated_at, row.expires_at);
       byKey.set(dedupId(dedupKeyOf(run)), run);
     }
     const missing = runs.filter((r) => !byKey.has(dedupId(dedupKeyOf(r))));
@@ -150,14 +163,17 @@ export function createRunRecords(db: Db) {
   }
 
   /** A run as a worker needs it, with whether its episode resolved and the kill switch, in one round trip. */
-  async function getForExecution(id: string): Promise<{ run: Run; episodeResolved: boolean; paused: boolean } | null> {
+  async function getForExecution(id: string): Promise<ForExecution | null> {
     if (!isRunId(id)) return null;
-    const { rows } = await db.query<RunRow & { episode_resolved: boolean; paused: boolean }>(
-      `SELECT runs.*, ${EPISODE_RESOLVED} AS episode_resolved, (SELECT paused FROM control) AS paused FROM runs WHERE id = $1`,
+    // The lease is measured with PostgreSQL's clock, the one that set it: a worker's clock does not matter.
+    const { rows } = await db.query<RunRow & { episode_resolved: boolean; paused: boolean; lease_left_ms: number }>(
+      `SELECT runs.*, ${EPISODE_RESOLVED} AS episode_resolved, (SELECT paused FROM control) AS paused,
+              GREATEST(0, COALESCE(ceil(extract(epoch FROM lease_until - now()) * 1000), 0))::int AS lease_left_ms
+       FROM runs WHERE id = $1`,
       [id],
     );
     const row = rows[0];
-    return row ? { run: toRun(row), episodeResolved: row.episode_resolved, paused: row.paused } : null;
+    return row ? { run: toRun(row), episodeResolved: row.episode_resolved, paused: row.paused, leaseLeftMs: row.lease_left_ms } : null;
   }
 
   async function get(id: string, opts: { events?: boolean } = {}): Promise<Run | null> {

@@ -98,8 +98,8 @@ export function toRun(row: RunRow): Run {
   };
 }
 
-/** The run just inserted from `r`, without reading it back: only its timestamps come from PostgreSQL. */
-export function fromNewRun(r: NewRun, createdAt: Date, updatedAt: Date): Run {
+/** The run just inserted from `r`, without reading it back: only its timestamps (and approval expiry) come from PostgreSQL. */
+export function fromNewRun(r: NewRun, createdAt: Date, updatedAt: Date, expiresAt: Date | null): Run {
   return {
     id: r.id,
     rule: r.rule,
@@ -111,7 +111,7 @@ export function fromNewRun(r: NewRun, createdAt: Date, updatedAt: Date): Run {
     status: r.status,
     reason: r.reason,
     alert: r.alert,
-    approval: { required: r.approvalRequired, expiresAt: r.expiresAt, decidedBy: null, decidedAt: null, comment: null },
+    approval: { required: r.approvalRequired, expiresAt: iso(expiresAt), decidedBy: null, decidedAt: null, comment: null },
     dryRun: r.dryRun,
     gates: r.gates,
     attempts: 0,

@@ -3,6 +3,15 @@ import type { Db } from './database.js';
 import { EPISODE_RESOLVED, recordResolved } from './episodes.js';
 import { isRunId, toRun, type RunRow } from './run-rows.js';
 
+/**
+ * SQL: an event's detail, with the run's `expiresAt` added to a `pending_approval` event: the expiry
+ * is PostgreSQL's, so the timeline shows the one that holds.
+ */
+export const PENDING_DETAIL = (event: string, expiresAt: string) =>
+  `CASE WHEN ${event}->>'type' = 'pending_approval' AND ${expiresAt} IS NOT NULL
+     THEN COALESCE(${event}->'detail', '{}'::jsonb) || jsonb_build_object('expiresAt', to_char(${expiresAt} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'))
+     ELSE COALESCE(${event}->'detail', '{}'::jsonb) END`;
+
 /** Columns a transition may set; `attempts` is only ever incremented. */
 export interface RunPatch {
   reason?: string | null;
@@ -17,7 +26,8 @@ export interface RunPatch {
   result?: Record<string, unknown> | null;
   error?: string | null;
   approvalRequired?: boolean;
-  expiresAt?: string | null;
+  /** Sets `expires_at` to PostgreSQL's now plus this many milliseconds; null clears it. */
+  expiresInMs?: number | null;
   /** Sets `lease_until` to now plus this many milliseconds; null clears it. */
   leaseMs?: number | null;
   /** Starts a verification: `pending`, first evaluated after `everyMs`, given up after `withinMs`. */
@@ -76,7 +86,11 @@ export function createRunTransitions(db: Db) {
     if (patch.result !== undefined) set('result', patch.result === null ? null : JSON.stringify(patch.result));
     if (patch.error !== undefined) set('error', patch.error);
     if (patch.approvalRequired !== undefined) set('approval_required', patch.approvalRequired);
-    if (patch.expiresAt !== undefined) set('expires_at', patch.expiresAt);
+    if (patch.expiresInMs === null) sets.push('expires_at = NULL');
+    else if (patch.expiresInMs !== undefined) {
+      values.push(patch.expiresInMs);
+      sets.push(`expires_at = now() + $${values.length} * interval '1 millisecond'`);
+    }
     if (patch.startVerification) {
       sets.push(`verification = 'pending'`);
       // First evaluated after `every`, or at the deadline when that comes first.
@@ -99,7 +113,7 @@ export function createRunTransitions(db: Db) {
         UPDATE runs SET ${sets.join(', ')} WHERE id = $1 AND status = ANY($2::text[]) ${guard ? GUARDS[guard] : ''} RETURNING *
       ), events AS (
         INSERT INTO run_events (run_id, type, detail)
-        SELECT updated.id, e.value->>'type', e.value->'detail'
+        SELECT updated.id, e.value->>'type', ${PENDING_DETAIL('e.value', 'updated.expires_at')}
         FROM updated, jsonb_array_elements($4::jsonb) WITH ORDINALITY AS e(value, n) ORDER BY e.n
       )
       SELECT * FROM updated`;

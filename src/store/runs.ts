@@ -2,7 +2,7 @@ import type { Db } from './database.js';
 import { createRunRecords } from './run-records.js';
 import { createRunTransitions } from './run-transitions.js';
 
-export type { StoredRun, RunFilter, ReadyDependent, PredecessorOutcome } from './run-records.js';
+export type { StoredRun, RunFilter, ReadyDependent, PredecessorOutcome, ForExecution } from './run-records.js';
 export type { Guard, RunPatch } from './run-transitions.js';
 export { isRunId } from './run-rows.js';
 

@@ -110,7 +110,7 @@ describe('the re-check that the alert still fires', () => {
       configured: new Set(['targetRedis']),
       confirmFiring: async () => verdicts.shift() ?? { kind: 'firing' },
     });
-    const found = (r: Run, paused = false) => ({ run: r, episodeResolved: false, paused });
+    const found = (r: Run, paused = false) => ({ run: r, episodeResolved: false, paused, leaseLeftMs: 0 });
     verdicts.push({ kind: 'resolved' });
     assert.deepEqual(await gates(found(run())), { kind: 'cancel', reason: 'alert_resolved', resolveEpisode: true });
     verdicts.push({ kind: 'unavailable', proceed: false });

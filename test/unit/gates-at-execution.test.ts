@@ -39,7 +39,13 @@ function setup(
     configured: opts.configured ?? CONFIGURED,
   });
   const verdict = (run: Run, found: { episodeResolved?: boolean; paused?: boolean } = {}): Promise<ExecutionVerdict> =>
-    check({ run, episodeResolved: found.episodeResolved ?? false, paused: found.paused ?? false });
+    check({
+      run,
+      episodeResolved: found.episodeResolved ?? false,
+      paused: found.paused ?? false,
+      // What the store measures with PostgreSQL's clock, from the run's lease.
+      leaseLeftMs: run.leaseUntil ? Math.max(0, Date.parse(run.leaseUntil) - Date.now()) : 0,
+    });
   return { counters, asked, verdict };
 }
 

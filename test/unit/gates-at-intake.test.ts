@@ -160,15 +160,15 @@ describe('decideAll: the gates at intake', () => {
     assert.deepEqual(counters.calls, []);
   });
 
-  it('asks for approval when the action requires it, expiring after its timeout from now', async () => {
-    const { clock, decide } = setup();
-    clock.set(Date.parse('2026-11-27T08:00:00.000Z'));
+  it("asks for approval when the action requires it, with its timeout for the store to expire it by PostgreSQL's clock", async () => {
+    const { decide } = setup();
     const run = await decide('approve', 'a');
     assert.equal(run.status, 'pending_approval');
     assert.equal(run.reason, null);
     assert.equal(run.approvalRequired, true);
-    assert.equal(run.expiresAt, '2026-11-27T08:15:00.000Z');
-    assert.deepEqual(run.events.at(-1), { type: 'pending_approval', detail: { reason: null, expiresAt: '2026-11-27T08:15:00.000Z' } });
+    assert.equal(run.expiresAt, null, 'not computed from this process clock');
+    assert.equal(run.gates.approvalTimeoutMs, 15 * 60_000);
+    assert.deepEqual(run.events.at(-1), { type: 'pending_approval', detail: { reason: null } });
   });
 
   it('asks for approval even when a counter would stop the run: approval comes before the cooldown', async () => {
@@ -183,17 +183,17 @@ describe('decideAll: the gates at intake', () => {
   });
 
   it('escalates after repeated failures: pending_approval with reason escalated, winning over the cooldown', async () => {
-    const { clock, counters, decide } = setup();
+    const { counters, decide } = setup();
     assert.deepEqual(await counters.take(executed(action('cooled'), 'test/a')), { ok: true, took: true });
     for (let i = 0; i < ESCALATE_AFTER; i++) await counters.recordFailure('test.count', 'test/a');
     const run = await decide('cooled', 'a');
     assert.equal(run.status, 'pending_approval');
     assert.equal(run.reason, 'escalated');
     assert.equal(run.approvalRequired, true);
-    assert.equal(run.expiresAt, new Date(clock.now() + 30 * 60_000).toISOString(), "the action's approval timeout (the default)");
+    assert.equal(run.gates.approvalTimeoutMs, 30 * 60_000, "the action's approval timeout (the default)");
     const required = await decide('approve', 'a');
     assert.equal(required.reason, 'escalated', 'an action that requires approval anyway says why it was escalated');
-    assert.equal(required.expiresAt, new Date(clock.now() + 15 * 60_000).toISOString());
+    assert.equal(required.gates.approvalTimeoutMs, 15 * 60_000);
     const elsewhere = await decide('cooled', 'b');
     assert.equal(elsewhere.status, 'queued', 'escalation is per target');
   });
