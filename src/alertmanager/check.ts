@@ -17,6 +17,7 @@
  * it, does not if at least one answered and none lists it, and `AlertmanagerUnavailable` is thrown only when none
  * answered. Nothing here retries: the caller decides how long to keep asking.
  */
+import { isRecord, networkError, oneLine, parseBaseUrl } from '../kernel/http.js';
 
 export interface AlertRef {
   fingerprint: string;
@@ -84,24 +85,6 @@ function alertFilters(labels: Readonly<Record<string, string>>): string[] {
     .map(([name, value]) => `${name}=${quoteMatcherValue(value)}`);
 }
 
-function parseBaseUrl(text: string, where: string): string {
-  const shown = text.includes('@') ? '' : ` ("${text}")`;
-  let url: URL;
-  try {
-    url = new URL(text);
-  } catch {
-    throw new Error(`${where}${shown} is not a URL; expected http(s)://host:port`);
-  }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
-    throw new Error(`${where}${shown} is not an http(s):// URL`);
-  }
-  if (url.username || url.password) throw new Error(`${where}: credentials in the URL are not supported`);
-  if (url.search || url.hash || text.includes('?') || text.includes('#')) {
-    throw new Error(`${where}${shown} must be a base URL, without query or fragment`);
-  }
-  return `${url.origin}${url.pathname}`.replace(/\/+$/, '');
-}
-
 /**
  * ALERTMANAGER_URL: comma-separated http(s) base URLs (one Alertmanager, or every member of an HA cluster).
  * Entries are trimmed, trailing slashes dropped, empty entries and repeats ignored.
@@ -117,25 +100,6 @@ export function parseAlertmanagerUrls(text: string): string[] {
 }
 
 type Asked = { url: string; answered: true; found: Record<string, unknown> | undefined } | { url: string; answered: false; error: string };
-
-function oneLine(text: string, max = 200): string {
-  const line = text.replace(/\s+/g, ' ').trim();
-  return line.length > max ? `${line.slice(0, max)}...` : line;
-}
-
-function networkError(err: unknown): string {
-  const cause = (err as { cause?: unknown }).cause;
-  for (const candidate of [cause, (cause as { errors?: unknown[] } | undefined)?.errors?.[0], err]) {
-    const code = (candidate as { code?: unknown } | undefined)?.code;
-    if (typeof code === 'string' && code !== '') return code;
-  }
-  const message = (cause as { message?: unknown } | undefined)?.message ?? (err as { message?: unknown }).message;
-  return typeof message === 'string' && message !== '' ? oneLine(message) : String(err);
-}
-
-function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
 
 export function createAlertCheck(opts: { urls: readonly string[]; requestTimeoutMs?: number }): AlertCheck {
   const urls = Object.freeze([...new Set(opts.urls.map((url, i) => parseBaseUrl(url.trim(), `Alertmanager URL ${i + 1}`)))]);

@@ -19,6 +19,7 @@
  *
  * Nothing here retries: the caller decides how long to keep asking.
  */
+import { isRecord, networkError, oneLine, parseBaseUrl } from '../kernel/http.js';
 
 export interface Sample {
   labels: Record<string, string>;
@@ -89,24 +90,11 @@ const RETRY_STATUSES = new Set([408, 429, 499]);
 /** Above this many characters of encoded query, it goes in a POST body instead of the URL. */
 const MAX_GET_QUERY_LENGTH = 2000;
 
-function parseBaseUrl(text: string, where: string): string {
+function parsePrometheusBase(text: string, where: string): string {
   const shown = text.includes('@') ? '' : ` ("${text}")`;
   if (text === '') throw new Error(`${where}: no URL given; expected http(s)://host:port[/prefix]`);
   if (text.includes(',')) throw new Error(`${where}${shown}: one URL is expected, not a list`);
-  let url: URL;
-  try {
-    url = new URL(text);
-  } catch {
-    throw new Error(`${where}${shown} is not a URL; expected http(s)://host:port[/prefix]`);
-  }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
-    throw new Error(`${where}${shown} is not an http(s):// URL`);
-  }
-  if (url.username || url.password) throw new Error(`${where}: credentials in the URL are not supported`);
-  if (url.search || url.hash || text.includes('?') || text.includes('#')) {
-    throw new Error(`${where}${shown} must be a base URL, without query or fragment`);
-  }
-  return `${url.origin}${url.pathname}`.replace(/\/+$/, '');
+  return parseBaseUrl(text, where, 'http(s)://host:port[/prefix]');
 }
 
 /**
@@ -115,26 +103,7 @@ function parseBaseUrl(text: string, where: string): string {
  * Trimmed; trailing slashes dropped. Credentials, query strings and fragments are refused.
  */
 export function parsePrometheusUrl(text: string): string {
-  return parseBaseUrl(text.trim(), 'PROMETHEUS_URL');
-}
-
-function oneLine(text: string, max = 200): string {
-  const line = text.replace(/\s+/g, ' ').trim();
-  return line.length > max ? `${line.slice(0, max)}...` : line;
-}
-
-function networkError(err: unknown): string {
-  const cause = (err as { cause?: unknown }).cause;
-  for (const candidate of [cause, (cause as { errors?: unknown[] } | undefined)?.errors?.[0], err]) {
-    const code = (candidate as { code?: unknown } | undefined)?.code;
-    if (typeof code === 'string' && code !== '') return code;
-  }
-  const message = (cause as { message?: unknown } | undefined)?.message ?? (err as { message?: unknown }).message;
-  return typeof message === 'string' && message !== '' ? oneLine(message) : String(err);
-}
-
-function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
+  return parsePrometheusBase(text.trim(), 'PROMETHEUS_URL');
 }
 
 /** A sample value as Prometheus formats it (Go's strconv.FormatFloat, 'f', -1): digits, `NaN`, `+Inf`, `-Inf`. */
