@@ -120,32 +120,10 @@ export async function createServices(config: Config, opts: ServiceOptions) {
       ? { firingLine: async (run) => (run.phase === 'firing' ? firingLine(await currentFiring(alertCheck, run)) : undefined) }
       : {}),
   });
-  const chains = createChains({
-    matrix,
-    runs,
-    counters,
-    queue,
-    metrics,
-    notifier,
-    log,
-    dryRun: config.dryRun,
-    configured: built.configured,
-    now,
-  });
-  const intake = createIntake({
-    timeoutMs: config.intakeTimeoutMs,
-    chains,
-    matrix,
-    runs,
-    counters,
-    queue,
-    metrics,
-    notifier,
-    log,
-    dryRun: config.dryRun,
-    configured: built.configured,
-    now,
-  });
+  // What every place that decides new runs (intake, chains moving on, reverts) decides them with.
+  const deciding = { matrix, runs, counters, queue, metrics, notifier, log, dryRun: config.dryRun, configured: built.configured, now };
+  const chains = createChains(deciding);
+  const intake = createIntake({ ...deciding, timeoutMs: config.intakeTimeoutMs, chains });
   const approvals = createApprovals({ runs, queue, metrics, notifier, chains, log });
   const auth = createAuth(config.webhookToken, config.apiTokens);
   const shutdown = new AbortController();
@@ -180,18 +158,7 @@ export async function createServices(config: Config, opts: ServiceOptions) {
     shutdown: shutdown.signal,
     now,
   });
-  const reverts = createReverts({
-    runs,
-    catalogue,
-    counters,
-    queue,
-    metrics,
-    notifier,
-    log,
-    dryRun: config.dryRun,
-    configured: built.configured,
-    now,
-  });
+  const reverts = createReverts({ ...deciding, catalogue });
   const verifier = createVerifier({ runs, prometheus, chains, streak, reverts, metrics, notifier, log });
   const sweeper = createSweeper({
     runs,
