@@ -22,20 +22,10 @@ import { startExporter, type RunningExporter } from '../support/exporter.js';
 import { alertMessage, eventually, isolation, REDIS_URL, startService, TOKENS, type TestService } from '../support/harness.js';
 import { startKubeApiServer, type KubeApiServer } from '../support/kube-api-server.js';
 import { startNotifySink, type NotifySink } from '../support/notify-sink.js';
-import { findPrometheusBinary, startPrometheus, type RunningPrometheus } from '../support/prometheus.js';
+import { prometheusSkipReason, type RunningPrometheus, startPrometheus } from '../support/prometheus.js';
 import { executionsKey, testRemediations } from '../support/test-remediations.js';
 
-/** Skip only when there is no binary to run; a wrong PROMETHEUS_BIN is a failure, not a skip. */
-function skipReason(): string | false {
-  if (process.env['PROMETHEUS_BIN']) return false;
-  try {
-    findPrometheusBinary();
-    return false;
-  } catch (err) {
-    return `no Prometheus binary: ${(err as Error).message}`;
-  }
-}
-const SKIP = skipReason();
+const SKIP = prometheusSkipReason();
 
 /** The error-rate series of one target, as the exporter serves it. */
 const errorsOf = (key: string) => `test_errors{key="${promqlString(key)}"}`;

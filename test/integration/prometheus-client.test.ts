@@ -22,18 +22,7 @@ import {
 } from '../../src/prometheus/client.js';
 import { checkTemplatePlacement, promqlString } from '../../src/prometheus/promql.js';
 import { startExporter, type RunningExporter } from '../support/exporter.js';
-import { findPrometheusBinary, startPrometheus, type RunningPrometheus } from '../support/prometheus.js';
-
-/** Skip only when there is no binary to run; a wrong PROMETHEUS_BIN is a failure, not a skip. */
-function skipReason(): string | false {
-  if (process.env['PROMETHEUS_BIN']) return false;
-  try {
-    findPrometheusBinary();
-    return false;
-  } catch (err) {
-    return `no Prometheus binary: ${(err as Error).message}`;
-  }
-}
+import { prometheusSkipReason, type RunningPrometheus, startPrometheus } from '../support/prometheus.js';
 
 async function listen(server: Server | HttpServer): Promise<string> {
   server.listen(0, '127.0.0.1');
@@ -306,7 +295,7 @@ const HOSTILE = [
   '',
 ];
 
-describe('Prometheus client against a real Prometheus', { skip: skipReason() }, () => {
+describe('Prometheus client against a real Prometheus', { skip: prometheusSkipReason() }, () => {
   let exporter: RunningExporter | undefined;
   let prom: RunningPrometheus | undefined;
   let client: PrometheusClient | undefined;

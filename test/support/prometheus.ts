@@ -67,6 +67,17 @@ export interface RunningPrometheus {
 }
 
 /** Finds the Prometheus binary, or throws saying how to install it. */
+/** Why a test that needs Prometheus is skipped: only when there is no binary to run (a wrong PROMETHEUS_BIN fails instead). */
+export function prometheusSkipReason(): string | false {
+  if (process.env['PROMETHEUS_BIN']) return false;
+  try {
+    findPrometheusBinary();
+    return false;
+  } catch (err) {
+    return `no Prometheus binary: ${(err as Error).message}`;
+  }
+}
+
 export function findPrometheusBinary(explicit?: string): string {
   const fromEnv = explicit ?? process.env.PROMETHEUS_BIN;
   if (fromEnv) {
