@@ -26,16 +26,19 @@ export function createDb(pool: pg.Pool): Db {
         'transaction',
         (async () => {
           const client = await pool.connect();
+          let failure: Error | undefined;
           try {
             await client.query('BEGIN');
             const result = await work(client);
             await client.query('COMMIT');
             return result;
           } catch (err) {
+            failure = err as Error;
             await client.query('ROLLBACK').catch(() => {});
             throw err;
           } finally {
-            client.release();
+            // A client whose statement failed (a timeout on a stalled connection, say) is destroyed, not reused.
+            client.release(failure);
           }
         })(),
       ),
