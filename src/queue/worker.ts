@@ -51,5 +51,50 @@ export function createRunWorker(connection: Redis, executor: Executor, log: Log,
     }
   });
   worker.on('error', (err) => log.warn({ err: err.message }, 'worker connection error'));
+  const watchdog = watchConnections(worker, log);
+  worker.on('closing', () => clearInterval(watchdog));
   return worker;
+}
+
+/** BullMQ's blocking fetch waits at most this long (`drainDelay`, 5 s) before Redis answers it. */
+const BLOCK_MS = 5000;
+const WATCH_EVERY_MS = 5000;
+
+/**
+ * A path to Redis that holds bytes without closing (a partition, a stalled proxy) leaves a connection
+ * open and silent: its commands never answer and TCP keepalive does not notice. Every few seconds
+ * each worker connection is pinged; one that does not answer in time (the blocking one gets its
+ * blocking wait on top) is dropped and made anew, and BullMQ carries on over the new one.
+ */
+function watchConnections(worker: Worker<RunJobData>, log: Log): NodeJS.Timeout {
+  const checking = new Set<string>();
+  const watch = async (name: string, client: Promise<Redis>, withinMs: number) => {
+    if (checking.has(name)) return;
+    checking.add(name);
+    const redis = await client.catch(() => undefined);
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      if (!redis || redis.status !== 'ready') return;
+      const silent = await Promise.race([
+        redis.ping().then(() => false),
+        new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(true), withinMs))),
+      ]);
+      if (silent) {
+        log.warn({ connection: name, withinMs }, 'Redis connection silent; reconnecting');
+        redis.disconnect(true);
+      }
+    } catch {
+      // An error is the connection's own to report (and to reconnect from).
+    } finally {
+      clearTimeout(timer);
+      checking.delete(name);
+    }
+  };
+  const timer = setInterval(() => {
+    if (worker.closing) return;
+    void watch('worker', worker.client as unknown as Promise<Redis>, 3000);
+    void watch('worker-blocking', worker.waitUntilReady() as unknown as Promise<Redis>, BLOCK_MS + 3000);
+  }, WATCH_EVERY_MS);
+  timer.unref();
+  return timer;
 }
