@@ -7,6 +7,20 @@ export interface MetricSources {
   paused(): Promise<boolean | undefined>;
 }
 
+/** How many alert names `remediator_alerts_unmatched_total` keeps apart: a flood of names cannot grow it without bound. */
+export const MAX_ALERTNAMES = 100;
+
+/** Bounds a label's values: the first `max` distinct ones are kept, the rest become `other`. */
+export function boundedLabel(max: number): (value: string) => string {
+  const seen = new Set<string>();
+  return (value) => {
+    if (seen.has(value)) return value;
+    if (seen.size >= max) return 'other';
+    seen.add(value);
+    return value;
+  };
+}
+
 /** Every metric the service exports, on a registry of its own so several apps can live in one process. */
 export function createMetrics() {
   let sources: MetricSources | undefined;
@@ -26,7 +40,8 @@ export function createMetrics() {
     }),
     alertsUnmatched: new Counter({
       name: 'remediator_alerts_unmatched_total',
-      help: 'Alerts that matched no rule of the response matrix.',
+      help: `Alerts that matched no rule of the response matrix, by alertname (the first ${MAX_ALERTNAMES} names; later ones count as "other").`,
+      labelNames: ['alertname'] as const,
       registers: [registry],
     }),
     runs: new Counter({

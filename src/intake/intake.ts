@@ -5,9 +5,9 @@ import type { Log } from '../kernel/log.js';
 import { decideAll } from '../gates/at-intake.js';
 import type { Counters } from '../gates/counters.js';
 import { dedupId, dedupKey, dedupKeyOf, type DedupKey } from '../gates/dedup.js';
-import { matchAlert } from '../matrix/match.js';
+import { matchAlert, matchesAnyRule } from '../matrix/match.js';
 import type { Action, Matrix } from '../matrix/types.js';
-import type { Metrics } from '../metrics.js';
+import { boundedLabel, MAX_ALERTNAMES, type Metrics } from '../metrics.js';
 import type { Notifier } from '../notify/notifier.js';
 import type { RunQueue } from '../queue/queue.js';
 import type { WebhookAlert, WebhookMessage } from '../schemas/alertmanager.js';
@@ -70,6 +70,7 @@ interface Matched {
  * `queued` whose job is missing, which is how a run stored just before Redis failed gets executed.
  */
 export function createIntake(deps: IntakeDeps) {
+  const unmatchedName = boundedLabel(MAX_ALERTNAMES);
   /** What each batch in flight is waiting on, so a delivery past its deadline can name the dependency that held it up. */
   const waitingOn = new Map<number, { dependency: 'PostgreSQL' | 'Redis'; since: number }>();
   let batches = 0;
@@ -99,7 +100,10 @@ export function createIntake(deps: IntakeDeps) {
         const snapshot = toSnapshot(alert);
         const actions = matchAlert(deps.matrix, snapshot);
         deps.metrics.alertsReceived.inc({ status: alert.status });
-        if (actions.length === 0) deps.metrics.alertsUnmatched.inc();
+        // A resolution of a rule without onResolved triggers nothing, but it matched.
+        if (actions.length === 0 && !matchesAnyRule(deps.matrix, snapshot)) {
+          deps.metrics.alertsUnmatched.inc({ alertname: unmatchedName(snapshot.labels['alertname'] ?? '') });
+        }
         if (alert.status === 'resolved') resolved.push(snapshot);
         for (const action of actions) {
           const key = dedupKey(action.rule, action.key, snapshot);

@@ -18,6 +18,11 @@ export function matchAlert(matrix: Matrix, alert: AlertSnapshot): Action[] {
   return out;
 }
 
+/** Whether any rule's matchers hold for the alert, whatever its phase has to do. */
+export function matchesAnyRule(matrix: Matrix, alert: AlertSnapshot): boolean {
+  return matrix.rules.some((rule) => matchesAll(rule.matchers, alert.labels));
+}
+
 export type Prepared =
   | { ok: true; params: Record<string, unknown>; target: string; plan: string }
   | { ok: false; params: Record<string, unknown>; error: string };

@@ -115,15 +115,20 @@ describe('the alert path: webhook -> matrix -> run -> queue -> remediation', (s)
     );
   });
 
-  it('counts an alert that matches no rule and still answers 200', async () => {
+  it('counts an alert that matches no rule, by alertname, and still answers 200; a resolution of a rule without onResolved matched', async () => {
     const before = await runsCount();
     const res = await hook()
       .send(alertMessage([{ labels: { alertname: 'SomethingElse' } }]))
       .expect(200);
     assert.deepEqual(res.body, { received: 1, runs: [] });
     assert.equal(await runsCount(), before);
-    const metrics = await request(svc.url).get('/metrics').expect(200);
-    assert.match(metrics.text, /remediator_alerts_unmatched_total 1/);
+    const resolved = await hook()
+      .send(alertMessage([{ labels: { alertname: 'ConduitProviderDown', severity: 'critical', provider: 'x' }, status: 'resolved' }]))
+      .expect(200);
+    assert.deepEqual(resolved.body.runs, []);
+    const metrics = (await request(svc.url).get('/metrics').expect(200)).text;
+    assert.match(metrics, /remediator_alerts_unmatched_total\{alertname="SomethingElse"\} 1/);
+    assert.doesNotMatch(metrics, /remediator_alerts_unmatched_total\{alertname="ConduitProviderDown"\}/);
   });
 
   it('refuses bad bodies with 400 naming the field, and stores nothing', async () => {
