@@ -47,7 +47,7 @@ export async function buildApp(services: Services, opts: AppOptions) {
   });
   await app.register(swaggerUi, { routePrefix: '/docs' });
 
-  // Request logs only at warn and above: under an alert storm a line per delivery would cost more than the work.
+  // Fastify's request logs only at warn and above: the webhook writes its own one line per delivery.
   const quiet = { logLevel: 'warn' as const };
   await app.register(healthRoutes(services), quiet);
   if (services.config.role !== 'worker') {

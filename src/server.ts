@@ -22,7 +22,18 @@ async function main(): Promise<void> {
   const { config, generated, warnings } = loaded;
   const logger = pino({
     level: config.logLevel,
-    redact: { paths: ['req.headers.authorization', '*.token', '*.apiKey', '*.password', 'headers.authorization'], censor: '[redacted]' },
+    redact: {
+      paths: [
+        'req.headers.authorization',
+        'req.headers["x-api-key"]',
+        'headers.authorization',
+        'headers["x-api-key"]',
+        '*.token',
+        '*.apiKey',
+        '*.password',
+      ],
+      censor: '[redacted]',
+    },
   });
 
   for (const warning of warnings) logger.warn(warning);

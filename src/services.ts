@@ -103,7 +103,7 @@ export async function createServices(config: Config, opts: ServiceOptions) {
 
   const db = createDb(pool);
   const metrics = createMetrics();
-  const runs = createRunStore(db);
+  const runs = createRunStore(db, log);
   const counters = createCounters(redis, config.queuePrefix, matrix.globalLimit);
   const streak = createFailureStreak(redis, counters.key);
   const queue = createRunQueue(redis, { prefix: config.queuePrefix, attempts: config.jobAttempts, backoffMs: config.jobBackoffMs });

@@ -26,7 +26,21 @@ export const webhookRoutes =
         const started = performance.now();
         try {
           const result = await services.intake(req.body);
-          services.metrics.webhookDuration.observe({ code: '200' }, (performance.now() - started) / 1000);
+          const ms = performance.now() - started;
+          services.metrics.webhookDuration.observe({ code: '200' }, ms / 1000);
+          // "Did my alert arrive?": one line per delivery (Fastify's own request lines stay at warn).
+          services.log.info(
+            {
+              reqId: req.id,
+              receiver: req.body.receiver,
+              groupKey: req.body.groupKey,
+              alerts: req.body.alerts.length,
+              runsCreated: result.runs.filter((r) => !r.duplicate).length,
+              duplicates: result.runs.filter((r) => r.duplicate).length,
+              ms: Math.round(ms),
+            },
+            'delivery stored',
+          );
           return result;
         } catch (err) {
           services.metrics.webhookDuration.observe({ code: '503' }, (performance.now() - started) / 1000);

@@ -1,4 +1,5 @@
 import type { Run, RunStatus } from '../schemas/runs.js';
+import type { Log } from '../kernel/log.js';
 import type { Db } from './database.js';
 import { EPISODE_RESOLVED, recordResolved } from './episodes.js';
 import { isRunId, toRun, type RunRow } from './run-rows.js';
@@ -51,7 +52,7 @@ export interface TransitionEvent {
 }
 
 /** Every status change of a run: one conditional UPDATE, with its timeline event in the same statement. */
-export function createRunTransitions(db: Db) {
+export function createRunTransitions(db: Db, log?: Log) {
   /**
    * Moves a run from one of `from` to `to`, if `guard` holds too, with its timeline event(s), in order.
    * Returns null when the run was not in one of `from`: the caller lost a race or the run moved on.
@@ -110,15 +111,29 @@ export function createRunTransitions(db: Db) {
     }
     const sql = `
       WITH updated AS (
-        UPDATE runs SET ${sets.join(', ')} WHERE id = $1 AND status = ANY($2::text[]) ${guard ? GUARDS[guard] : ''} RETURNING *
+        UPDATE runs SET ${sets.join(', ')} FROM (SELECT status AS from_status FROM runs WHERE id = $1) before
+        WHERE id = $1 AND status = ANY($2::text[]) ${guard ? GUARDS[guard] : ''} RETURNING runs.*, before.from_status
       ), events AS (
         INSERT INTO run_events (run_id, type, detail)
         SELECT updated.id, e.value->>'type', ${PENDING_DETAIL('e.value', 'updated.expires_at')}
         FROM updated, jsonb_array_elements($4::jsonb) WITH ORDINALITY AS e(value, n) ORDER BY e.n
       )
       SELECT * FROM updated`;
-    const { rows } = await db.query<RunRow>(sql, values);
-    return rows[0] ? toRun(rows[0]) : null;
+    const { rows } = await db.query<RunRow & { from_status: RunStatus }>(sql, values);
+    const row = rows[0];
+    if (!row) return null;
+    const { from_status, ...stored } = row;
+    const run = toRun(stored);
+    logChange(run, from_status);
+    return run;
+  }
+
+  /** One info line per status change: the audit trail in the log, for "what happened to my alert?". */
+  function logChange(run: Run, from: string): void {
+    log?.info(
+      { runId: run.id, rule: run.rule, remediation: run.remediation, from, to: run.status, reason: run.reason },
+      'run status changed',
+    );
   }
 
   /** Records an event without changing the status (a retry scheduled, a notification sent). */
@@ -128,6 +143,7 @@ export function createRunTransitions(db: Db) {
 
   /** A bulk status move of the runs `where` selects, each with its event. */
   async function transitionWhere(
+    from: string,
     where: string,
     values: unknown[],
     to: RunStatus,
@@ -143,7 +159,9 @@ export function createRunTransitions(db: Db) {
       )
       SELECT * FROM updated`;
     const { rows } = await db.query<RunRow>(sql, [...values, to, reason, event.type, JSON.stringify(event.detail ?? {})]);
-    return rows.map(toRun);
+    const runs = rows.map(toRun);
+    for (const run of runs) logChange(run, from);
+    return runs;
   }
 
   const CANCELLED = { type: 'cancelled', detail: { reason: 'alert_resolved' } };
@@ -156,6 +174,7 @@ export function createRunTransitions(db: Db) {
   async function resolveEpisodes(episodes: ReadonlyArray<{ fingerprint: string; startsAt: string }>): Promise<Run[]> {
     await recordResolved(db, episodes);
     return transitionWhere(
+      'pending_approval|waiting',
       `(fingerprint, starts_at) IN (SELECT * FROM unnest($1::text[], $2::text[])) AND phase = 'firing' AND status IN ('pending_approval', 'waiting')`,
       [episodes.map((e) => e.fingerprint), episodes.map((e) => e.startsAt)],
       'cancelled',
@@ -168,6 +187,7 @@ export function createRunTransitions(db: Db) {
   async function cancelResolved(ids: readonly string[]): Promise<Run[]> {
     if (ids.length === 0) return [];
     return transitionWhere(
+      'pending_approval|waiting',
       `id = ANY($1::uuid[]) AND phase = 'firing' AND status IN ('pending_approval', 'waiting') AND ${EPISODE_RESOLVED}`,
       [ids],
       'cancelled',
@@ -179,6 +199,7 @@ export function createRunTransitions(db: Db) {
   /** Pending approvals past `expiresAt` become `expired`. */
   async function expireDue(): Promise<Run[]> {
     return transitionWhere(
+      'pending_approval',
       `status = 'pending_approval' AND expires_at <= now()`,
       [],
       'expired',

@@ -1,3 +1,4 @@
+import type { Log } from '../kernel/log.js';
 import type { Db } from './database.js';
 import { createRunRecords } from './run-records.js';
 import { createRunTransitions } from './run-transitions.js';
@@ -10,8 +11,8 @@ export { isRunId } from './run-rows.js';
  * The runs and their timelines in PostgreSQL: reads and inserts (`run-records.ts`), status changes
  * (`run-transitions.ts`), row mapping (`run-rows.ts`).
  */
-export function createRunStore(db: Db) {
-  return { ...createRunRecords(db), ...createRunTransitions(db) };
+export function createRunStore(db: Db, log?: Log) {
+  return { ...createRunRecords(db), ...createRunTransitions(db, log) };
 }
 
 export type RunStore = ReturnType<typeof createRunStore>;

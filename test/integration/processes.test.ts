@@ -4,7 +4,7 @@ import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { after, describe, it } from 'node:test';
 import pg from 'pg';
-import { API_TOKENS, eventually, isolation, REDIS_URL, WEBHOOK_TOKEN, writeMatrix } from '../support/harness.js';
+import { API_TOKENS, eventually, isolation, REDIS_URL, TOKENS, WEBHOOK_TOKEN, writeMatrix } from '../support/harness.js';
 import { freePort } from '../support/redis-server.js';
 
 interface ServerProcess {
@@ -75,7 +75,26 @@ describe('service processes', () => {
       assert.equal(await exitOf(one.child), 0);
       assert.equal(await exitOf(two.child), 0);
       assert.match(one.output(), /targets not configured/);
+      // "Did my alert arrive?": one line per delivery, one per status change, as JSON.
+      const lines = one
+        .output()
+        .split('\n')
+        .filter((l) => l.startsWith('{'))
+        .map((l) => JSON.parse(l) as Record<string, unknown>);
+      const delivery = lines.find((l) => l['msg'] === 'delivery stored');
+      const sent = JSON.parse(fixture) as { receiver: string; groupKey: string; alerts: unknown[] };
+      assert.ok(delivery, one.output());
+      assert.deepEqual(
+        [delivery['receiver'], delivery['groupKey'], delivery['alerts'], delivery['runsCreated'], delivery['duplicates']],
+        [sent.receiver, sent.groupKey, sent.alerts.length, body.runs.length, 0],
+      );
+      const changes = lines.filter((l) => l['msg'] === 'run status changed');
+      assert.ok(
+        changes.some((l) => l['from'] === 'waiting' && l['to'] === 'skipped' && l['reason'] === 'predecessor_failed' && l['runId']),
+        JSON.stringify(changes),
+      );
       assert.ok(!one.output().includes(WEBHOOK_TOKEN), 'the webhook token is never printed when it was given');
+      for (const token of Object.values(TOKENS)) assert.ok(!one.output().includes(token), 'no API token in any line');
     } finally {
       one.child.kill('SIGKILL');
       two.child.kill('SIGKILL');
