@@ -81,13 +81,56 @@ const FASTIFY: Record<string, ErrorCode> = {
   FST_ERR_HANDLER_TIMEOUT: 'UNAVAILABLE',
 };
 
+/** One schema violation as Ajv reports it. */
+interface SchemaIssue {
+  instancePath?: string;
+  keyword?: string;
+  message?: string;
+  params?: Record<string, unknown>;
+}
+
+/**
+ * One message for a request's schema violations, each naming its field (`querystring/status`): a
+ * value that must be one of several constants (a union of literals, an enum) is told the allowed
+ * values once, instead of one "must be equal to constant" per alternative. `undefined` when Ajv's
+ * errors are not there to read.
+ */
+export function validationMessage(issues: unknown, context: unknown): string | undefined {
+  if (!Array.isArray(issues) || issues.length === 0) return undefined;
+  const prefix = typeof context === 'string' ? context : 'request';
+  const byPath = new Map<string, SchemaIssue[]>();
+  for (const issue of issues as SchemaIssue[]) {
+    const path = issue.instancePath ?? '';
+    byPath.set(path, [...(byPath.get(path) ?? []), issue]);
+  }
+  const parts: string[] = [];
+  for (const [path, found] of byPath) {
+    const field = `${prefix}${path}`;
+    const allowed = found.flatMap((i) =>
+      i.keyword === 'const' ? [i.params?.['allowedValue']] : i.keyword === 'enum' ? ((i.params?.['allowedValues'] as unknown[]) ?? []) : [],
+    );
+    if (allowed.length > 0 && found.every((i) => ['const', 'enum', 'anyOf', 'oneOf'].includes(i.keyword ?? ''))) {
+      parts.push(`${field} must be one of: ${allowed.map(String).join(', ')}`);
+      continue;
+    }
+    for (const i of found) {
+      const extra = i.keyword === 'additionalProperties' ? i.params?.['additionalProperty'] : undefined;
+      const text =
+        typeof extra === 'string' ? `${field} must NOT have additional properties ('${extra}')` : `${field} ${i.message ?? 'is invalid'}`;
+      if (!parts.includes(text)) parts.push(text);
+    }
+  }
+  return parts.join(', ');
+}
+
 /** What a client is told about `err`: our own errors as they are, Fastify's and the dependencies' mapped, the rest INTERNAL. */
 export function toApiError(err: unknown): ApiError {
   if (err instanceof ApiError) return err;
   if (err instanceof DependencyError) return new ApiError('UNAVAILABLE', `${err.dependency} cannot serve the request right now; retry`);
   const e = err as { code?: unknown; validation?: unknown; statusCode?: unknown; message?: unknown };
   const message = typeof e.message === 'string' ? e.message : String(err);
-  if (e.validation) return new ApiError('VALIDATION', message);
+  if (e.validation)
+    return new ApiError('VALIDATION', validationMessage(e.validation, (e as { validationContext?: unknown }).validationContext) ?? message);
   const mapped = typeof e.code === 'string' ? FASTIFY[e.code] : undefined;
   if (mapped) return new ApiError(mapped, message);
   // A 4xx from a parser or plugin we do not know by code: the client's request, not our bug.

@@ -1,9 +1,44 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import { notFound } from '../errors.js';
+import { notFound, validation } from '../errors.js';
+import { parseDuration } from '../kernel/duration.js';
 import { currentFiring } from '../gates/alert-firing.js';
 import { ApproveBody, ErrorResponse, RejectBody, RevertBody, Run, RunIdParams, RunList, RunListQuery } from '../schemas/runs.js';
 import type { Services } from '../services.js';
+import type { TimeBound } from '../store/run-records.js';
 import { bearerSecurity, emptyBodyAsObject, requireRole } from './hooks.js';
+
+const RFC3339 = /^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$/;
+/** Durations back from now beyond this are refused: PostgreSQL's timestamps end there. */
+const MAX_AGO_MS = 1000 * 365 * 24 * 3600_000;
+
+/** `since` / `until` as the store takes them; a 400 naming the parameter when it is neither a time nor a duration. */
+export function timeBound(name: 'since' | 'until', text: string): TimeBound {
+  const ago = parseDuration(text);
+  if (ago !== undefined) {
+    if (ago > MAX_AGO_MS) throw validation(`querystring/${name} must be a duration of at most 1000y`);
+    return { agoMs: ago };
+  }
+  const m = RFC3339.exec(text);
+  if (m) {
+    const [y, mo, d, h, mi, sec] = m.slice(1, 7).map(Number) as [number, number, number, number, number, number];
+    const day = new Date(Date.UTC(y, mo - 1, d));
+    const offset = m[8]!;
+    const offsetOk = /^[Zz]$/.test(offset) || (Number(offset.slice(1, 3)) <= 23 && Number(offset.slice(4, 6)) <= 59);
+    if (
+      y >= 1 &&
+      day.getUTCFullYear() === y &&
+      day.getUTCMonth() === mo - 1 &&
+      day.getUTCDate() === d &&
+      h <= 23 &&
+      mi <= 59 &&
+      sec <= 59 &&
+      offsetOk
+    ) {
+      return { at: text.toUpperCase() };
+    }
+  }
+  throw validation(`querystring/${name} must be an RFC 3339 time (2026-01-02T15:04:05Z) or a duration back from now (30m, 1h, 2d)`);
+}
 
 export const runRoutes =
   (services: Services): FastifyPluginAsyncTypebox =>
@@ -29,6 +64,11 @@ export const runRoutes =
           ...(q.status ? { status: q.status } : {}),
           ...(q.rule ? { rule: q.rule } : {}),
           ...(q.remediation ? { remediation: q.remediation } : {}),
+          ...(q.alertname ? { alertname: q.alertname } : {}),
+          ...(q.fingerprint ? { fingerprint: q.fingerprint } : {}),
+          ...(q.target ? { target: q.target } : {}),
+          ...(q.since ? { since: timeBound('since', q.since) } : {}),
+          ...(q.until ? { until: timeBound('until', q.until) } : {}),
           ...(q.cursor ? { cursor: q.cursor } : {}),
         });
       },

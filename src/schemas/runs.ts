@@ -196,6 +196,10 @@ export const RunList = Type.Object({
   nextCursor: Nullable(Type.String()),
 });
 
+/** `since` / `until`: an RFC 3339 time, or a duration back from now (`1h`, `30m`, `2d`) by PostgreSQL's clock. */
+const TimeBound = (what: string) =>
+  Type.String({ minLength: 1, maxLength: 64, description: `runs ${what}: an RFC 3339 time or a duration back from now, e.g. 1h` });
+
 export const RunListQuery = Type.Object(
   {
     status: Type.Optional(RunStatus),
@@ -203,6 +207,11 @@ export const RunListQuery = Type.Object(
     remediation: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
     limit: Type.Optional(Type.String({ pattern: '^([1-9]|[1-9][0-9]|[1-4][0-9][0-9]|500)$', description: '1 to 500, default 50' })),
     cursor: Type.Optional(Type.String({ pattern: '^[0-9]{1,19}$' })),
+    alertname: Type.Optional(Type.String({ minLength: 1, maxLength: 200, description: "the alert's labels.alertname" })),
+    fingerprint: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
+    target: Type.Optional(Type.String({ minLength: 1, maxLength: 500 })),
+    since: Type.Optional(TimeBound('created at or after this')),
+    until: Type.Optional(TimeBound('created before this')),
   },
   { additionalProperties: false },
 );

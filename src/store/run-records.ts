@@ -82,10 +82,21 @@ CROSS JOIN LATERAL (
 ) r
 UNION ALL SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, paused FROM control`;
 
+/** A bound of the creation time: a time (RFC 3339, as PostgreSQL reads it) or this long before PostgreSQL's now. */
+export type TimeBound = { at: string } | { agoMs: number };
+
 export interface RunFilter {
   status?: RunStatus;
   rule?: string;
   remediation?: string;
+  /** The alert's `labels.alertname`. */
+  alertname?: string;
+  fingerprint?: string;
+  target?: string;
+  /** Created at or after. */
+  since?: TimeBound;
+  /** Created before. */
+  until?: TimeBound;
   limit: number;
   cursor?: string;
 }
@@ -201,6 +212,17 @@ export function createRunRecords(db: Db) {
     if (filter.status) add('status = ?', filter.status);
     if (filter.rule) add('rule = ?', filter.rule);
     if (filter.remediation) add('remediation = ?', filter.remediation);
+    // The same expression as the index runs_alertname_seq, so the planner can use it.
+    if (filter.alertname) add("(alert -> 'labels' ->> 'alertname') = ?", filter.alertname);
+    if (filter.fingerprint) add('fingerprint = ?', filter.fingerprint);
+    if (filter.target) add('target = ?', filter.target);
+    // The column stays bare on its side: the bound is computed once (now() is fixed for the statement).
+    const bound = (op: '>=' | '<', b: TimeBound) =>
+      'at' in b
+        ? add(`created_at ${op} ?::timestamptz`, b.at)
+        : add(`created_at ${op} now() - ?::float8 * interval '1 millisecond'`, b.agoMs);
+    if (filter.since) bound('>=', filter.since);
+    if (filter.until) bound('<', filter.until);
     if (filter.cursor) add('seq < ?', filter.cursor);
     values.push(filter.limit + 1);
     const sql = `SELECT ${RELATIONS} FROM runs ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY seq DESC LIMIT $${values.length}`;
