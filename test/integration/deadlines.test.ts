@@ -121,13 +121,14 @@ async function redeliverUntilAccepted(svc: TestService, message: object, since: 
   throw new Error(`no delivery accepted within ${boundMs} ms of recovery; answers: ${answers.slice(-5).join(' | ')}`);
 }
 
-const timings: Array<{ fault: string; firstUnavailableMs: number; recoveryMs?: number; note?: string }> = [];
+const timings: Array<{ fault: string; firstUnavailableMs: number; recoveryMs?: number; executedMs?: number; note?: string }> = [];
 const showTimings = () => {
   if (!process.env['SHOW_TIMINGS']) return;
   for (const t of timings) {
     const recovery = t.recoveryMs === undefined ? '' : `, recovery ${Math.round(t.recoveryMs)} ms`;
+    const executed = t.executedMs === undefined ? '' : `, its run succeeded ${Math.round(t.executedMs)} ms after the accepted re-delivery`;
     process.stdout.write(
-      `# timing ${t.fault}: first 503 after ${Math.round(t.firstUnavailableMs)} ms${recovery}${t.note ? ` (${t.note})` : ''}\n`,
+      `# timing ${t.fault}: first 503 after ${Math.round(t.firstUnavailableMs)} ms${recovery}${executed}${t.note ? ` (${t.note})` : ''}\n`,
     );
   }
 };
@@ -191,7 +192,8 @@ describe('deadlines: stalled and unreachable dependencies answer 503 in time, an
   }
 
   /** The run of `key` succeeded, was executed exactly once, and is the only run of its alert. */
-  async function executedOnce(svc: TestService, key: string, id: string, queueRedisUrl = REDIS_URL): Promise<void> {
+  async function executedOnce(svc: TestService, key: string, id: string, queueRedisUrl = REDIS_URL): Promise<number> {
+    const started = performance.now();
     let last: unknown;
     await eventually(async () => (last = await statusOf(svc, id)) === 'succeeded', 20_000, `run ${id} (${key}) to succeed`).catch(
       async (err: Error) => {
@@ -199,11 +201,13 @@ describe('deadlines: stalled and unreachable dependencies answer 503 in time, an
         throw new Error(`${err.message}; its status: ${String(last)}, ${job}, executions: ${await executions(id)}`);
       },
     );
+    const succeededAfter = performance.now() - started;
     // A late duplicate execution would show up here: give a stale job a moment.
     await new Promise((r) => setTimeout(r, 500));
     assert.equal(await executions(id), 1, `run ${id} executed exactly once`);
     const rows = await runsOf(key);
     assert.equal(rows.length, 1, `one run for alert ${key}: ${JSON.stringify(rows)}`);
+    return succeededAfter;
   }
 
   it('a SIGSTOPped Redis: 503 naming Redis within INTAKE_TIMEOUT, not ready; after SIGCONT the re-delivery is accepted and runs once', async () => {
@@ -241,9 +245,15 @@ describe('deadlines: stalled and unreachable dependencies answer 503 in time, an
       stopped = false;
       const resumed = performance.now();
       const { answer, recoveryMs } = await redeliverUntilAccepted(svc, message, resumed);
-      timings.push({ fault: 'Redis SIGSTOP', firstUnavailableMs: down.ms, recoveryMs, note: 'recovery: SIGCONT to the first 200' });
+      const timing: (typeof timings)[number] = {
+        fault: 'Redis SIGSTOP',
+        firstUnavailableMs: down.ms,
+        recoveryMs,
+        note: 'recovery: SIGCONT to the first 200',
+      };
+      timings.push(timing);
       const id = answer.body.runs![0]!.id;
-      await executedOnce(svc, 'sigstop', id, redis.url);
+      timing.executedMs = await executedOnce(svc, 'sigstop', id, redis.url);
     } finally {
       if (stopped) process.kill(pid, 'SIGCONT');
       await svc.close();
@@ -276,14 +286,15 @@ describe('deadlines: stalled and unreachable dependencies answer 503 in time, an
       proxy.admitNew();
       const admitted = performance.now();
       const { answer, recoveryMs } = await redeliverUntilAccepted(svc, message, admitted);
-      timings.push({
+      const timing: (typeof timings)[number] = {
         fault: 'Redis path stalled',
         firstUnavailableMs: down.ms,
         recoveryMs,
         note: `recovery: new connections admitted to the first 200; ${proxy.connections().stalled} connections still stalled`,
-      });
+      };
+      timings.push(timing);
       const id = answer.body.runs![0]!.id;
-      await executedOnce(svc, 'redis-stall', id).catch(async (err: Error) => {
+      timing.executedMs = await executedOnce(svc, 'redis-stall', id).catch(async (err: Error) => {
         throw new Error(`${err.message}; connections still stalled: ${await stalledRedisClients(proxy)}`);
       });
     } finally {
@@ -321,14 +332,15 @@ describe('deadlines: stalled and unreachable dependencies answer 503 in time, an
       proxy.admitNew();
       const admitted = performance.now();
       const { answer, recoveryMs } = await redeliverUntilAccepted(svc, message, admitted);
-      timings.push({
+      const timing: (typeof timings)[number] = {
         fault: 'PostgreSQL path stalled',
         firstUnavailableMs: down.ms,
         recoveryMs,
         note: `recovery: new connections admitted to the first 200; ${proxy.connections().stalled} connections still stalled`,
-      });
+      };
+      timings.push(timing);
       const id = answer.body.runs![0]!.id;
-      await executedOnce(svc, 'pg-stall', id);
+      timing.executedMs = await executedOnce(svc, 'pg-stall', id);
     } finally {
       await proxy.resume();
       await svc?.close();
