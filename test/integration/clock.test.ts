@@ -215,7 +215,16 @@ describe('one clock: expiry and leases follow PostgreSQL, whatever the replica c
         SWEEP_INTERVAL: '200ms',
       });
       try {
-        const logged = loggedSkew(server.output(), Date.now());
+        // Its start line follows the listening one: wait for it rather than read the output at once.
+        const seen = await eventually(
+          async () => {
+            const skew = loggedSkew(server.output(), Date.now());
+            return skew === undefined ? undefined : { skew };
+          },
+          10_000,
+          'the server to log its start',
+        ).catch(() => undefined);
+        const logged = seen?.skew;
         assert.ok(logged !== undefined, `the server logged its start: ${server.output().slice(-1000)}`);
         assert.ok(logged - skew < 5000 && logged - skew > -30_000, `the server's clock is ${label(skew)} off (logged ${logged} ms)`);
 
