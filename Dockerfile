@@ -42,6 +42,9 @@ COPY --from=deps /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
 COPY package.json package-lock.json ./
 COPY config ./config
+# `remediator check`, `remediator migrate`: the operator's command line, on the PATH.
+COPY bin ./bin
+RUN ln -s /app/bin/remediator.js /usr/local/bin/remediator
 
 # The image's unprivileged `node` user (uid 1000).
 USER node
