@@ -8,6 +8,7 @@ import type { Metrics } from '../metrics.js';
 import type { Notifier } from '../notify/notifier.js';
 import type { RunQueue } from '../queue/queue.js';
 import { isTerminal, type Run, type RunStatus } from '../schemas/runs.js';
+import { cancelledByResolution } from '../store/episodes.js';
 import type { PredecessorOutcome, ReadyDependent, RunStore } from '../store/runs.js';
 import type { TransitionEvent } from '../store/run-transitions.js';
 import { observeStatus } from './observe.js';
@@ -81,7 +82,7 @@ export function createChains(deps: ChainDeps) {
     for (const r of ready) {
       const { run, predecessor } = r;
       const after = run.after!;
-      if (run.phase === 'firing' && r.episodeResolved) {
+      if (cancelledByResolution(run) && r.episodeResolved) {
         await end(r, 'cancelled', [{ type: 'cancelled', detail: { reason: 'alert_resolved' } }], 'alert_resolved');
         continue;
       }

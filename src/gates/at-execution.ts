@@ -1,6 +1,7 @@
 import type { Remediation, TargetKind } from '../../remediations/types.js';
 import type { RunQueue } from '../queue/queue.js';
 import type { Run } from '../schemas/runs.js';
+import { cancelledByResolution } from '../store/episodes.js';
 import type { ForExecution } from '../store/runs.js';
 import type { ConfirmFiring } from './alert-firing.js';
 import type { CheckCondition } from './condition.js';
@@ -70,7 +71,7 @@ export function createExecutionGates(deps: ExecutionGateDeps) {
     if (executed) return { kind: 'record', result: executed };
     if (run.status === 'running' && found.leaseLeftMs > 0) return { kind: 'held', delayMs: found.leaseLeftMs + 100 };
     if (found.paused) return { kind: 'paused' };
-    if (run.phase === 'firing' && found.episodeResolved) return { kind: 'cancel', reason: 'alert_resolved' };
+    if (cancelledByResolution(run) && found.episodeResolved) return { kind: 'cancel', reason: 'alert_resolved' };
     const firing = deps.confirmFiring ? await deps.confirmFiring(run) : { kind: 'unchecked' as const };
     if (firing.kind === 'resolved') return { kind: 'cancel', reason: 'alert_resolved', resolveEpisode: true };
     if (firing.kind === 'unavailable' && !firing.proceed) return { kind: 'skip', reason: 'check_unavailable' };

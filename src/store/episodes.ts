@@ -1,3 +1,4 @@
+import type { Run } from '../schemas/runs.js';
 import type { Db } from './database.js';
 
 /**
@@ -15,3 +16,14 @@ export async function recordResolved(db: Db, episodes: ReadonlyArray<{ fingerpri
     [episodes.map((e) => e.fingerprint), episodes.map((e) => e.startsAt)],
   );
 }
+
+/**
+ * Whether the resolution of its alert cancels a run that has not started: a firing-phase run, unless
+ * it does not depend on the alert still firing (`check: { alertFiring: false }`, the default of
+ * notices, which report what was done whatever the alert does now).
+ */
+export const cancelledByResolution = (run: Pick<Run, 'phase' | 'gates'>): boolean =>
+  run.phase === 'firing' && run.gates.alertFiring !== false;
+
+/** SQL twin of `cancelledByResolution`, for the bulk cancels of a resolved episode. */
+export const CANCELLED_BY_RESOLUTION = `phase = 'firing' AND (gates->>'alertFiring') IS DISTINCT FROM 'false'`;

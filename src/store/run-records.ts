@@ -1,7 +1,7 @@
 import { compareDedupKeys, dedupId, dedupKeyOf, type DedupKey } from '../gates/dedup.js';
 import { TERMINAL_STATUSES, type NewRun, type Run, type RunEvent, type RunRef, type RunStatus } from '../schemas/runs.js';
 import type { Db } from './database.js';
-import { EPISODE_RESOLVED } from './episodes.js';
+import { CANCELLED_BY_RESOLUTION, EPISODE_RESOLVED } from './episodes.js';
 import { fromNewRun, isRunId, RELATIONS, toInsertRow, toRun, type RunRow } from './run-rows.js';
 import { PENDING_DETAIL } from './run-transitions.js';
 
@@ -235,7 +235,7 @@ export function createRunRecords(db: Db) {
   /** The firing runs of an episode still waiting (for approval or a predecessor): what its resolution would cancel. */
   async function pendingOfEpisode(fingerprint: string, startsAt: string): Promise<Array<{ id: string; status: RunStatus }>> {
     const { rows } = await db.query<{ id: string; status: RunStatus }>(
-      `SELECT id, status FROM runs WHERE fingerprint = $1 AND starts_at = $2 AND phase = 'firing' AND status IN ('pending_approval', 'waiting')`,
+      `SELECT id, status FROM runs WHERE fingerprint = $1 AND starts_at = $2 AND ${CANCELLED_BY_RESOLUTION} AND status IN ('pending_approval', 'waiting')`,
       [fingerprint, startsAt],
     );
     return rows;

@@ -1,7 +1,7 @@
 import type { Run, RunStatus } from '../schemas/runs.js';
 import type { Log } from '../kernel/log.js';
 import type { Db } from './database.js';
-import { EPISODE_RESOLVED, recordResolved } from './episodes.js';
+import { CANCELLED_BY_RESOLUTION, EPISODE_RESOLVED, recordResolved } from './episodes.js';
 import { isRunId, toRun, type RunRow } from './run-rows.js';
 
 /**
@@ -175,7 +175,7 @@ export function createRunTransitions(db: Db, log?: Log) {
     await recordResolved(db, episodes);
     return transitionWhere(
       'pending_approval|waiting',
-      `(fingerprint, starts_at) IN (SELECT * FROM unnest($1::text[], $2::text[])) AND phase = 'firing' AND status IN ('pending_approval', 'waiting')`,
+      `(fingerprint, starts_at) IN (SELECT * FROM unnest($1::text[], $2::text[])) AND ${CANCELLED_BY_RESOLUTION} AND status IN ('pending_approval', 'waiting')`,
       [episodes.map((e) => e.fingerprint), episodes.map((e) => e.startsAt)],
       'cancelled',
       CANCELLED,
@@ -188,7 +188,7 @@ export function createRunTransitions(db: Db, log?: Log) {
     if (ids.length === 0) return [];
     return transitionWhere(
       'pending_approval|waiting',
-      `id = ANY($1::uuid[]) AND phase = 'firing' AND status IN ('pending_approval', 'waiting') AND ${EPISODE_RESOLVED}`,
+      `id = ANY($1::uuid[]) AND ${CANCELLED_BY_RESOLUTION} AND status IN ('pending_approval', 'waiting') AND ${EPISODE_RESOLVED}`,
       [ids],
       'cancelled',
       CANCELLED,

@@ -111,6 +111,13 @@ describe('createExecutionGates: the gates at execution', () => {
     assert.deepEqual(await verdict(onResolved, { episodeResolved: true }), { kind: 'execute', remediation: counting, took: true });
   });
 
+  it('does not cancel a firing run that does not depend on the alert still firing (check.alertFiring false, as notices)', async () => {
+    const { verdict } = setup();
+    const base = stored();
+    const notice = stored({ target: 'test/n', gates: { ...base.gates, alertFiring: false } });
+    assert.deepEqual(await verdict(notice, { episodeResolved: true }), { kind: 'execute', remediation: counting, took: true });
+  });
+
   it('fails an unknown remediation, before the dry run and the counters', async () => {
     const { counters, verdict } = setup();
     assert.deepEqual(await verdict(stored({ remediation: 'no.such-thing', dryRun: true })), {
