@@ -23,7 +23,6 @@ export interface ChainDeps {
   log: Log;
   dryRun: boolean;
   configured: ReadonlySet<TargetKind>;
-  now: () => Date;
 }
 
 /**
@@ -129,7 +128,6 @@ export function createChains(deps: ChainDeps) {
           paused: toDecide.some((d) => d.r.paused),
           dryRun: deps.dryRun,
           configured: deps.configured,
-          now: deps.now,
         },
       );
       for (const [i, d] of decisions.entries()) {

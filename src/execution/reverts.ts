@@ -1,28 +1,15 @@
-import type { Remediation, TargetKind } from '../../remediations/types.js';
+import type { Remediation } from '../../remediations/types.js';
 import { conflict, notFound } from '../errors.js';
 import { decideAll } from '../gates/at-intake.js';
-import type { Counters } from '../gates/counters.js';
 import { dedupId, dedupKey } from '../gates/dedup.js';
-import type { Log } from '../kernel/log.js';
 import type { Action } from '../matrix/types.js';
-import type { Metrics } from '../metrics.js';
-import type { Notifier } from '../notify/notifier.js';
-import type { RunQueue } from '../queue/queue.js';
 import type { Run } from '../schemas/runs.js';
-import type { RunStore } from '../store/runs.js';
+import type { ChainDeps } from './chains.js';
 import { observeStatus } from './observe.js';
 
-export interface RevertDeps {
-  runs: RunStore;
+/** What reverts are decided with: what chains decide their dependents with, and the catalogue for the inverses. */
+export interface RevertDeps extends Omit<ChainDeps, 'matrix'> {
   catalogue: ReadonlyMap<string, Remediation>;
-  counters: Pick<Counters, 'peek'>;
-  queue: Pick<RunQueue, 'enqueue'>;
-  metrics: Metrics;
-  notifier: Notifier;
-  log: Log;
-  dryRun: boolean;
-  configured: ReadonlySet<TargetKind>;
-  now: () => Date;
 }
 
 /** Why a revert run was created. */
@@ -92,7 +79,6 @@ export function createReverts(deps: RevertDeps) {
       paused,
       dryRun: deps.dryRun,
       configured: deps.configured,
-      now: deps.now,
     });
     const run = decided!;
     run.revertOf = original.id;

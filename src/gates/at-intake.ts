@@ -15,7 +15,6 @@ export interface IntakeGateContext {
   paused: boolean;
   dryRun: boolean;
   configured: ReadonlySet<TargetKind>;
-  now: () => Date;
 }
 
 /** An action to decide for an alert; `after` is its predecessor's outcome when a waiting run moves on. */

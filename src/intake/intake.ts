@@ -28,7 +28,6 @@ export interface IntakeDeps {
   log: Log;
   dryRun: boolean;
   configured: ReadonlySet<TargetKind>;
-  now: () => Date;
   /** Alerts one batch of concurrent deliveries may carry; a bigger message goes alone. */
   maxBatchAlerts?: number;
   /** INTAKE_TIMEOUT: how long a delivery may take, waiting for a batch included. */
@@ -126,7 +125,7 @@ export function createIntake(deps: IntakeDeps) {
     // One decision per dedup key, even when several deliveries in the batch carry the same alert.
     const fresh = new Map<string, Matched>();
     for (const m of matched) if (!existing.has(m.id) && !fresh.has(m.id)) fresh.set(m.id, m);
-    const gateContext = { counters: deps.counters, paused, dryRun: deps.dryRun, configured: deps.configured, now: deps.now };
+    const gateContext = { counters: deps.counters, paused, dryRun: deps.dryRun, configured: deps.configured };
     const decided = await track('Redis', decideAll([...fresh.values()], gateContext));
     const stored = await track('PostgreSQL', deps.runs.insert(decided));
 

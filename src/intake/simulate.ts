@@ -38,7 +38,6 @@ export async function simulate(services: Services, message: WebhookMessage) {
     paused,
     dryRun: services.config.dryRun,
     configured: services.targets.configured,
-    now: () => new Date(),
   };
   /** What a check query answers right now, when Prometheus is configured. */
   const checkNow = async (query: string | undefined) => {

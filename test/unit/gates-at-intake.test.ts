@@ -74,7 +74,6 @@ function setup(opts: { globalLimit?: Limit; paused?: boolean; dryRun?: boolean; 
     paused: opts.paused ?? false,
     dryRun: opts.dryRun ?? false,
     configured: opts.configured ?? ALL,
-    now: () => clock.date(),
   };
   const decide = async (rule: string, key: string, more: Record<string, string> = {}): Promise<NewRun> =>
     (await decideAll([{ action: action(rule), alert: firing(key, more) }], ctx))[0]!;
