@@ -121,6 +121,16 @@ export function createMetrics() {
       buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
       registers: [registry],
     }),
+    reloadSuccessful: new Gauge({
+      name: 'remediator_config_last_reload_successful',
+      help: 'Whether the last attempt to load the response matrix (at start, SIGHUP or POST /-/reload) succeeded.',
+      registers: [registry],
+    }),
+    reloadSuccessTime: new Gauge({
+      name: 'remediator_config_last_reload_success_timestamp_seconds',
+      help: 'When the response matrix in use was loaded (Unix seconds).',
+      registers: [registry],
+    }),
     bindSources(s: MetricSources) {
       sources = s;
     },
