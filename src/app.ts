@@ -5,6 +5,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { notFound, toApiError } from './errors.js';
 import { controlRoutes } from './routes/control.js';
 import { healthRoutes } from './routes/health.js';
+import { reloadRoutes } from './routes/reload.js';
 import { runRoutes } from './routes/runs.js';
 import { simulateRoutes } from './routes/simulate.js';
 import { webhookRoutes } from './routes/webhook.js';
@@ -50,6 +51,8 @@ export async function buildApp(services: Services, opts: AppOptions) {
   // Fastify's request logs only at warn and above: the webhook writes its own one line per delivery.
   const quiet = { logLevel: 'warn' as const };
   await app.register(healthRoutes(services), quiet);
+  // Every role decides runs with the matrix (chains move on in workers too): each one reloads.
+  await app.register(reloadRoutes(services), quiet);
   if (services.config.role !== 'worker') {
     await app.register(webhookRoutes(services), quiet);
     await app.register(runRoutes(services), quiet);
@@ -68,6 +71,7 @@ function httpReason(code: number): string {
     409: 'Conflict',
     413: 'Payload Too Large',
     415: 'Unsupported Media Type',
+    422: 'Unprocessable Entity',
     500: 'Internal Server Error',
     503: 'Service Unavailable',
   };

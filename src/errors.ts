@@ -10,6 +10,10 @@ export const ERROR_CODES = {
   FORBIDDEN: { statusCode: 403, meaning: "the token's role is too low for this endpoint" },
   NOT_FOUND: { statusCode: 404, meaning: 'no such route, or no run with this id' },
   CONFLICT: { statusCode: 409, meaning: 'the run is not in a state that allows this (already decided, expired)' },
+  INVALID_MATRIX: {
+    statusCode: 422,
+    meaning: 'POST /-/reload: the matrix file does not load (the message has file:line:col); the previous matrix stays in use',
+  },
   PAYLOAD_TOO_LARGE: { statusCode: 413, meaning: 'the body is over the limit (BODY_LIMIT for the webhook)' },
   UNSUPPORTED_MEDIA_TYPE: { statusCode: 415, meaning: 'the body is not application/json' },
   INTERNAL: { statusCode: 500, meaning: 'a bug; the details are in the service log, never in the answer' },

@@ -57,7 +57,7 @@ async function main(): Promise<void> {
     );
   }
 
-  const queried = services.matrix.rules.flatMap((r) =>
+  const queried = services.matrix.current.rules.flatMap((r) =>
     [...r.actions, ...r.onResolved].filter((a) => a.conditionQuery || a.verify).map((a) => `${r.name}/${a.id ?? a.key}`),
   );
   if (queried.length > 0 && !config.prometheusUrl) {
@@ -68,7 +68,9 @@ async function main(): Promise<void> {
   }
 
   const app = await buildApp(services, { logger });
-  closeWithGrace({ delay: config.shutdownTimeoutMs + 5000 }, async ({ signal, err }) => {
+  // SIGHUP re-reads the matrix, as it does for Prometheus and Alertmanager; it does not stop the service.
+  process.on('SIGHUP', () => services.matrix.reload('SIGHUP'));
+  closeWithGrace({ delay: config.shutdownTimeoutMs + 5000, skip: ['SIGHUP'] }, async ({ signal, err }) => {
     if (err) logger.error({ err: err.message }, 'shutting down after an error');
     else logger.info({ signal }, 'shutting down');
     await app.close();
@@ -78,7 +80,13 @@ async function main(): Promise<void> {
   await app.listen({ port: config.port, host: config.host });
   printGenerated(generated);
   logger.info(
-    { role: config.role, port: config.port, rules: services.matrix.rules.length, dryRun: config.dryRun, queuePrefix: config.queuePrefix },
+    {
+      role: config.role,
+      port: config.port,
+      rules: services.matrix.current.rules.length,
+      dryRun: config.dryRun,
+      queuePrefix: config.queuePrefix,
+    },
     'conduit-remediator started',
   );
 }

@@ -20,6 +20,7 @@ import { createKillSwitch } from './gates/kill-switch.js';
 import { createIntake } from './intake/intake.js';
 import { withTimeout } from './kernel/timeout.js';
 import { loadMatrix } from './matrix/load.js';
+import { createMatrixSource } from './matrix/source.js';
 import type { Matrix } from './matrix/types.js';
 import { createMetrics } from './metrics.js';
 import { createPrometheusClient } from './prometheus/client.js';
@@ -75,7 +76,7 @@ export async function createServices(config: Config, opts: ServiceOptions) {
   const { log } = opts;
   const now = opts.now ?? (() => new Date());
   const catalogue = opts.catalogue ?? createCatalogue();
-  const matrix = opts.matrix ?? loadMatrix(config.matrixPath, catalogue);
+  const loaded = opts.matrix ?? loadMatrix(config.matrixPath, catalogue);
 
   // Migrations may take long (an index on a big table); they run on a pool of their own, without the deadlines.
   const migrations = await openDatabase(config.databaseUrl, { max: 1 });
@@ -103,8 +104,9 @@ export async function createServices(config: Config, opts: ServiceOptions) {
 
   const db = createDb(pool);
   const metrics = createMetrics();
+  const matrix = createMatrixSource(loaded, { path: config.matrixPath, catalogue, metrics, log, now });
   const runs = createRunStore(db, log);
-  const counters = createCounters(redis, config.queuePrefix, matrix.globalLimit);
+  const counters = createCounters(redis, config.queuePrefix, () => matrix.current.globalLimit);
   const streak = createFailureStreak(redis, counters.key);
   const queue = createRunQueue(redis, { prefix: config.queuePrefix, attempts: config.jobAttempts, backoffMs: config.jobBackoffMs });
   const killSwitch = createKillSwitch({ store: createKillSwitchStore(db), queue, log });

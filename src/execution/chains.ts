@@ -3,7 +3,8 @@ import { decideAll, type GateItem } from '../gates/at-intake.js';
 import type { Counters } from '../gates/counters.js';
 import type { Log } from '../kernel/log.js';
 import type { PredecessorScope } from '../matrix/template.js';
-import type { Action, Matrix, When } from '../matrix/types.js';
+import type { MatrixSource } from '../matrix/source.js';
+import type { Action, When } from '../matrix/types.js';
 import type { Metrics } from '../metrics.js';
 import type { Notifier } from '../notify/notifier.js';
 import type { RunQueue } from '../queue/queue.js';
@@ -14,7 +15,7 @@ import type { TransitionEvent } from '../store/run-transitions.js';
 import { observeStatus } from './observe.js';
 
 export interface ChainDeps {
-  matrix: Matrix;
+  matrix: MatrixSource;
   runs: RunStore;
   counters: Pick<Counters, 'peek'>;
   queue: Pick<RunQueue, 'enqueue'>;
@@ -59,10 +60,10 @@ function outcomeLine(p: PredecessorOutcome): string {
  */
 export function createChains(deps: ChainDeps) {
   // Without any `after` in the matrix, no run can be waiting for another (the sweeper still looks, for older runs).
-  const chained = deps.matrix.rules.some((r) => [...r.actions, ...r.onResolved].some((a) => a.after !== undefined));
+  const chained = () => deps.matrix.current.rules.some((r) => [...r.actions, ...r.onResolved].some((a) => a.after !== undefined));
 
   function actionOf(run: Run): Action | undefined {
-    const rule = deps.matrix.rules.find((r) => r.name === run.rule);
+    const rule = deps.matrix.current.rules.find((r) => r.name === run.rule);
     return (run.phase === 'firing' ? rule?.actions : rule?.onResolved)?.find((a) => a.key === run.action);
   }
 
@@ -161,7 +162,7 @@ export function createChains(deps: ChainDeps) {
 
   /** Moves on the dependents of runs that just reached a final status, and theirs in turn. */
   async function release(finished: readonly Run[]): Promise<void> {
-    if (!chained) return;
+    if (!chained()) return;
     let done = finished.filter((r) => isTerminal(r.status));
     for (let depth = 0; done.length > 0 && depth < MAX_DEPTH; depth++) {
       done = await moveOn(await deps.runs.readyDependents({ predecessors: done.map((r) => r.id) }));
@@ -170,7 +171,7 @@ export function createChains(deps: ChainDeps) {
 
   /** After new runs are stored: the final ones release their dependents, the waiting ones whose predecessor already finished move on. */
   async function settle(created: readonly Run[]): Promise<void> {
-    if (!chained) return;
+    if (!chained()) return;
     const waiting = created.filter((r) => r.status === 'waiting').map((r) => r.id);
     const finals = waiting.length > 0 ? await moveOn(await deps.runs.readyDependents({ dependents: waiting })) : [];
     await release([...created.filter((r) => isTerminal(r.status)), ...finals]);

@@ -37,12 +37,19 @@ const COMMAND = 'remediatorCounters';
 export function createCounters(
   redis: Redis,
   prefix: string,
-  globalLimit: Limit | undefined,
+  /** The global budget, or how to read it (it changes when the matrix is reloaded). */
+  globalLimit: Limit | undefined | (() => Limit | undefined),
   gates: readonly CounterGate[] = COUNTER_GATES,
 ) {
   const r = redis as Redis & Record<string, (json: string) => Promise<string>>;
   if (typeof r[COMMAND] !== 'function') r.defineCommand(COMMAND, { numberOfKeys: 0, lua: script(gates) });
-  const ctx: CounterContext = { key: (...parts) => `${prefix}:gates:${parts.join(':')}`, globalLimit };
+  const readLimit = typeof globalLimit === 'function' ? globalLimit : () => globalLimit;
+  const ctx: CounterContext = {
+    key: (...parts) => `${prefix}:gates:${parts.join(':')}`,
+    get globalLimit() {
+      return readLimit();
+    },
+  };
   const order = gates.map((g) => g.name);
 
   const request = (s: GateSubject) => {

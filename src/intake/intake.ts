@@ -6,7 +6,8 @@ import { decideAll } from '../gates/at-intake.js';
 import type { Counters } from '../gates/counters.js';
 import { dedupId, dedupKey, dedupKeyOf, type DedupKey } from '../gates/dedup.js';
 import { matchAlert, matchesAnyRule } from '../matrix/match.js';
-import type { Action, Matrix } from '../matrix/types.js';
+import type { MatrixSource } from '../matrix/source.js';
+import type { Action } from '../matrix/types.js';
 import { boundedLabel, MAX_ALERTNAMES, type Metrics } from '../metrics.js';
 import type { Notifier } from '../notify/notifier.js';
 import type { RunQueue } from '../queue/queue.js';
@@ -18,7 +19,7 @@ import { observeStatus } from '../execution/observe.js';
 import { createBatcher } from './batcher.js';
 
 export interface IntakeDeps {
-  matrix: Matrix;
+  matrix: MatrixSource;
   chains: Pick<Chains, 'release' | 'settle'>;
   runs: RunStore;
   counters: Pick<Counters, 'peek'>;
@@ -97,10 +98,10 @@ export function createIntake(deps: IntakeDeps) {
     messages.forEach((message, index) => {
       for (const alert of message.alerts) {
         const snapshot = toSnapshot(alert);
-        const actions = matchAlert(deps.matrix, snapshot);
+        const actions = matchAlert(deps.matrix.current, snapshot);
         deps.metrics.alertsReceived.inc({ status: alert.status });
         // A resolution of a rule without onResolved triggers nothing, but it matched.
-        if (actions.length === 0 && !matchesAnyRule(deps.matrix, snapshot)) {
+        if (actions.length === 0 && !matchesAnyRule(deps.matrix.current, snapshot)) {
           deps.metrics.alertsUnmatched.inc({ alertname: unmatchedName(snapshot.labels['alertname'] ?? '') });
         }
         if (alert.status === 'resolved') resolved.push(snapshot);

@@ -24,7 +24,7 @@ const OUTCOME: Record<string, string> = {
 export async function simulate(services: Services, message: WebhookMessage) {
   const matched = message.alerts.map((alert) => {
     const snapshot = toSnapshot(alert);
-    return { snapshot, actions: matchAlert(services.matrix, snapshot) };
+    return { snapshot, actions: matchAlert(services.matrix.current, snapshot) };
   });
   const keys = matched.flatMap(({ snapshot, actions }) =>
     actions.flatMap((a) => [

@@ -236,4 +236,11 @@ export const Control = Type.Object({
   changedBy: Nullable(Type.String()),
   changedAt: Nullable(Type.String()),
 });
+/** The answer of `POST /-/reload`: the matrix now in use. */
+export const Reloaded = Type.Object({
+  path: Type.String(),
+  rules: Type.Integer(),
+  actions: Type.Integer(),
+  loadedAt: Type.String({ format: 'date-time' }),
+});
 export const PauseBody = Type.Object({ reason: Type.Optional(Type.String({ maxLength: 2000 })) }, { additionalProperties: false });
