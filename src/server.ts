@@ -34,6 +34,8 @@ async function main(): Promise<void> {
       ],
       censor: '[redacted]',
     },
+    // JSON lines for a log pipeline; readable lines only when a person watches a terminal.
+    ...(process.stdout.isTTY ? { transport: { target: 'pino-pretty', options: { colorize: true, translateTime: 'SYS:HH:MM:ss.l' } } } : {}),
   });
 
   for (const warning of warnings) logger.warn(warning);
