@@ -1,8 +1,8 @@
 import closeWithGrace from 'close-with-grace';
-import pino from 'pino';
 import { buildApp } from './app.js';
 import { loadConfig, type GeneratedSecrets } from './config.js';
 import { ConfigError } from './errors.js';
+import { createLogger } from './logger.js';
 import { createServices } from './services.js';
 
 /** Secrets generated at start go to the terminal once, never through the logger. */
@@ -20,23 +20,7 @@ async function main(): Promise<void> {
     process.exit(2);
   }
   const { config, generated, warnings } = loaded;
-  const logger = pino({
-    level: config.logLevel,
-    redact: {
-      paths: [
-        'req.headers.authorization',
-        'req.headers["x-api-key"]',
-        'headers.authorization',
-        'headers["x-api-key"]',
-        '*.token',
-        '*.apiKey',
-        '*.password',
-      ],
-      censor: '[redacted]',
-    },
-    // JSON lines for a log pipeline; readable lines only when a person watches a terminal.
-    ...(process.stdout.isTTY ? { transport: { target: 'pino-pretty', options: { colorize: true, translateTime: 'SYS:HH:MM:ss.l' } } } : {}),
-  });
+  const logger = createLogger(config.logLevel);
 
   for (const warning of warnings) logger.warn(warning);
   let services;

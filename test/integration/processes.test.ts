@@ -40,7 +40,9 @@ describe('service processes', () => {
 
   it('starts two replicas together on a missing database without a migration race, and stops gracefully on SIGTERM', async () => {
     const matrix = writeMatrix(readFileSync('config/response-matrix.yaml', 'utf8'));
-    const env = { DATABASE_URL: iso.databaseUrl, REDIS_URL, QUEUE_PREFIX: iso.prefix, MATRIX_PATH: matrix, WEBHOOK_TOKEN, API_TOKENS };
+    // Trust authentication ignores the password: it is there to prove no line carries it.
+    const databaseUrl = iso.databaseUrl.replace('://postgres@', '://postgres:pw-in-the-url-0123@');
+    const env = { DATABASE_URL: databaseUrl, REDIS_URL, QUEUE_PREFIX: iso.prefix, MATRIX_PATH: matrix, WEBHOOK_TOKEN, API_TOKENS };
     const [one, two] = await Promise.all([startServer(env), startServer(env)]);
     try {
       await Promise.all([readyAt(one.port), readyAt(two.port)]);
@@ -95,6 +97,7 @@ describe('service processes', () => {
       );
       assert.ok(!one.output().includes(WEBHOOK_TOKEN), 'the webhook token is never printed when it was given');
       for (const token of Object.values(TOKENS)) assert.ok(!one.output().includes(token), 'no API token in any line');
+      assert.ok(!one.output().includes('pw-in-the-url-0123'), 'no password of a URL in any line');
     } finally {
       one.child.kill('SIGKILL');
       two.child.kill('SIGKILL');
