@@ -46,6 +46,7 @@ const EnvSchema = Type.Object({
   REQUEUE_AFTER: Type.Union([DurationText], { default: '30s' }),
   SHUTDOWN_TIMEOUT: Type.Union([DurationText], { default: '20s' }),
   INTAKE_TIMEOUT: Type.Union([DurationText], { default: '5s' }),
+  PG_APPLICATION_NAME: Type.String({ pattern: '^[ -~]{1,63}$', default: 'conduit-remediator' }),
   ARCHIVE_TABLES: Type.String({ pattern: '^[a-z_][a-z0-9_]*(,[a-z_][a-z0-9_]*)*$', default: 'request_logs' }),
 });
 type Env = Static<typeof EnvSchema>;
@@ -93,6 +94,8 @@ export interface Config {
   /** A delivery is answered within this: stored, or 503 naming the dependency that held it up. */
   intakeTimeoutMs: number;
   archiveTables: string[];
+  /** `application_name` of every PostgreSQL session the service opens (its own database and the target). */
+  applicationName: string;
 }
 
 /** Secrets made up at start because their variable was unset: printed once to the terminal, never logged. */
@@ -213,6 +216,7 @@ export function loadConfig(source: NodeJS.ProcessEnv): { config: Config; generat
     shutdownTimeoutMs: duration(env, 'SHUTDOWN_TIMEOUT'),
     intakeTimeoutMs: positive(env, 'INTAKE_TIMEOUT'),
     archiveTables: env.ARCHIVE_TABLES.split(','),
+    applicationName: env.PG_APPLICATION_NAME,
   };
   const warnings: string[] = [];
   if (webhookToken.length < SHORT_TOKEN) warnings.push(`WEBHOOK_TOKEN is shorter than ${SHORT_TOKEN} characters`);

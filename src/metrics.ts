@@ -121,6 +121,12 @@ export function createMetrics() {
       buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
       registers: [registry],
     }),
+    notifications: new Counter({
+      name: 'remediator_notifications_total',
+      help: 'Notices to on-call, by result: sent, aggregated (folded into a notice listing several runs), dropped (over the cap), failed.',
+      labelNames: ['result'] as const,
+      registers: [registry],
+    }),
     reloadSuccessful: new Gauge({
       name: 'remediator_config_last_reload_successful',
       help: 'Whether the last attempt to load the response matrix (at start, SIGHUP or POST /-/reload) succeeded.',
