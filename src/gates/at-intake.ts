@@ -104,6 +104,7 @@ function precheck({ action, alert, after }: GateItem, ctx: IntakeGateContext): {
       ...queries(action, alert, after),
       ...(action.revertAfterMs !== undefined ? { revertAfterMs: action.revertAfterMs } : {}),
       ...(action.revertApproval !== undefined ? { revertApproval: action.revertApproval } : {}),
+      ...(action.silenceMs !== undefined ? { silenceMs: action.silenceMs } : {}),
     },
     plan: prepared.ok ? prepared.plan : null,
     error: null,

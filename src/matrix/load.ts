@@ -34,6 +34,7 @@ const ActionSchema = Type.Object(
     onUnverified: Type.Optional(Type.Union([Type.Literal('revert'), Type.Literal('escalate'), Type.Literal('none')])),
     revertAfter: Type.Optional(DurationText),
     revertApproval: Type.Optional(Type.Union([Type.Literal('auto'), Type.Literal('required')])),
+    silence: Type.Optional(DurationText),
     onCheckError: Type.Optional(Type.Union([Type.Literal('proceed'), Type.Literal('skip')])),
     params: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
     approval: Type.Optional(Type.Union([Type.Literal('auto'), Type.Literal('required')])),
@@ -173,6 +174,9 @@ export function parseMatrix(text: string, file: string, catalogue: ReadonlyMap<s
         if (a.revertAfter !== undefined && !remediation.revert) throw at([...path, 'revertAfter'], noInverse);
         if (a.revertApproval !== undefined && !remediation.revert) throw at([...path, 'revertApproval'], noInverse);
         if (a.revertAfter !== undefined && ms(a.revertAfter) <= 0) throw at([...path, 'revertAfter'], 'must be more than 0');
+        if (a.silence !== undefined && phase === 'resolved')
+          throw at([...path, 'silence'], '`silence` is for firing actions: a resolved alert has nothing to silence');
+        if (a.silence !== undefined && ms(a.silence) <= 0) throw at([...path, 'silence'], 'must be more than 0');
         const verify = a.verify
           ? { query: query('verify', a.verify.query)!, withinMs: ms(a.verify.within), everyMs: ms(a.verify.every ?? DEFAULT_VERIFY_EVERY) }
           : undefined;
@@ -198,6 +202,7 @@ export function parseMatrix(text: string, file: string, catalogue: ReadonlyMap<s
           onUnverified: a.onUnverified ?? 'escalate',
           revertAfterMs: a.revertAfter !== undefined ? ms(a.revertAfter) : undefined,
           revertApproval: a.revertApproval,
+          ...(a.silence !== undefined ? { silenceMs: ms(a.silence) } : {}),
           remediation,
           renderParams,
           approval: a.approval ?? 'auto',

@@ -59,6 +59,8 @@ export interface Action {
   revertAfterMs: number | undefined;
   /** Whether a revert needs approval; undefined: as the action itself. */
   revertApproval: 'auto' | 'required' | undefined;
+  /** `silence`: while its run works, the alert is silenced in Alertmanager this long (expired early if it does not fix it). */
+  silenceMs?: number;
   remediation: Remediation;
   renderParams: ParamsRenderer;
   approval: 'auto' | 'required';

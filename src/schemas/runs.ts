@@ -95,6 +95,8 @@ export const RunGates = Type.Object({
   revertAfterMs: Type.Optional(Type.Integer()),
   /** Whether its revert needs approval (`revertApproval`; absent: as the run itself). */
   revertApproval: Type.Optional(Type.Union([Type.Literal('auto'), Type.Literal('required')])),
+  /** `silence`: the alert is silenced in Alertmanager this long from when the run starts executing (absent: not silenced). */
+  silenceMs: Type.Optional(Type.Integer()),
 });
 export type RunGates = Static<typeof RunGates>;
 
