@@ -5,6 +5,7 @@ import { createCatalogue } from '../remediations/catalogue.js';
 import type { Remediation } from '../remediations/types.js';
 import type { Log } from './kernel/log.js';
 import { createAlertCheck } from './alertmanager/check.js';
+import { createRunSilences, createSilenceClient } from './alertmanager/silences.js';
 import { createAuth } from './auth.js';
 import type { Config } from './config.js';
 import { createChains } from './execution/chains.js';
@@ -112,6 +113,15 @@ export async function createServices(config: Config, opts: ServiceOptions) {
   const killSwitch = createKillSwitch({ store: createKillSwitchStore(db), queue, log });
   const built = await buildTargets(config);
   const alertCheck = config.alertmanagerUrls.length > 0 ? createAlertCheck({ urls: config.alertmanagerUrls }) : undefined;
+  const silences = createRunSilences({
+    client: alertCheck ? createSilenceClient({ urls: config.alertmanagerUrls, timeoutMs: config.checkTimeoutMs }) : undefined,
+    runs,
+    log,
+    publicUrl: config.publicUrl,
+  });
+  const silencing = loaded.rules.flatMap((r) => r.actions.filter((a) => a.silenceMs !== undefined).map((a) => `${r.name}/${a.key}`));
+  if (!alertCheck && silencing.length > 0)
+    log.warn({ actions: silencing }, 'ALERTMANAGER_URL is not set: actions with `silence` run without silencing their alert');
   const prometheus = config.prometheusUrl ? createPrometheusClient({ url: config.prometheusUrl }) : undefined;
   const notifier = createNotifier({
     target: built.targets.notify,
@@ -147,6 +157,7 @@ export async function createServices(config: Config, opts: ServiceOptions) {
     chains,
     confirmFiring,
     checkCondition,
+    silences,
     counters,
     streak,
     queue,
@@ -161,7 +172,7 @@ export async function createServices(config: Config, opts: ServiceOptions) {
     now,
   });
   const reverts = createReverts({ ...deciding, catalogue });
-  const verifier = createVerifier({ runs, prometheus, chains, streak, reverts, metrics, notifier, log });
+  const verifier = createVerifier({ runs, prometheus, chains, streak, reverts, metrics, notifier, log, silences });
   const sweeper = createSweeper({
     runs,
     chains,

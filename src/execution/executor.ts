@@ -1,4 +1,5 @@
 import { RemediationError, type Remediation, type TargetKind, type Targets } from '../../remediations/types.js';
+import type { RunSilences } from '../alertmanager/silences.js';
 import type { ConfirmFiring } from '../gates/alert-firing.js';
 import type { CheckCondition } from '../gates/condition.js';
 import { createExecutionGates, gateSubject } from '../gates/at-execution.js';
@@ -23,6 +24,8 @@ export interface ExecutorDeps {
   confirmFiring?: ConfirmFiring;
   /** `check.query` against Prometheus before acting. */
   checkCondition?: CheckCondition;
+  /** Alertmanager silences of runs whose action has `silence`. */
+  silences?: Pick<RunSilences, 'silence' | 'expire'>;
   catalogue: ReadonlyMap<string, Remediation>;
   targets: Targets;
   configured: ReadonlySet<TargetKind>;
@@ -88,6 +91,8 @@ export function createExecutor(deps: ExecutorDeps) {
     const moved = await deps.runs.transition(run.id, from, to, event, { leaseMs: null, ...patch }, guard ?? undefined);
     if (moved) {
       deps.metrics.runs.inc({ rule: moved.rule, remediation: moved.remediation, status: to });
+      // Whatever did not end in success (failed, timed out, lost, cancelled, skipped, escalated) gives the alert back to on-call.
+      if (to !== 'succeeded' && moved.gates.silenceMs !== undefined) await deps.silences?.expire(moved, to);
       if (isTerminal(to)) await deps.chains.releaseQuietly([moved]);
     }
     return moved;
@@ -149,8 +154,17 @@ export function createExecutor(deps: ExecutorDeps) {
     await deps.chains.releaseQuietly(cancelled);
   }
 
-  /** Moves the run to `running` under a lease; gives back what the gates took if another worker or a decision got there first. */
+  /**
+   * Moves the run to `running` under a lease; gives back what the gates took if another worker or a decision got there first.
+   * A run whose action has `silence` silences its alert first (before the lease starts, so a slow Alertmanager does not eat
+   * into it); an earlier attempt's silence that still holds is kept.
+   */
   async function claim(run: Run, remediation: Remediation, took: boolean, attempt: { number: number; last: boolean }): Promise<Outcome> {
+    const silenced =
+      deps.silences && run.gates.silenceMs !== undefined && !run.dryRun ? await deps.silences.silence(run, deps.shutdown) : null;
+    const unsilence = async () => {
+      if (silenced?.created) await deps.silences?.expire(run, 'not_started', [silenced.silence]);
+    };
     let started: Run | null;
     try {
       // A running run here is one whose worker's lease ran out: say so before it starts again.
@@ -166,10 +180,12 @@ export function createExecutor(deps: ExecutorDeps) {
       );
     } catch (err) {
       if (took) await deps.counters.release(gateSubject(run)).catch(() => {});
+      await unsilence();
       throw err;
     }
     if (!started) {
       // Decided elsewhere meanwhile (cancelled, taken over): give back only what this call took.
+      await unsilence();
       if (took) await deps.counters.release(gateSubject(run));
       return { kind: 'done' };
     }

@@ -1,3 +1,4 @@
+import type { RunSilences } from '../alertmanager/silences.js';
 import type { createFailureStreak } from '../gates/escalation.js';
 import { answerDetail, queryErrors } from '../gates/condition.js';
 import type { Log } from '../kernel/log.js';
@@ -18,6 +19,8 @@ export interface VerifierDeps {
   metrics: Metrics;
   notifier: Notifier;
   log: Log;
+  /** Alertmanager silences of runs whose action has `silence`: an unverified run's is expired early. */
+  silences?: Pick<RunSilences, 'expire'>;
   /** How long one replica holds a verification it is evaluating before another may take it. */
   claimMs?: number;
 }
@@ -59,6 +62,8 @@ export function createVerifier(deps: VerifierDeps) {
     const settled = await deps.runs.settleVerification(run.id, result, { type: result, detail });
     if (!settled) return;
     deps.metrics.verifications.inc({ remediation: run.remediation, result });
+    // Not proven to help: on-call is paged for the alert again. A verified run's silence runs out on its own.
+    if (result === 'unverified' && settled.gates.silenceMs !== undefined) await deps.silences?.expire(settled, 'unverified');
     if (result === 'unverified' && (run.gates.onUnverified ?? 'escalate') === 'escalate') {
       await deps.streak.arm(run.remediation, run.target ?? run.remediation);
       await deps.runs.addEvent(run.id, 'escalation_armed', { reason: 'unverified' });
