@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
 import { Type, type Static } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import { parseAlertmanagerUrls } from './alertmanager/check.js';
@@ -25,6 +26,8 @@ const EnvSchema = Type.Object({
   MATRIX_PATH: Type.String({ minLength: 1, default: 'config/response-matrix.yaml' }),
   WEBHOOK_TOKEN: Type.Optional(Type.String({ minLength: 1 })),
   API_TOKENS: Type.Optional(Type.String({ minLength: 1 })),
+  TOKENS_FILE: Type.String({ minLength: 1, default: './remediator-tokens.env' }),
+  ALLOW_WEAK_TOKENS: Type.Union([Bool], { default: 'false' }),
   DRY_RUN: Type.Union([Bool], { default: 'false' }),
   CONDUIT_ADMIN_URL: Type.Optional(Type.String({ pattern: '^https?://' })),
   CONDUIT_ADMIN_KEY: Type.Optional(Type.String({ minLength: 1 })),
@@ -37,6 +40,12 @@ const EnvSchema = Type.Object({
   PROMETHEUS_URL: Type.Optional(Type.String({ minLength: 1 })),
   PUBLIC_URL: Type.Optional(Type.String({ pattern: '^https?://' })),
   BODY_LIMIT: Type.Integer({ minimum: 1024, default: 5 * 1024 * 1024 }),
+  MAX_ALERTS_PER_MESSAGE: Type.Integer({ minimum: 1, maximum: 1_000_000, default: 5000 }),
+  REQUEST_TIMEOUT: Type.Union([DurationText], { default: '30s' }),
+  CONNECTION_TIMEOUT: Type.Union([DurationText], { default: '60s' }),
+  KEEP_ALIVE_TIMEOUT: Type.Union([DurationText], { default: '72s' }),
+  MAX_CONNECTIONS: Type.Integer({ minimum: 1, maximum: 1_000_000, default: 1024 }),
+  DOCS: Type.Union([Bool], { default: 'true' }),
   WORKER_CONCURRENCY: Type.Integer({ minimum: 1, maximum: 256, default: 4 }),
   JOB_ATTEMPTS: Type.Integer({ minimum: 1, maximum: 50, default: 3 }),
   JOB_BACKOFF: Type.Union([DurationText], { default: '2s' }),
@@ -82,7 +91,18 @@ export interface Config {
   /** Prometheus' HTTP API, for `check.query` and `verify`. */
   prometheusUrl?: string;
   publicUrl: string;
+  /** Body limit of the webhook; every other route takes at most API_BODY_LIMIT. */
   bodyLimit: number;
+  /** A message with more alerts is answered 413 (Alertmanager does not retry a 4xx). */
+  maxAlertsPerMessage: number;
+  /** A request must arrive whole within this (a trickled body cannot hold a socket). */
+  requestTimeoutMs: number;
+  /** A socket that sends nothing for this long is closed. */
+  connectionTimeoutMs: number;
+  keepAliveTimeoutMs: number;
+  maxConnections: number;
+  /** Whether /docs (OpenAPI and its UI) is served. */
+  docs: boolean;
   workerConcurrency: number;
   jobAttempts: number;
   jobBackoffMs: number;
@@ -98,11 +118,20 @@ export interface Config {
   applicationName: string;
 }
 
-/** Secrets made up at start because their variable was unset: printed once to the terminal, never logged. */
+/**
+ * Secrets made up at start because their variable was unset and TOKENS_FILE did not hold them: the
+ * service writes them to `file` (mode 0600) so a restart reuses them; they are never printed or logged.
+ */
 export interface GeneratedSecrets {
   webhookToken?: string;
   apiToken?: string;
+  /** TOKENS_FILE, and what it already held (kept when the file is written again). */
+  file: string;
+  stored: Record<string, string>;
 }
+
+/** Body limit of every route but the webhook. */
+export const API_BODY_LIMIT = 64 * 1024;
 
 const ROLES: readonly Role[] = ['viewer', 'approver', 'admin'];
 
@@ -154,15 +183,47 @@ function prometheusUrl(text: string): string {
 
 const secret = () => randomBytes(24).toString('base64url');
 
-/** Reads and validates the environment. Throws `ConfigError` naming the first bad variable. */
-/** Tokens shorter than this start the service with a warning: guessable, but the operator's call. */
+/** Tokens shorter than this, or with whitespace, are refused unless ALLOW_WEAK_TOKENS=true. */
 const SHORT_TOKEN = 16;
+
+/** `KEY=value` lines of TOKENS_FILE (written by the service itself); a missing file holds nothing. */
+function readTokensFile(path: string): Record<string, string> {
+  if (!existsSync(path)) return {};
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new ConfigError('TOKENS_FILE', `cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+  const values: Record<string, string> = {};
+  for (const line of text.split('\n')) {
+    const m = /^\s*(WEBHOOK_TOKEN|API_TOKENS)=(.*?)\s*$/.exec(line);
+    if (m && m[2]) values[m[1]!] = m[2];
+  }
+  return values;
+}
+
+/** What is weak about the tokens, or nothing. */
+function weaknesses(webhookToken: string, apiTokens: readonly ApiToken[]): string[] {
+  const found: string[] = [];
+  const weak = (t: string) => t.length < SHORT_TOKEN || /\s/.test(t);
+  if (weak(webhookToken)) found.push(`WEBHOOK_TOKEN: shorter than ${SHORT_TOKEN} characters or contains whitespace`);
+  const names = apiTokens.filter((t) => weak(t.token)).map((t) => t.name);
+  if (names.length > 0)
+    found.push(`API_TOKENS: the tokens of ${names.join(', ')} are shorter than ${SHORT_TOKEN} characters or contain whitespace`);
+  const shared = apiTokens.filter((t) => t.token === webhookToken).map((t) => t.name);
+  if (shared.length > 0) found.push(`API_TOKENS: the token of ${shared.join(', ')} equals WEBHOOK_TOKEN (one secret would work for both)`);
+  return found;
+}
+
+/** Reads and validates the environment. Throws `ConfigError` naming the first bad variable. */
 
 export function loadConfig(source: NodeJS.ProcessEnv): { config: Config; generated: GeneratedSecrets; warnings: string[] } {
   const raw: Record<string, unknown> = {};
   for (const key of Object.keys(EnvSchema.properties)) {
     const value = source[key];
-    if (value !== undefined && value !== '') raw[key] = key === 'DRY_RUN' ? value.toLowerCase() : value;
+    if (value !== undefined && value !== '')
+      raw[key] = ['DRY_RUN', 'ALLOW_WEAK_TOKENS', 'DOCS'].includes(key) ? value.toLowerCase() : value;
   }
   const env = convertStrict(EnvSchema, Value.Default(EnvSchema, raw)) as Env;
   const first = Value.Errors(EnvSchema, env).First();
@@ -176,11 +237,21 @@ export function loadConfig(source: NodeJS.ProcessEnv): { config: Config; generat
   if (env.CONDUIT_ADMIN_URL && !env.CONDUIT_ADMIN_KEY) throw new ConfigError('CONDUIT_ADMIN_KEY', 'required when CONDUIT_ADMIN_URL is set');
   if (env.CONDUIT_ADMIN_KEY && !env.CONDUIT_ADMIN_URL) throw new ConfigError('CONDUIT_ADMIN_URL', 'required when CONDUIT_ADMIN_KEY is set');
 
-  const generated: GeneratedSecrets = {};
-  const webhookToken = env.WEBHOOK_TOKEN ?? (generated.webhookToken = secret());
+  const stored = env.WEBHOOK_TOKEN && env.API_TOKENS ? {} : readTokensFile(env.TOKENS_FILE);
+  const generated: GeneratedSecrets = { file: env.TOKENS_FILE, stored };
+  const webhookToken = env.WEBHOOK_TOKEN ?? stored['WEBHOOK_TOKEN'] ?? (generated.webhookToken = secret());
   let apiTokens: ApiToken[];
-  if (env.API_TOKENS) apiTokens = parseTokens(env.API_TOKENS);
+  const tokensText = env.API_TOKENS ?? stored['API_TOKENS'];
+  if (tokensText) apiTokens = parseTokens(tokensText);
   else apiTokens = [{ name: 'admin', role: 'admin', token: (generated.apiToken = secret()) }];
+  const allowWeak = env.ALLOW_WEAK_TOKENS === 'true' || env.ALLOW_WEAK_TOKENS === '1';
+  const weak = weaknesses(webhookToken, apiTokens);
+  if (weak.length > 0 && !allowWeak) {
+    throw new ConfigError(
+      weak[0]!.split(':')[0]!,
+      `${weak[0]!.replace(/^[A-Z_]+: /, '')}; use a longer random token (set ALLOW_WEAK_TOKENS=true to start anyway)`,
+    );
+  }
 
   const config: Config = {
     port: env.PORT,
@@ -206,6 +277,12 @@ export function loadConfig(source: NodeJS.ProcessEnv): { config: Config; generat
     ...(env.PROMETHEUS_URL ? { prometheusUrl: prometheusUrl(env.PROMETHEUS_URL) } : {}),
     publicUrl: (env.PUBLIC_URL ?? `http://localhost:${env.PORT}`).replace(/\/+$/, ''),
     bodyLimit: env.BODY_LIMIT,
+    maxAlertsPerMessage: env.MAX_ALERTS_PER_MESSAGE,
+    requestTimeoutMs: positive(env, 'REQUEST_TIMEOUT'),
+    connectionTimeoutMs: positive(env, 'CONNECTION_TIMEOUT'),
+    keepAliveTimeoutMs: positive(env, 'KEEP_ALIVE_TIMEOUT'),
+    maxConnections: env.MAX_CONNECTIONS,
+    docs: env.DOCS === 'true' || env.DOCS === '1',
     workerConcurrency: env.WORKER_CONCURRENCY,
     jobAttempts: env.JOB_ATTEMPTS,
     jobBackoffMs: duration(env, 'JOB_BACKOFF'),
@@ -218,9 +295,6 @@ export function loadConfig(source: NodeJS.ProcessEnv): { config: Config; generat
     archiveTables: env.ARCHIVE_TABLES.split(','),
     applicationName: env.PG_APPLICATION_NAME,
   };
-  const warnings: string[] = [];
-  if (webhookToken.length < SHORT_TOKEN) warnings.push(`WEBHOOK_TOKEN is shorter than ${SHORT_TOKEN} characters`);
-  const short = apiTokens.filter((t) => t.token.length < SHORT_TOKEN).map((t) => t.name);
-  if (short.length > 0) warnings.push(`API_TOKENS: the tokens of ${short.join(', ')} are shorter than ${SHORT_TOKEN} characters`);
+  const warnings = weak.map((w) => `${w} (allowed by ALLOW_WEAK_TOKENS)`);
   return { config, generated, warnings };
 }

@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import pg from 'pg';
 import { API_TOKENS, eventually, isolation, REDIS_URL, TOKENS, WEBHOOK_TOKEN, writeMatrix } from '../support/harness.js';
@@ -104,36 +106,51 @@ describe('service processes', () => {
     }
   });
 
-  it('prints generated tokens once to the terminal and never in a log line', async () => {
+  it('writes generated tokens to TOKENS_FILE (mode 0600), never to the terminal or a log line, and reuses them on restart', async () => {
     const matrix = writeMatrix(readFileSync('config/response-matrix.yaml', 'utf8'));
-    const server = await startServer({
+    const dir = mkdtempSync(join(tmpdir(), 'remediator-tokens-'));
+    const file = join(dir, 'tokens.env');
+    const env = {
       DATABASE_URL: iso.databaseUrl,
       REDIS_URL,
       QUEUE_PREFIX: iso.prefix,
       MATRIX_PATH: matrix,
       WEBHOOK_TOKEN: '',
       API_TOKENS: '',
-    });
+      TOKENS_FILE: file,
+    };
     try {
-      await readyAt(server.port);
-      await eventually(async () => /generated admin token/.test(server.output()), 5000, 'the token banner');
-      const token = /generated admin token for this run: (\S+)/.exec(server.output())![1]!;
-      const hook = /generated for this run: (\S+)/.exec(server.output())![1]!;
-      const logLines = server
-        .output()
-        .split('\n')
-        .filter((l) => l.startsWith('{'));
-      assert.ok(logLines.length > 0);
-      assert.ok(
-        logLines.every((l) => !l.includes(token) && !l.includes(hook)),
-        'no log line carries a secret',
-      );
-      assert.equal(server.output().split(token).length - 1, 1, 'printed exactly once');
-      const control = await fetch(`http://127.0.0.1:${server.port}/api/control`, { headers: { Authorization: `Bearer ${token}` } });
-      assert.equal(control.status, 200);
+      const first = await startServer(env);
+      let token: string;
+      try {
+        await readyAt(first.port);
+        assert.equal(statSync(file).mode & 0o777, 0o600, 'only the owner reads the file');
+        const stored = readFileSync(file, 'utf8');
+        token = /^API_TOKENS=admin:admin:(\S+)$/m.exec(stored)![1]!;
+        const hook = /^WEBHOOK_TOKEN=(\S+)$/m.exec(stored)![1]!;
+        assert.ok(token.length >= 16 && hook.length >= 16 && token !== hook);
+        assert.match(first.output(), new RegExp(`written to ${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} \\(mode 0600\\)`));
+        assert.ok(!first.output().includes(token) && !first.output().includes(hook), 'no token in the output');
+        const control = await fetch(`http://127.0.0.1:${first.port}/api/control`, { headers: { Authorization: `Bearer ${token}` } });
+        assert.equal(control.status, 200);
+      } finally {
+        first.child.kill('SIGTERM');
+        await exitOf(first.child);
+      }
+      const before = readFileSync(file, 'utf8');
+      const second = await startServer(env);
+      try {
+        await readyAt(second.port);
+        assert.equal(readFileSync(file, 'utf8'), before, 'a restart generates nothing');
+        assert.doesNotMatch(second.output(), /generated/);
+        const control = await fetch(`http://127.0.0.1:${second.port}/api/control`, { headers: { Authorization: `Bearer ${token}` } });
+        assert.equal(control.status, 200, 'the same admin token works after the restart');
+      } finally {
+        second.child.kill('SIGTERM');
+        await exitOf(second.child);
+      }
     } finally {
-      server.child.kill('SIGTERM');
-      await exitOf(server.child);
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 

@@ -1,9 +1,14 @@
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { test } from 'node:test';
 import { loadConfig } from '../../src/config.js';
 import { ConfigError } from '../../src/errors.js';
 
 const TOKEN = 'webhook-token-0123456789abcdef';
+/** A TOKENS_FILE that does not exist: nothing stored, whatever the working directory holds. */
+const NO_FILE = join(tmpdir(), `remediator-no-tokens-${process.pid}.env`);
 const API = 'alice:admin:alice-token-0123456789';
 
 /** Expects loadConfig to refuse `env` naming `variable`; returns the error. */
@@ -102,7 +107,8 @@ test('PUBLIC_URL loses its trailing slash', () => {
 });
 
 test('unset tokens are generated and reported once in `generated`', () => {
-  const { config, generated } = loadConfig({});
+  const { config, generated } = loadConfig({ TOKENS_FILE: NO_FILE });
+  assert.equal(generated.file, NO_FILE);
   assert.ok(generated.webhookToken, 'a webhook token is generated');
   assert.ok(generated.apiToken, 'an admin API token is generated');
   assert.equal(config.webhookToken, generated.webhookToken);
@@ -111,7 +117,7 @@ test('unset tokens are generated and reported once in `generated`', () => {
   assert.ok(generated.apiToken.length >= 16);
   assert.notEqual(generated.apiToken, generated.webhookToken);
 
-  const again = loadConfig({});
+  const again = loadConfig({ TOKENS_FILE: NO_FILE });
   assert.notEqual(again.generated.webhookToken, generated.webhookToken, 'generated tokens are random');
   assert.notEqual(again.generated.apiToken, generated.apiToken, 'generated tokens are random');
 });
@@ -121,7 +127,8 @@ test('set tokens are used and nothing is generated', () => {
     WEBHOOK_TOKEN: TOKEN,
     API_TOKENS: ` ${API}, bob:approver:bob-token-0123456789ab ,carol:viewer:carol-token-012345678`,
   });
-  assert.deepEqual(generated, {});
+  assert.equal(generated.webhookToken, undefined);
+  assert.equal(generated.apiToken, undefined);
   assert.equal(config.webhookToken, TOKEN);
   assert.deepEqual(config.apiTokens, [
     { name: 'alice', role: 'admin', token: 'alice-token-0123456789' },
@@ -131,11 +138,11 @@ test('set tokens are used and nothing is generated', () => {
 });
 
 test('only the unset token is generated', () => {
-  const a = loadConfig({ WEBHOOK_TOKEN: TOKEN });
+  const a = loadConfig({ WEBHOOK_TOKEN: TOKEN, TOKENS_FILE: NO_FILE });
   assert.equal(a.generated.webhookToken, undefined);
   assert.ok(a.generated.apiToken);
   assert.equal(a.config.webhookToken, TOKEN);
-  const b = loadConfig({ API_TOKENS: API });
+  const b = loadConfig({ API_TOKENS: API, TOKENS_FILE: NO_FILE });
   assert.equal(b.generated.apiToken, undefined);
   assert.ok(b.generated.webhookToken);
   assert.deepEqual(
@@ -188,14 +195,43 @@ test('API_TOKENS: an unknown role is refused and the roles listed, without the t
   assertNoSecret(err, secret);
 });
 
-test('API_TOKENS: a short token is accepted with a warning that names its owner, never the token', () => {
+test('tokens kept in TOKENS_FILE are reused; what the environment sets wins', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'remediator-tokens-'));
+  try {
+    const file = join(dir, 'tokens.env');
+    writeFileSync(file, `# generated\nWEBHOOK_TOKEN=${TOKEN}\nAPI_TOKENS=${API}\n`);
+    const stored = loadConfig({ TOKENS_FILE: file });
+    assert.equal(stored.config.webhookToken, TOKEN);
+    assert.deepEqual(stored.config.apiTokens, [{ name: 'alice', role: 'admin', token: 'alice-token-0123456789' }]);
+    assert.equal(stored.generated.webhookToken, undefined, 'nothing generated when the file holds both');
+    assert.equal(stored.generated.apiToken, undefined);
+    const env = loadConfig({ TOKENS_FILE: file, WEBHOOK_TOKEN: 'from-the-environment-0123' });
+    assert.equal(env.config.webhookToken, 'from-the-environment-0123');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('API_TOKENS: a short token is refused naming its owner, never the token, unless ALLOW_WEAK_TOKENS=true', () => {
   const secret = 'tiny-secret';
-  const { config, warnings } = loadConfig({ API_TOKENS: `bob:viewer:${secret}` });
+  const err = refused({ WEBHOOK_TOKEN: TOKEN, API_TOKENS: `bob:viewer:${secret}` }, 'API_TOKENS');
+  assert.match(err.message, /bob/);
+  assert.match(err.message, /ALLOW_WEAK_TOKENS/);
+  assertNoSecret(err, secret);
+  const { config, warnings } = loadConfig({ WEBHOOK_TOKEN: TOKEN, API_TOKENS: `bob:viewer:${secret}`, ALLOW_WEAK_TOKENS: 'true' });
   assert.equal(config.apiTokens[0]!.token, secret);
   assert.equal(warnings.length, 1);
   assert.match(warnings[0]!, /bob/);
   assert.ok(!warnings[0]!.includes(secret));
   refused({ API_TOKENS: 'bob:viewer:' }, 'API_TOKENS');
+  refused({ WEBHOOK_TOKEN: TOKEN, API_TOKENS: 'bob:viewer:has white space 0123456789' }, 'API_TOKENS');
+});
+
+test('a webhook token equal to an API token is refused: one secret would open both doors', () => {
+  const err = refused({ WEBHOOK_TOKEN: 'alice-token-0123456789', API_TOKENS: API }, 'API_TOKENS');
+  assert.match(err.message, /alice/);
+  assert.match(err.message, /equals WEBHOOK_TOKEN/);
+  assertNoSecret(err, 'alice-token-0123456789');
 });
 
 test('API_TOKENS: names must be unique and valid', () => {
@@ -209,12 +245,14 @@ test('API_TOKENS: names must be unique and valid', () => {
   assertNoSecret(bad, secret);
 });
 
-test('a short WEBHOOK_TOKEN is accepted with a warning that does not show it', () => {
+test('a short WEBHOOK_TOKEN is refused without showing it, unless ALLOW_WEAK_TOKENS=true', () => {
   const secret = 'short-secret';
-  const { config, warnings } = loadConfig({ WEBHOOK_TOKEN: secret });
+  const err = refused({ WEBHOOK_TOKEN: secret, API_TOKENS: API }, 'WEBHOOK_TOKEN');
+  assertNoSecret(err, secret);
+  const { config, warnings } = loadConfig({ WEBHOOK_TOKEN: secret, API_TOKENS: API, ALLOW_WEAK_TOKENS: '1' });
   assert.equal(config.webhookToken, secret);
-  assert.deepEqual(warnings, ['WEBHOOK_TOKEN is shorter than 16 characters']);
-  assert.deepEqual(loadConfig({ WEBHOOK_TOKEN: 'a-long-enough-token-0123' }).warnings, []);
+  assert.deepEqual(warnings, ['WEBHOOK_TOKEN: shorter than 16 characters or contains whitespace (allowed by ALLOW_WEAK_TOKENS)']);
+  assert.deepEqual(loadConfig({ WEBHOOK_TOKEN: 'a-long-enough-token-0123', API_TOKENS: API }).warnings, []);
 });
 
 test('durations are checked: JOB_BACKOFF=5x is refused', () => {
