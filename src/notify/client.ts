@@ -8,7 +8,8 @@ export interface PostOptions {
 /**
  * Posts `{ "text": ... }` to a Slack-compatible incoming webhook. The URL carries the secret, so
  * no error made here names it, and none keeps the fetch error as `cause` (undici puts the URL in
- * some of its messages).
+ * some of its messages). A redirect is never followed: it would carry the message (and, from a
+ * proxy that rewrites it, the secret path) to wherever the answer points.
  */
 export async function postNotification(url: string, text: string, opts: PostOptions): Promise<{ status: number }> {
   throwIfAborted(opts.signal);
@@ -21,6 +22,7 @@ export async function postNotification(url: string, text: string, opts: PostOpti
       headers: { 'Content-Type': 'application/json' },
       body: JSON.stringify({ text }),
       signal: AbortSignal.any([opts.signal, deadline]),
+      redirect: 'error',
     });
     answer = await res.text();
   } catch (err) {
@@ -28,7 +30,15 @@ export async function postNotification(url: string, text: string, opts: PostOpti
     if (deadline.aborted) {
       throw new RemediationError('timeout', `notification webhook did not answer within ${opts.timeoutMs} ms`, { retryable: true });
     }
-    const code = (err as { cause?: { code?: unknown } }).cause?.code;
+    const cause = (err as { cause?: { code?: unknown; message?: unknown } }).cause;
+    if (cause?.message === 'unexpected redirect') {
+      throw new RemediationError(
+        'target_error',
+        'notification webhook answered with a redirect, which is not followed (it would send the message elsewhere); check NOTIFY_WEBHOOK_URL',
+        { detail: { redirect: true } },
+      );
+    }
+    const code = cause?.code;
     const errorCode = typeof code === 'string' ? code : undefined;
     throw new RemediationError('target_error', `notification webhook unreachable${errorCode ? ` (${errorCode})` : ''}`, {
       retryable: true,

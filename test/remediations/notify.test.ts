@@ -1,11 +1,16 @@
 import assert from 'node:assert/strict';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { test, type TestContext } from 'node:test';
 import { Value } from '@sinclair/typebox/value';
 import { notifyTarget, postNotification } from '../../src/notify/client.js';
+import { createNotifier } from '../../src/notify/notifier.js';
+import type { RunStore } from '../../src/store/runs.js';
 import webhook from '../../remediations/notify/webhook.js';
 import { RemediationError } from '../../remediations/types.js';
 import { executionContext, memoryLog } from '../support/context.js';
 import { startNotifySink } from '../support/notify-sink.js';
+import { stored } from '../support/runs.js';
 
 async function sink(t: TestContext) {
   const s = await startNotifySink();
@@ -133,4 +138,56 @@ test('schema, target and plan', () => {
   assert.notEqual(webhook.target({ text: 'Provider openai disabled' }), webhook.target({ text: 'Provider anthropic disabled' }));
   assert.equal(webhook.requires, 'notify');
   assert.match(webhook.plan({ text: 'Provider openai disabled' }), /"Provider openai disabled"/);
+});
+
+/** A webhook that answers every request with `status` and a Location pointing at `location`. */
+async function redirecting(t: TestContext, location: string, status = 307) {
+  const requests: string[] = [];
+  const server = createServer((req, res) => {
+    requests.push(`${req.method} ${req.url}`);
+    req.resume();
+    res.writeHead(status, { location }).end();
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.after(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/services/T0/B0/redirect-secret-123`, requests };
+}
+
+test('a redirect is never followed: the other port receives nothing, and the error says why', async (t) => {
+  const { sink: elsewhere } = await sink(t);
+  for (const status of [307, 308, 301, 302]) {
+    const hop = await redirecting(t, elsewhere.url, status);
+    const err = await failure(webhook.execute({ text: 'hello' }, executionContext({ notify: notifyTarget(hop.url) })));
+    assert.equal(hop.requests.length, 1, 'the webhook was asked once');
+    assert.equal(err.code, 'target_error');
+    assert.equal(err.retryable, false, 'a redirect is configuration, not a passing fault');
+    assert.match(err.message, /redirect, which is not followed.*check NOTIFY_WEBHOOK_URL/);
+    assertSecretFree(err, hop.url, 'redirect-secret-123');
+    assert.ok(!err.message.includes(elsewhere.secret), 'the Location is not repeated');
+  }
+  assert.equal(elsewhere.requests.length, 0, 'the port redirected to received nothing');
+});
+
+test("a redirecting webhook fails the run's notification with that error in its timeline", async (t) => {
+  const { sink: elsewhere } = await sink(t);
+  const hop = await redirecting(t, elsewhere.url);
+  const events: Array<{ id: string; type: string; detail: Record<string, unknown> }> = [];
+  const runs = { addEvent: async (id: string, type: string, detail: Record<string, unknown>) => void events.push({ id, type, detail }) };
+  const log = memoryLog();
+  const notifier = createNotifier({
+    target: notifyTarget(hop.url),
+    runs: runs as unknown as RunStore,
+    log,
+    publicUrl: 'http://localhost:8080',
+  });
+  const run = stored({ status: 'failed', error: 'boom' });
+  notifier.notify(run, 'failed');
+  await notifier.drain();
+  assert.equal(hop.requests.length, 1);
+  assert.equal(elsewhere.requests.length, 0);
+  assert.equal(events.length, 1);
+  assert.equal(events[0]!.id, run.id);
+  assert.equal(events[0]!.type, 'notification_failed');
+  assert.match(String(events[0]!.detail['error']), /answered with a redirect, which is not followed/);
+  assert.ok(!JSON.stringify(log.lines).includes('redirect-secret-123'), 'the log does not name the webhook URL');
 });
