@@ -19,6 +19,13 @@ export interface NotifyTarget {
   post(text: string, opts: { signal: AbortSignal; timeoutMs: number }): Promise<{ status: number }>;
 }
 
+/** Where the service keeps its own state; host and port as DATABASE_URL names them, for messages. */
+export interface OwnDatabase {
+  name: string;
+  host: string;
+  port: number;
+}
+
 /** The clients of everything a remediation may act on. Built once per process from configuration. */
 export interface Targets {
   conduit?: ConduitTarget;
@@ -31,6 +38,16 @@ export interface Targets {
     archiveTables: string[];
     /** The service's own Redis key prefix (QUEUE_PREFIX): `redis.flush-cache` never touches it. */
     queuePrefix: string;
+    /**
+     * `application_name` of every PostgreSQL session the service opens (PG_APPLICATION_NAME):
+     * `postgres.kill-idle-connections` never terminates a session that carries it.
+     */
+    applicationName?: string;
+    /**
+     * The service's own database (DATABASE_URL): `postgres.*` refuses to act on a database of this
+     * name on any target server, since no URL proves two servers apart (aliases, PgBouncer).
+     */
+    ownDatabase?: OwnDatabase;
   };
 }
 
@@ -55,6 +72,12 @@ export interface Remediation<S extends TSchema = TSchema> {
   /** TypeBox schema of the params; rendered params are validated against it before anything runs. */
   params: S;
   requires: TargetKind;
+  /**
+   * Params whose text is written in a markup (`slack`: Slack mrkdwn), by name: a value the matrix
+   * templates into one from the alert (`{{ labels.X }}`, `{{ annotations.X }}`, `{{ after.* }}`) is
+   * escaped for it (`&`, `<`, `>` as entities, on one line), the matrix author's own text is kept.
+   */
+  textParams?: Readonly<Record<string, 'slack'>>;
   /** The key cooldowns and rate limits count against, e.g. `conduit/provider/openai`. */
   target(params: Static<S>): string;
   /** Exactly what `execute` would do, for dry runs and simulation. Pure: no I/O. */

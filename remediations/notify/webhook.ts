@@ -9,6 +9,8 @@ export default defineRemediation({
   runbookStep: 'Provider Down: notify on-call (On-Call Procedures: notify stakeholders)',
   params: Type.Object({ text: Type.String({ minLength: 1, maxLength: 4000 }) }, { additionalProperties: false }),
   requires: 'notify',
+  // Alert data templated into the text can neither ping (`<!channel>`), link, nor start a line.
+  textParams: { text: 'slack' },
   // Per message, not per webhook: a cooldown then silences the same message repeated, never the
   // notice about a different alert (a second provider going down minutes after the first).
   target: (p) => `notify/webhook/${createHash('sha256').update(p.text).digest('hex').slice(0, 16)}`,

@@ -20,12 +20,42 @@ export interface PredecessorScope {
   result: Readonly<Record<string, unknown>> | null;
 }
 
+/** A markup a param's text is written in: `slack` is Slack mrkdwn (the `notify.webhook` text). */
+export type TextFormat = 'slack';
+
 export interface TemplateOptions {
   /** Whether `{{ after.* }}` may be used: only in an action that names a predecessor. */
   after?: boolean;
   /** Applied to every rendered value: a PromQL query escapes them for its string literals. */
   escape?: (value: string) => string;
+  /**
+   * Params (by top-level name) whose text is in a markup, as the remediation declares
+   * (`Remediation.textParams`): every value substituted into them is escaped for it, the matrix
+   * author's literal text is kept as written (a deliberate `<!here>` still pings).
+   */
+  textParams?: Readonly<Record<string, TextFormat>>;
 }
+
+const CONTROL = /[\p{Cc}\u2028\u2029\u202a-\u202e\u2066-\u2069]+/gu;
+
+/**
+ * On one line: CR, LF, tabs, the other control characters, Unicode line and paragraph separators
+ * and bidirectional overrides become one space, so the value can never start a line of its own
+ * (a forged `Approve:` line) nor turn the text around it.
+ */
+export function oneLine(value: string): string {
+  return value.replace(CONTROL, ' ');
+}
+
+/** Slack mrkdwn's control characters as entities: `<!channel>`, `<https://…|label>` and `<@U…>` show as typed, never ping or link. */
+export function escapeSlack(value: string): string {
+  return value.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+}
+
+/** How a value substituted from the alert (or a predecessor's outcome) is written into text of each format. */
+export const TEXT_ESCAPES: Readonly<Record<TextFormat, (value: string) => string>> = {
+  slack: (value) => escapeSlack(oneLine(value)),
+};
 
 type Part = string | ((scope: TemplateScope) => string);
 const refRe = /\{\{\s*([^}]*?)\s*\}\}/g;
@@ -102,20 +132,31 @@ export function compileTemplate(source: string, opts: TemplateOptions = {}): (sc
 
 export type ParamsRenderer = (scope: TemplateScope) => Record<string, unknown>;
 
-/** Compiles every string inside a params tree; numbers, booleans and nested objects are kept. */
+/**
+ * Compiles every string inside a params tree; numbers, booleans and nested objects are kept. A
+ * param named in `opts.textParams` (and every string inside it) escapes its substituted values for
+ * its format.
+ */
 export function compileParams(params: Record<string, unknown>, opts: TemplateOptions = {}): ParamsRenderer {
-  const compileValue = (value: unknown): ((scope: TemplateScope) => unknown) => {
-    if (typeof value === 'string') return compileTemplate(value, opts);
+  const compileValue = (value: unknown, o: TemplateOptions): ((scope: TemplateScope) => unknown) => {
+    if (typeof value === 'string') return compileTemplate(value, o);
     if (Array.isArray(value)) {
-      const items = value.map(compileValue);
+      const items = value.map((v) => compileValue(v, o));
       return (s) => items.map((f) => f(s));
     }
     if (value !== null && typeof value === 'object') {
-      const entries = Object.entries(value).map(([k, v]) => [k, compileValue(v)] as const);
+      const entries = Object.entries(value).map(([k, v]) => [k, compileValue(v, o)] as const);
       return (s) => Object.fromEntries(entries.map(([k, f]) => [k, f(s)]));
     }
     return () => value;
   };
-  const render = compileValue(params);
-  return (scope) => render(scope) as Record<string, unknown>;
+  const entries = Object.entries(params).map(([key, value]) => {
+    const format = opts.textParams && Object.hasOwn(opts.textParams, key) ? opts.textParams[key] : undefined;
+    return [key, compileValue(value, format ? { ...opts, escape: chain(TEXT_ESCAPES[format], opts.escape) } : opts)] as const;
+  });
+  return (scope) => Object.fromEntries(entries.map(([k, f]) => [k, f(scope)]));
+}
+
+function chain(first: (value: string) => string, then: ((value: string) => string) | undefined): (value: string) => string {
+  return then ? (value) => then(first(value)) : first;
 }
