@@ -98,6 +98,7 @@ const detail = (event: RunEvent) => (Object.keys(event.detail).length > 0 ? cell
 /** One run: what it is, where it stands, and its timeline of events. */
 export function runText(run: Run): string {
   const labels = Object.entries(run.alert.labels)
+    .sort(([a], [b]) => a.localeCompare(b))
     .map(([k, v]) => `${k}=${JSON.stringify(v)}`)
     .join(' ');
   const fields: Array<[string, string]> = [

@@ -164,6 +164,7 @@ export function simulationText(sim: Simulation): string {
   }
   for (const alert of sim.alerts) {
     const labels = Object.entries(alert.labels)
+      .sort(([a], [b]) => a.localeCompare(b))
       .map(([k, v]) => `${k}=${JSON.stringify(v)}`)
       .join(' ');
     out.push('', `alert ${alert.fingerprint} ${alert.status} ${labels}`);
