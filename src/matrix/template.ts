@@ -33,7 +33,7 @@ export interface TemplateOptions {
    * (`Remediation.textParams`): every value substituted into them is escaped for it, the matrix
    * author's literal text is kept as written (a deliberate `<!here>` still pings).
    */
-  textParams?: Readonly<Record<string, TextFormat>>;
+  textParams?: Readonly<Record<string, TextFormat>> | undefined;
 }
 
 const CONTROL = /[\p{Cc}\u2028\u2029\u202a-\u202e\u2066-\u2069]+/gu;

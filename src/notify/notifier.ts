@@ -1,5 +1,7 @@
 import type { NotifyTarget } from '../../remediations/types.js';
 import type { Log } from '../kernel/log.js';
+import { escapeSlack, oneLine } from '../matrix/template.js';
+import type { Metrics } from '../metrics.js';
 import type { RunStore } from '../store/runs.js';
 import type { Run } from '../schemas/runs.js';
 
@@ -13,28 +15,134 @@ const HEADLINE: Record<NotificationKind, string> = {
   unverified: 'succeeded but did not help (unverified): its next runs on this target need approval',
 };
 
+/** The headline of a notice listing several runs of one rule. */
+const HEADLINE_MANY: Record<NotificationKind, string> = {
+  pending_approval: 'need approval',
+  escalated: 'escalated: failed 3 times in a row, need approval',
+  expired: 'approval expired, not executed',
+  failed: 'failed',
+  unverified: 'succeeded but did not help (unverified): their next runs on these targets need approval',
+};
+
+/** The runs a notice listing several stands for, as `GET /api/runs` selects them. */
+const LIST_STATUS: Record<NotificationKind, string | undefined> = {
+  pending_approval: 'pending_approval',
+  escalated: 'pending_approval',
+  expired: 'expired',
+  failed: 'failed',
+  unverified: undefined,
+};
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/** Runs named one by one in a notice listing several; the rest are counted, with where to find them. */
+export const LISTED_RUNS = 20;
+
+const approvable = (kind: NotificationKind) => kind === 'pending_approval' || kind === 'escalated';
+
+/**
+ * A value in a notice: on one line (alert data can never start a line, so never forge an `Approve:`
+ * one), at most `max` characters, and escaped for Slack mrkdwn (no `<!channel>` ping, no
+ * `<https://…|label>` link). Everything in a notice but the service's own words and commands goes
+ * through here: targets, labels, plans and errors are all made from alert data.
+ */
+function field(value: string, max = 1000): string {
+  const line = oneLine(value);
+  return escapeSlack(line.length > max ? `${line.slice(0, max - 1)}…` : line);
+}
+
+function base(publicUrl: string): string {
+  return publicUrl.replace(/\/+$/, '');
+}
+
+const CURL = `curl -X POST -H "Authorization: Bearer $REMEDIATOR_TOKEN" -H 'Content-Type: application/json' -d '{}'`;
+
+/** The approve and reject commands: written here alone, from PUBLIC_URL and a run id that is a UUID, and last in a notice. */
+function commandLines(id: string, publicUrl: string): string[] {
+  if (!UUID.test(id)) return [];
+  const url = base(publicUrl);
+  return [`Approve: ${CURL} ${url}/api/runs/${id}/approve`, `Reject:  ${CURL} ${url}/api/runs/${id}/reject`];
+}
+
 /** The message on-call gets: what the run would do and, while it waits, the exact command that approves it. */
 export function notificationText(run: Run, kind: NotificationKind, publicUrl: string, context: readonly string[] = []): string {
   const lines = [
-    `[conduit-remediator] ${run.remediation} on ${run.target ?? 'unknown target'} ${HEADLINE[kind]}`,
-    `Run ${run.id} (rule ${run.rule}, alert ${run.alert.labels['alertname'] ?? run.alert.fingerprint})`,
-    ...context,
+    `[conduit-remediator] ${field(run.remediation)} on ${run.target ? field(run.target) : 'unknown target'} ${HEADLINE[kind]}`,
+    `Run ${field(run.id)} (rule ${field(run.rule)}, alert ${field(run.alert.labels['alertname'] ?? run.alert.fingerprint)})`,
+    ...context.map((line) => field(line)),
   ];
-  if (run.plan) lines.push(`Plan: ${run.plan}`);
-  if (kind === 'failed' && run.error) lines.push(`Error: ${run.error}`);
-  if (kind === 'pending_approval' || kind === 'escalated') {
-    if (run.approval.expiresAt) lines.push(`Expires at ${run.approval.expiresAt}`);
-    lines.push(
-      `Approve: curl -X POST -H "Authorization: Bearer $REMEDIATOR_TOKEN" -H 'Content-Type: application/json' -d '{}' ${publicUrl}/api/runs/${run.id}/approve`,
-      `Reject:  curl -X POST -H "Authorization: Bearer $REMEDIATOR_TOKEN" -H 'Content-Type: application/json' -d '{}' ${publicUrl}/api/runs/${run.id}/reject`,
-    );
+  if (run.plan) lines.push(`Plan: ${field(run.plan)}`);
+  if (kind === 'failed' && run.error) lines.push(`Error: ${field(run.error)}`);
+  if (approvable(kind)) {
+    if (run.approval.expiresAt) lines.push(`Expires at ${field(run.approval.expiresAt)}`);
+    lines.push(...commandLines(run.id, publicUrl));
   }
   return lines.join('\n');
 }
 
+export interface NoticeEntry {
+  run: Run;
+  context: readonly string[];
+}
+
+/**
+ * One notice for several runs of one rule and kind: the first `listed` named (id, target, alert,
+ * plan or error, context), the rest counted with the query that lists them all; for approvals,
+ * one approve command per named run, last.
+ */
+export function aggregateText(entries: readonly NoticeEntry[], kind: NotificationKind, publicUrl: string, listed = LISTED_RUNS): string {
+  const url = base(publicUrl);
+  const rule = entries[0]?.run.rule ?? '';
+  const shown = entries.slice(0, listed);
+  const lines = [`[conduit-remediator] ${entries.length} runs of rule ${field(rule)} ${HEADLINE_MANY[kind]}`];
+  for (const { run, context } of shown) {
+    const alert = run.alert.labels['alertname'] ?? run.alert.fingerprint;
+    lines.push(
+      `• Run ${field(run.id)}: ${field(run.remediation)} on ${run.target ? field(run.target, 300) : 'unknown target'} (alert ${field(alert, 200)})`,
+    );
+    for (const line of context) lines.push(`    ${field(line, 300)}`);
+    if (approvable(kind) && run.plan) lines.push(`    Plan: ${field(run.plan, 300)}`);
+    if (kind === 'failed' && run.error) lines.push(`    Error: ${field(run.error, 300)}`);
+  }
+  if (entries.length > shown.length) {
+    const status = LIST_STATUS[kind];
+    const query = `${status ? `status=${status}&amp;` : ''}rule=${encodeURIComponent(rule)}`;
+    lines.push(`And ${entries.length - shown.length} more: GET ${url}/api/runs?${query}`);
+  }
+  if (approvable(kind)) {
+    const ids = shown.map((e) => e.run.id).filter((id) => UUID.test(id));
+    for (const id of ids) lines.push(`Approve: remediator approve ${id} --url ${url}`);
+    if (ids.length > 0) {
+      lines.push(`Reject:  remediator reject RUN_ID --url ${url}`);
+      lines.push(`Over HTTP: ${CURL} ${url}/api/runs/RUN_ID/approve (or /reject)`);
+    }
+  }
+  return lines.join('\n');
+}
+
+interface Window {
+  key: string;
+  kind: NotificationKind;
+  /** Notices that arrived while the window was open, posted as one when it closes. */
+  entries: NoticeEntry[];
+  timer: NodeJS.Timeout;
+}
+
+/** Timeline events written at once for the runs of one notice. */
+const EVENT_BATCH = 10;
+
 /**
  * Tells on-call about runs that need a human. Best effort and off the request path: a failed
  * notification is logged and recorded in the run's timeline, never blocks or fails the run.
+ *
+ * Floods are folded and capped. The first notice of a kind (approval, escalation, expiry, failure,
+ * unverified) for a rule goes at once and opens a window of `windowMs`; the notices of that kind and
+ * rule arriving while it is open are posted as ONE notice listing the runs when it closes, which
+ * opens the next window (a steady stream is one notice a window). At most `maxPerMinute` notices are
+ * posted in any minute; one over it is dropped (`notification_dropped` in its runs' timelines), and
+ * a single notice saying how many were dropped goes when the minute allows again. `drain()` posts
+ * what the windows hold. `remediator_notifications_total{result}` counts runs: `sent` in a notice of
+ * their own, `aggregated` in one listing several, `dropped`, `failed`.
  */
 export function createNotifier(deps: {
   target: NotifyTarget | undefined;
@@ -44,31 +152,153 @@ export function createNotifier(deps: {
   timeoutMs?: number;
   /** One line saying whether the run's alert still fires (asked of Alertmanager), for approval notices. */
   firingLine?: (run: Run) => Promise<string | undefined>;
+  metrics?: Pick<Metrics, 'notifications'>;
+  /** How long notices of one kind and rule are collected into one (default 2 s). */
+  windowMs?: number;
+  /** At most this many notices posted a minute (default 20). */
+  maxPerMinute?: number;
+  now?: () => number;
 }) {
+  const windowMs = deps.windowMs ?? 2000;
+  const maxPerMinute = deps.maxPerMinute ?? 20;
+  const now = deps.now ?? (() => Date.now());
   const pending = new Set<Promise<void>>();
+  const windows = new Map<string, Window>();
+  /** When the notices of the last minute were posted, oldest first. */
+  const posted: number[] = [];
+  const dropped = { notices: 0, runs: 0 };
+  let summaryTimer: NodeJS.Timeout | undefined;
+  let draining = false;
 
-  async function send(run: Run, kind: NotificationKind, context: readonly string[]): Promise<void> {
-    if (!deps.target) return;
+  function track(p: Promise<void>): void {
+    const tracked = p.finally(() => pending.delete(tracked));
+    pending.add(tracked);
+  }
+
+  /** Whether one more notice fits in the last minute; if it does, it is counted. */
+  function admit(): boolean {
+    const t = now();
+    while (posted.length > 0 && posted[0]! <= t - 60_000) posted.shift();
+    if (posted.length >= maxPerMinute) return false;
+    posted.push(t);
+    return true;
+  }
+
+  async function events(entries: readonly NoticeEntry[], type: string, detail: Record<string, unknown>): Promise<void> {
+    for (let i = 0; i < entries.length; i += EVENT_BATCH) {
+      await Promise.all(entries.slice(i, i + EVENT_BATCH).map((e) => deps.runs.addEvent(e.run.id, type, detail).catch(() => {})));
+    }
+  }
+
+  async function post(text: string): Promise<void> {
+    await deps.target!.post(text, { signal: new AbortController().signal, timeoutMs: deps.timeoutMs ?? 5000 });
+  }
+
+  async function deliver(entries: readonly NoticeEntry[], kind: NotificationKind): Promise<void> {
+    const runs = entries.length;
+    const first = entries[0]!;
+    if (!admit()) {
+      dropped.notices += 1;
+      dropped.runs += runs;
+      deps.metrics?.notifications.inc({ result: 'dropped' }, runs);
+      deps.log.warn({ kind, rule: first.run.rule, runs, maxPerMinute }, 'notification dropped: over the cap of notices a minute');
+      scheduleSummary();
+      await events(entries, 'notification_dropped', { kind, reason: 'rate_limited', maxPerMinute, ...(runs > 1 ? { runs } : {}) });
+      return;
+    }
     try {
-      const firing = kind === 'pending_approval' || kind === 'escalated' ? await deps.firingLine?.(run) : undefined;
-      await deps.target.post(notificationText(run, kind, deps.publicUrl, firing ? [...context, firing] : context), {
-        signal: new AbortController().signal,
-        timeoutMs: deps.timeoutMs ?? 5000,
-      });
-      await deps.runs.addEvent(run.id, 'notified', { kind });
+      let text: string;
+      if (runs === 1) {
+        const firing = approvable(kind) ? await deps.firingLine?.(first.run) : undefined;
+        text = notificationText(first.run, kind, deps.publicUrl, firing ? [...first.context, firing] : first.context);
+      } else {
+        text = aggregateText(entries, kind, deps.publicUrl);
+      }
+      await post(text);
     } catch (err) {
-      deps.log.warn({ runId: run.id, kind, err: (err as Error).message }, 'notification failed');
-      await deps.runs.addEvent(run.id, 'notification_failed', { kind, error: (err as Error).message }).catch(() => {});
+      const error = (err as Error).message;
+      deps.metrics?.notifications.inc({ result: 'failed' }, runs);
+      deps.log.warn({ runId: first.run.id, kind, runs, err: error }, 'notification failed');
+      await events(entries, 'notification_failed', { kind, error, ...(runs > 1 ? { runs } : {}) });
+      return;
+    }
+    deps.metrics?.notifications.inc({ result: runs === 1 ? 'sent' : 'aggregated' }, runs);
+    await events(entries, 'notified', { kind, ...(runs > 1 ? { runs } : {}) });
+  }
+
+  function open(key: string, kind: NotificationKind): Window {
+    const w: Window = { key, kind, entries: [], timer: setTimeout(() => close(w), windowMs) };
+    w.timer.unref();
+    windows.set(key, w);
+    return w;
+  }
+
+  /** A window closes: what it collected goes as one notice, and the next window opens; an empty one just ends. */
+  function close(w: Window): void {
+    clearTimeout(w.timer);
+    windows.delete(w.key);
+    if (w.entries.length === 0) return;
+    const entries = w.entries;
+    if (!draining) open(w.key, w.kind);
+    track(deliver(entries, w.kind));
+  }
+
+  function summaryText(): string {
+    const url = base(deps.publicUrl);
+    return [
+      `[conduit-remediator] ${dropped.notices} ${dropped.notices === 1 ? 'notice' : 'notices'} (about ${dropped.runs} ${dropped.runs === 1 ? 'run' : 'runs'}) dropped: over the cap of ${maxPerMinute} notices a minute`,
+      `Waiting for approval: GET ${url}/api/runs?status=pending_approval`,
+      `Failed: GET ${url}/api/runs?status=failed`,
+    ].join('\n');
+  }
+
+  /** The count of dropped notices, posted once the last minute has room again. */
+  function scheduleSummary(): void {
+    if (summaryTimer || draining) return;
+    const wait = Math.max(0, (posted[0] ?? now()) + 60_000 - now()) + 10;
+    summaryTimer = setTimeout(() => {
+      summaryTimer = undefined;
+      if (dropped.notices === 0) return;
+      if (!admit()) return scheduleSummary();
+      track(sendSummary());
+    }, wait);
+    summaryTimer.unref();
+  }
+
+  async function sendSummary(): Promise<void> {
+    const text = summaryText();
+    const count = { ...dropped };
+    dropped.notices = 0;
+    dropped.runs = 0;
+    try {
+      await post(text);
+    } catch (err) {
+      deps.log.warn({ ...count, err: (err as Error).message }, 'the notice of dropped notices failed');
     }
   }
 
   return {
     notify(run: Run, kind: NotificationKind, context: readonly string[] = []): void {
-      const p = send(run, kind, context).finally(() => pending.delete(p));
-      pending.add(p);
+      if (!deps.target) return;
+      const entry = { run, context };
+      const key = `${kind}\u0000${run.rule}`;
+      const w = windows.get(key);
+      if (w) {
+        w.entries.push(entry);
+        return;
+      }
+      if (!draining) open(key, kind);
+      track(deliver([entry], kind));
     },
-    /** Waits for notifications in flight, at shutdown. */
+    /** Posts what the windows hold and waits for notifications in flight, at shutdown. */
     async drain(): Promise<void> {
+      draining = true;
+      for (const w of [...windows.values()]) close(w);
+      if (summaryTimer) {
+        clearTimeout(summaryTimer);
+        summaryTimer = undefined;
+      }
+      if (dropped.notices > 0) track(sendSummary());
       await Promise.allSettled([...pending]);
     },
   };
