@@ -91,8 +91,9 @@ export function createExecutor(deps: ExecutorDeps) {
     const moved = await deps.runs.transition(run.id, from, to, event, { leaseMs: null, ...patch }, guard ?? undefined);
     if (moved) {
       deps.metrics.runs.inc({ rule: moved.rule, remediation: moved.remediation, status: to });
-      // Whatever did not end in success (failed, timed out, lost, cancelled, skipped, escalated) gives the alert back to on-call.
-      if (to !== 'succeeded' && moved.gates.silenceMs !== undefined) await deps.silences?.expire(moved, to);
+      // Whatever did not end in success (failed, timed out, lost, cancelled, skipped, escalated) gives the alert back to
+      // on-call; a dry run silenced nothing.
+      if (to !== 'succeeded' && to !== 'dry_run' && moved.gates.silenceMs !== undefined) await deps.silences?.expire(moved, to);
       if (isTerminal(to)) await deps.chains.releaseQuietly([moved]);
     }
     return moved;
