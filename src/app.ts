@@ -2,6 +2,7 @@ import Fastify, { type FastifyBaseLogger, type FastifyError } from 'fastify';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import { API_BODY_LIMIT } from './config.js';
 import { notFound, toApiError } from './errors.js';
 import { controlRoutes } from './routes/control.js';
 import { healthRoutes } from './routes/health.js';
@@ -21,9 +22,23 @@ export interface AppOptions {
  * ours hides its internals.
  */
 export async function buildApp(services: Services, opts: AppOptions) {
+  const { config } = services;
   const app = Fastify({
     loggerInstance: opts.logger,
-    bodyLimit: services.config.bodyLimit,
+    // Small bodies everywhere; the webhook's route sets the large limit, read only after its token is checked.
+    bodyLimit: API_BODY_LIMIT,
+    // A request arrives whole within requestTimeout, so a trickled body cannot hold a socket.
+    requestTimeout: config.requestTimeoutMs,
+    // Node checks the deadlines on connectionsCheckingInterval (30s by default): often enough that they hold.
+    http: {
+      requestTimeout: config.requestTimeoutMs,
+      headersTimeout: Math.min(60_000, config.requestTimeoutMs),
+      connectionsCheckingInterval: Math.max(250, Math.min(30_000, Math.floor(config.requestTimeoutMs / 4))),
+    },
+    connectionTimeout: config.connectionTimeoutMs,
+    keepAliveTimeout: config.keepAliveTimeoutMs,
+    // Every route answers its own line where it matters (the webhook's delivery line, errors at 5xx).
+    disableRequestLogging: true,
     // Alertmanager's body is validated as sent: no coercion of wrong types, unknown fields kept.
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false } },
   }).withTypeProvider<TypeBoxTypeProvider>();
@@ -35,25 +50,47 @@ export async function buildApp(services: Services, opts: AppOptions) {
       .code(answer.statusCode)
       .send({ statusCode: answer.statusCode, code: answer.code, error: httpReason(answer.statusCode), message: answer.message });
   });
+  app.server.maxConnections = config.maxConnections;
+
+  // An unknown path is answered before its body is read (nothing is parsed or buffered for it).
+  app.addHook('onRequest', async (req, reply) => {
+    if (!req.is404) return;
+    req.log.debug({ method: req.method, url: req.url }, 'no such route');
+    const answer = notFound(`${req.method} ${req.url}`);
+    if (req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined) reply.header('connection', 'close');
+    return reply.code(404).send({ statusCode: 404, code: answer.code, error: 'Not Found', message: answer.message });
+  });
+  app.addHook('onSend', async (req, reply) => {
+    reply.header('x-content-type-options', 'nosniff');
+    reply.header('referrer-policy', 'no-referrer');
+    reply.header('x-frame-options', 'DENY');
+    if (!req.url.startsWith('/docs')) {
+      reply.header('content-security-policy', "default-src 'none'; frame-ancestors 'none'");
+      reply.header('cache-control', 'no-store');
+    }
+  });
+
   app.setNotFoundHandler((req, reply) => {
     const answer = notFound(`${req.method} ${req.url}`);
     return reply.code(404).send({ statusCode: 404, code: answer.code, error: 'Not Found', message: answer.message });
   });
 
-  await app.register(swagger, {
-    openapi: {
-      info: { title: 'conduit-remediator', version: '0.1.0', description: 'Alert-driven auto-remediation for ConduitLLM' },
-      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
-    },
-  });
-  await app.register(swaggerUi, { routePrefix: '/docs' });
+  if (config.docs) {
+    await app.register(swagger, {
+      openapi: {
+        info: { title: 'conduit-remediator', version: '0.1.0', description: 'Alert-driven auto-remediation for ConduitLLM' },
+        components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+      },
+    });
+    await app.register(swaggerUi, { routePrefix: '/docs' });
+  }
 
   // Fastify's request logs only at warn and above: the webhook writes its own one line per delivery.
   const quiet = { logLevel: 'warn' as const };
   await app.register(healthRoutes(services), quiet);
   // Every role decides runs with the matrix (chains move on in workers too): each one reloads.
   await app.register(reloadRoutes(services), quiet);
-  if (services.config.role !== 'worker') {
+  if (config.role !== 'worker') {
     await app.register(webhookRoutes(services), quiet);
     await app.register(runRoutes(services), quiet);
     await app.register(controlRoutes(services), quiet);

@@ -14,7 +14,11 @@ export const ERROR_CODES = {
     statusCode: 422,
     meaning: 'POST /-/reload: the matrix file does not load (the message has file:line:col); the previous matrix stays in use',
   },
-  PAYLOAD_TOO_LARGE: { statusCode: 413, meaning: 'the body is over the limit (BODY_LIMIT for the webhook)' },
+  PAYLOAD_TOO_LARGE: {
+    statusCode: 413,
+    meaning:
+      'the body is over the limit (BODY_LIMIT for the webhook, 64 KiB elsewhere), or a message has more alerts than MAX_ALERTS_PER_MESSAGE',
+  },
   UNSUPPORTED_MEDIA_TYPE: { statusCode: 415, meaning: 'the body is not application/json' },
   INTERNAL: { statusCode: 500, meaning: 'a bug; the details are in the service log, never in the answer' },
   UNAVAILABLE: { statusCode: 503, meaning: 'PostgreSQL or Redis cannot serve the request now (the message names which); retry' },

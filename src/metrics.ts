@@ -127,6 +127,12 @@ export function createMetrics() {
       labelNames: ['result'] as const,
       registers: [registry],
     }),
+    webhookRefused: new Counter({
+      name: 'remediator_webhook_refused_total',
+      help: 'Webhook deliveries refused without storing anything, by reason (too_many_alerts: over MAX_ALERTS_PER_MESSAGE, answered 413).',
+      labelNames: ['reason'] as const,
+      registers: [registry],
+    }),
     reloadSuccessful: new Gauge({
       name: 'remediator_config_last_reload_successful',
       help: 'Whether the last attempt to load the response matrix (at start, SIGHUP or POST /-/reload) succeeded.',

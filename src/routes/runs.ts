@@ -40,6 +40,14 @@ export function timeBound(name: 'since' | 'until', text: string): TimeBound {
   throw validation(`querystring/${name} must be an RFC 3339 time (2026-01-02T15:04:05Z) or a duration back from now (30m, 1h, 2d)`);
 }
 
+/** The largest sequence number PostgreSQL's bigint holds: a cursor beyond it is no cursor we gave. */
+const MAX_SEQ = 2n ** 63n - 1n;
+
+function cursorOf(text: string): string {
+  if (BigInt(text) > MAX_SEQ) throw validation('querystring/cursor must be a cursor from an earlier page (nextCursor)');
+  return text;
+}
+
 export const runRoutes =
   (services: Services): FastifyPluginAsyncTypebox =>
   async (app) => {
@@ -69,7 +77,7 @@ export const runRoutes =
           ...(q.target ? { target: q.target } : {}),
           ...(q.since ? { since: timeBound('since', q.since) } : {}),
           ...(q.until ? { until: timeBound('until', q.until) } : {}),
-          ...(q.cursor ? { cursor: q.cursor } : {}),
+          ...(q.cursor ? { cursor: cursorOf(q.cursor) } : {}),
         });
       },
     );

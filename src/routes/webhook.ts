@@ -21,6 +21,20 @@ export const webhookRoutes =
         onRequest: async (req) => {
           if (!services.auth.webhook(req.headers.authorization)) throw unauthorized('missing or wrong webhook bearer token');
         },
+        // Before validating thousands of alerts: a message over the cap is refused whole, with a 4xx
+        // Alertmanager does not retry, instead of a 503 it would retry forever.
+        preValidation: async (req) => {
+          const alerts = (req.body as { alerts?: unknown } | undefined)?.alerts;
+          const max = services.config.maxAlertsPerMessage;
+          if (Array.isArray(alerts) && alerts.length > max) {
+            services.metrics.webhookRefused.inc({ reason: 'too_many_alerts' });
+            services.log.warn({ reqId: req.id, alerts: alerts.length, max }, 'delivery refused: too many alerts in one message');
+            throw new ApiError(
+              'PAYLOAD_TOO_LARGE',
+              `the message has ${alerts.length} alerts; at most ${max} (MAX_ALERTS_PER_MESSAGE) are taken in one message: lower the Alertmanager route's group size or raise the limit`,
+            );
+          }
+        },
       },
       async (req) => {
         const started = performance.now();
