@@ -68,7 +68,13 @@ export async function request<T>(ep: Endpoint, method: 'GET' | 'POST', path: str
     if ((err as Error).name === 'TimeoutError') {
       throw new ClientError(`no answer from the remediator at ${ep.url} within ${ep.timeoutMs / 1000}s`);
     }
-    throw new ClientError(`cannot reach the remediator at ${ep.url}: ${networkError(err)} (set REMEDIATOR_URL or --url)`);
+    const why = networkError(err);
+    if (why === 'unexpected redirect') {
+      throw new ClientError(
+        `${ep.url}${path} answered with a redirect, which is not followed: point REMEDIATOR_URL or --url at the service itself`,
+      );
+    }
+    throw new ClientError(`cannot reach the remediator at ${ep.url}: ${why} (set REMEDIATOR_URL or --url)`);
   }
   const text = await res.text().catch(() => '');
   let answer: unknown;

@@ -5,6 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
+import { createServer as createHttpServer } from 'node:http';
 import { createServer } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
@@ -279,13 +280,36 @@ describe('remediator runs, show, approve, reject, pause, resume against a runnin
     }
   });
 
-  it('a service that cannot be reached is named by its URL', async () => {
+  it('a service that cannot be reached is named by its URL; a redirect or an answer that is not JSON is refused', async () => {
     const port = await closedPort();
     const url = `http://127.0.0.1:${port}`;
     const refused = await remediator(['runs'], { REMEDIATOR_URL: url, REMEDIATOR_TOKEN: TOKENS.viewer });
     assert.equal(refused.code, 1);
     assert.equal(refused.stderr, `error: cannot reach the remediator at ${url}: ECONNREFUSED (set REMEDIATOR_URL or --url)\n`);
     assert.ok(!refused.stderr.includes(TOKENS.viewer));
+    // Something else answers there: a redirect is not followed, a body that is not JSON is not taken for an answer.
+    const other = createHttpServer((req, res) => {
+      if (req.url?.startsWith('/api/runs')) res.writeHead(302, { location: 'http://example.com/' }).end();
+      else res.writeHead(200, { 'content-type': 'text/html' }).end('<html></html>');
+    });
+    await new Promise<void>((resolve) => other.listen(0, '127.0.0.1', resolve));
+    const otherUrl = `http://127.0.0.1:${(other.address() as { port: number }).port}`;
+    try {
+      const redirected = await remediator(['runs', '--url', otherUrl]);
+      assert.equal(redirected.code, 1);
+      assert.equal(
+        redirected.stderr,
+        `error: ${otherUrl}/api/runs answered with a redirect, which is not followed: point REMEDIATOR_URL or --url at the service itself\n`,
+      );
+      const html = await remediator(['pause', '--url', otherUrl]);
+      assert.equal(html.code, 1);
+      assert.equal(
+        html.stderr,
+        `error: ${otherUrl}/api/control/pause answered HTTP 200 with a body that is not JSON: is it the remediator?\n`,
+      );
+    } finally {
+      await new Promise<void>((resolve) => other.close(() => resolve()));
+    }
     const bad = await remediator(['approve', ids.approve, '--url', 'ftp://example.com']);
     assert.equal(bad.code, 1);
     assert.equal(bad.stderr, 'error: --url ("ftp://example.com") is not an http(s):// URL\n');
