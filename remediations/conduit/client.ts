@@ -69,6 +69,21 @@ function conduitMessage(body: unknown): string | undefined {
   return undefined;
 }
 
+/**
+ * Where a redirect points, for the error: origin and path only, since a query string may carry a token.
+ * The target is never asked: following would send X-API-Key to whatever host the answer names.
+ */
+function redirectTarget(res: Response, base: string): string {
+  const location = res.headers.get('location');
+  if (location === null || location === '') return '(no Location header)';
+  try {
+    const url = new URL(location, base);
+    return `${url.origin}${url.pathname}`;
+  } catch {
+    return '(an invalid Location header)';
+  }
+}
+
 async function readBody(res: Response): Promise<unknown> {
   const text = await res.text();
   if (text === '') return undefined;
@@ -97,12 +112,24 @@ export function conduitClient(ctx: ExecutionContext): ConduitClient {
     const headers: Record<string, string> = { 'X-API-Key': apiKey, Accept: 'application/json' };
     if (body !== undefined) headers['Content-Type'] = 'application/json';
     try {
-      const res = await fetch(`${baseUrl}${path}`, {
+      const url = `${baseUrl}${path}`;
+      const res = await fetch(url, {
         method,
         headers,
         signal,
+        redirect: 'manual',
         ...(body === undefined ? {} : { body: JSON.stringify(body) }),
       });
+      if (res.status >= 300 && res.status < 400) {
+        const location = redirectTarget(res, url);
+        await res.body?.cancel().catch(() => undefined);
+        throw new RemediationError(
+          'target_error',
+          `Conduit Admin API answered ${res.status} redirecting ${method} ${path} to ${location}; redirects are not followed ` +
+            '(they would carry X-API-Key to another host): set CONDUIT_ADMIN_URL to the address that answers',
+          { detail: { status: res.status, method, path, location } },
+        );
+      }
       const parsed = await readBody(res);
       if (!res.ok) throw statusError(res.status, method, path, parsed);
       return { status: res.status, body: parsed };

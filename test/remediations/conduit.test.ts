@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { test, type TestContext } from 'node:test';
 import { Value } from '@sinclair/typebox/value';
 import clearCache from '../../remediations/conduit/clear-cache.js';
@@ -214,6 +216,54 @@ test('an unreachable Admin API is a retryable target_error', async (t) => {
   const err = await failure(disableProvider.execute({ provider: 'openai' }, context));
   assert.equal(err.code, 'target_error');
   assert.equal(err.retryable, true);
+});
+
+/** A second HTTP listener that records whatever reaches it: a redirect target that must never be asked. */
+async function elsewhere(t: TestContext): Promise<{ url: string; hits: Array<{ method: string; url: string; apiKey: unknown }> }> {
+  const hits: Array<{ method: string; url: string; apiKey: unknown }> = [];
+  const server = createServer((req, res) => {
+    hits.push({ method: req.method ?? '', url: req.url ?? '', apiKey: req.headers['x-api-key'] });
+    res.writeHead(200, { 'content-type': 'application/json' }).end('[]');
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.after(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, hits };
+}
+
+test('a redirect from the Admin API is not followed: the other host gets no request and the run names the redirect', async (t) => {
+  const { admin, ctx, puts } = await conduit(t);
+  const other = await elsewhere(t);
+
+  admin.redirectNext(other.url, 307);
+  const get = await failure(disableProvider.execute({ provider: 'openai' }, ctx()));
+  assert.equal(get.code, 'target_error');
+  assert.equal(get.retryable, false);
+  assert.match(
+    get.message,
+    /answered 307 redirecting GET \/api\/ProviderCredentials to http:\/\/127\.0\.0\.1:\d+\/api\/ProviderCredentials/,
+  );
+  assert.match(get.message, /redirects are not followed/);
+  assert.deepEqual(get.detail, {
+    status: 307,
+    method: 'GET',
+    path: '/api/ProviderCredentials',
+    location: `${other.url}/api/ProviderCredentials`,
+  });
+
+  // A POST redirected with 308 (which would keep method and body), to a URL with a token in its query.
+  admin.redirectNext(`${other.url}/sso?sig=redirect-secret&next=`, 308);
+  const post = await failure(clearCache.execute({ cacheId: 'model-list' }, ctx()));
+  assert.equal(post.code, 'target_error');
+  assert.match(post.message, new RegExp(`answered 308 redirecting POST \\S+ to ${other.url.replace(/\./g, '\\.')}/sso;`));
+  assert.doesNotMatch(post.message, /redirect-secret/);
+  assert.ok(!post.message.includes(admin.apiKey));
+
+  assert.deepEqual(other.hits, [], 'the redirect target received a request');
+  assert.equal(puts().length, 0);
+  assert.equal(admin.clearedCaches.length, 0);
+  assert.equal(admin.providers[0]!.isEnabled, true);
+  // The same client goes on working once the Admin API stops redirecting.
+  assert.equal((await disableProvider.execute({ provider: 'openai' }, ctx())).changed, true);
 });
 
 test('a missing Conduit target fails with target_not_configured', async () => {

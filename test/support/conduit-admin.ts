@@ -49,6 +49,8 @@ export interface ConduitAdmin {
   failNext(count: number, status?: number): void;
   /** The next request waits `ms` before it is handled. */
   delayNext(ms: number): void;
+  /** The next request is answered `status` (307 by default) with `Location: <base><its path and query>`, as a moved proxy would. */
+  redirectNext(base: string, status?: number): void;
   close(): Promise<void>;
 }
 
@@ -163,6 +165,7 @@ export async function startConduitAdmin(
   const failingTests = new Map<number, string>();
   const clearedCaches: string[] = [];
   const requests: RecordedRequest[] = [];
+  const redirects: Array<{ base: string; status: number }> = [];
 
   const provider = (id: string | undefined) => providers.find((p) => String(p.id) === id);
   const listed = (p: Provider) => ({ ...p, keyCount: keys.filter((k) => k.providerId === p.id).length });
@@ -259,6 +262,12 @@ export async function startConduitAdmin(
 
     if (!(await faults.delay(res))) return;
 
+    const redirect = redirects.shift();
+    if (redirect !== undefined) {
+      res.writeHead(redirect.status, { location: `${redirect.base}${req.url ?? '/'}` }).end();
+      return;
+    }
+
     const failure = faults.nextFailure();
     if (failure !== undefined) return send(res, failure, 'Service Unavailable');
     if (req.headers['x-api-key'] !== apiKey) return send(res, 401);
@@ -286,6 +295,7 @@ export async function startConduitAdmin(
     requests,
     failNext: (count, status = 503) => faults.failNext(count, status),
     delayNext: (ms) => faults.delayNext(ms),
+    redirectNext: (base, status = 307) => void redirects.push({ base, status }),
     close: () => faults.close(),
   };
 }
