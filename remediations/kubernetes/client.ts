@@ -4,6 +4,7 @@ import type {
   ConfigurationOptions,
   CoreV1Api,
   CustomObjectsApi,
+  HttpLibrary,
   KubeConfig,
   ObservableMiddleware,
   PatchStrategy,
@@ -11,6 +12,7 @@ import type {
 import type { Static, TSchema } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import { RemediationError, throwIfAborted, type ExecutionContext } from '../types.js';
+import { KubeNetworkError, KubeRedirectError, noRedirectHttpLibrary } from './http.js';
 
 /** Shows up in `managedFields`, so `kubectl get -o yaml` tells who changed a field. */
 export const FIELD_MANAGER = 'conduit-remediator';
@@ -36,6 +38,8 @@ let clientNode: Promise<ClientNode> | undefined;
  */
 export const loadClientNode = (): Promise<ClientNode> => (clientNode ??= import('@kubernetes/client-node'));
 
+let httpLibrary: HttpLibrary | undefined;
+
 export interface Kube {
   apps: AppsV1Api;
   core: CoreV1Api;
@@ -43,8 +47,9 @@ export interface Kube {
   custom: CustomObjectsApi;
   /**
    * Runs one API call bounded by the run's signal and `ctx.timeoutMs`, with the given Content-Type
-   * (client-node 1.x would otherwise send every PATCH as `application/json-patch+json`), and turns
-   * its failure into a RemediationError about `ref`.
+   * (client-node 1.x would otherwise send every PATCH as `application/json-patch+json`), over an
+   * HTTP layer that never follows a redirect, and turns its failure into a RemediationError about
+   * `ref`. Every call goes through here: `call` must pass the options it is given.
    */
   request<T>(ref: ObjectRef, call: (options: ConfigurationOptions) => Promise<T>, contentType?: PatchStrategy): Promise<T>;
 }
@@ -72,7 +77,11 @@ async function request<T>(
   throwIfAborted(ctx.signal);
   const timeout = AbortSignal.timeout(ctx.timeoutMs);
   const signal = AbortSignal.any([ctx.signal, timeout]);
-  const base: ConfigurationOptions = { middleware: [signalMiddleware(k8s, signal)], middlewareMergeStrategy: 'append' };
+  const base: ConfigurationOptions = {
+    httpApi: (httpLibrary ??= noRedirectHttpLibrary(k8s)),
+    middleware: [signalMiddleware(k8s, signal)],
+    middlewareMergeStrategy: 'append',
+  };
   try {
     return await call(contentType === undefined ? base : k8s.setHeaderOptions('Content-Type', contentType, base));
   } catch (err) {
@@ -87,7 +96,7 @@ async function request<T>(
   }
 }
 
-/** client-node 1.x hands the request's signal to node-fetch; a middleware is the one place to set it per call. */
+/** client-node 1.x hands the request's signal to its HTTP library; a middleware is the one place to set it per call. */
 function signalMiddleware(k8s: ClientNode, signal: AbortSignal): ObservableMiddleware {
   return {
     pre: (req) => {
@@ -115,10 +124,19 @@ function statusMessage(body: unknown): string | undefined {
 export function toRemediationError(err: unknown, ref: ObjectRef, ApiException: ClientNode['ApiException']): RemediationError {
   if (err instanceof RemediationError) return err;
   const what = describeRef(ref);
+  if (err instanceof KubeRedirectError) {
+    // Not retried: the same URL answers the same redirect, and the kubeconfig's server is what needs fixing.
+    return new RemediationError(
+      'target_error',
+      `Kubernetes API answered HTTP ${err.status} redirecting the call for ${what} to ${err.location}; ` +
+        'redirects are not followed (they would carry the credentials to another host): check the server in the kubeconfig',
+      { detail: { status: err.status, location: err.location }, cause: err },
+    );
+  }
   if (!(err instanceof ApiException)) {
-    // node-fetch's FetchError is a network failure (refused, reset, DNS): the API server may be back soon.
-    // Anything else failed before a request went out (a kubeconfig the client rejects): retrying will not help.
-    const network = (err as Error | undefined)?.name === 'FetchError';
+    // A network failure (refused, reset, DNS, TLS): the API server may be back soon. Anything else
+    // failed before a request went out (a kubeconfig the client rejects): retrying will not help.
+    const network = err instanceof KubeNetworkError || (err as Error | undefined)?.name === 'FetchError';
     const message = `${network ? 'Kubernetes API unreachable' : 'could not call Kubernetes'} for ${what}: ${(err as Error | undefined)?.message ?? String(err)}`;
     return new RemediationError('target_error', message, { retryable: network, cause: err });
   }

@@ -349,6 +349,50 @@ test('the run timeout and abort signal bound every request', T, async (t) => {
   assert.equal(s.requests.length, before);
 });
 
+test('a redirect from the API server is not followed: the other host gets no request, not even the first GET', T, async (t) => {
+  const s = await standIn(t);
+  // Another API server stand-in, which would answer every call, and records what reaches it.
+  const other = await standIn(t);
+  other.requests.length = 0;
+  const before = structuredClone(s.get('deployments', 'conduit', 'conduit-api'));
+
+  s.inject({ method: 'GET', redirectTo: other.url, status: 307 });
+  const err = await rejectsWith(
+    scaleDeployment.execute({ namespace: 'conduit', deployment: 'conduit-api', replicas: 3, max: 5 }, ctxFor(s)),
+    'target_error',
+    /Kubernetes API answered HTTP 307 redirecting the call for Deployment conduit\/conduit-api to http:\/\/127\.0\.0\.1:\d+\/apis\/apps\/v1\/namespaces\/conduit\/deployments\/conduit-api\/scale; redirects are not followed/,
+  );
+  assert.equal(err.retryable, false);
+  assert.deepEqual(err.detail, { status: 307, location: `${other.url}/apis/apps/v1/namespaces/conduit/deployments/conduit-api/scale` });
+  assert.ok(!err.message.includes('stand-in-token'));
+
+  // A write redirected with 308, which keeps method and body: the PATCH goes nowhere.
+  s.inject({ method: 'PATCH', redirectTo: `${other.url}/elsewhere?token=leak`, status: 308 });
+  const patch = await rejectsWith(
+    rolloutRestart.execute({ namespace: 'conduit', deployment: 'conduit-api' }, ctxFor(s)),
+    'target_error',
+    /HTTP 308 redirecting the call for Deployment conduit\/conduit-api to http:\/\/127\.0\.0\.1:\d+\/elsewhere;/,
+  );
+  assert.doesNotMatch(patch.message, /leak/);
+
+  assert.deepEqual(other.requests, [], 'the redirect target received a request');
+  assert.deepEqual(s.get('deployments', 'conduit', 'conduit-api'), before, 'the deployment is unchanged');
+  // The redirects were one-off: the next call goes through as usual.
+  assert.equal((await scaleDeployment.execute({ namespace: 'conduit', deployment: 'conduit-api', replicas: 3, max: 5 }, ctxFor(s))).to, 3);
+});
+
+test('an API server that refuses connections is a retryable target_error', T, async (t) => {
+  const s = await standIn(t);
+  const ctx = ctxFor(s);
+  await s.close();
+  const err = await rejectsWith(
+    deletePod.execute({ namespace: 'conduit', pod: 'conduit-api-1' }, ctx),
+    'target_error',
+    /Kubernetes API unreachable for Pod conduit\/conduit-api-1: connect ECONNREFUSED/,
+  );
+  assert.equal(err.retryable, true);
+});
+
 test('patch-hpa merge-patches only what changes, is a no-op when set, refuses min above the current max', T, async (t) => {
   const s = await standIn(t);
   s.put({

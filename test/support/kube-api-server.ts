@@ -79,6 +79,8 @@ export interface Fault {
   status?: number;
   /** Hold the response this long before answering (for timeout tests). */
   hangMs?: number;
+  /** Answer a redirect (`status`, 307 by default) to this base URL followed by the request's path and query. */
+  redirectTo?: string;
   times?: number;
 }
 
@@ -332,7 +334,13 @@ export async function startKubeApiServer(opts: { token?: string } = {}): Promise
         try {
           if (opts.token !== undefined && req.headers.authorization !== `Bearer ${opts.token}`)
             throw new ApiError(401, 'Unauthorized', 'Unauthorized');
-          const fault = faults.find((f) => f.status !== undefined && matches(f));
+          const redirect = faults.find((f) => f.redirectTo !== undefined && matches(f));
+          if (redirect?.redirectTo !== undefined) {
+            redirect.times = (redirect.times ?? 1) - 1;
+            res.writeHead(redirect.status ?? 307, { location: `${redirect.redirectTo}${req.url ?? '/'}` }).end();
+            return;
+          }
+          const fault = faults.find((f) => f.status !== undefined && f.redirectTo === undefined && matches(f));
           if (fault?.status !== undefined) {
             fault.times = (fault.times ?? 1) - 1;
             throw new ApiError(fault.status, REASONS[fault.status] ?? 'Unknown', `injected failure ${fault.status}`);
