@@ -15,7 +15,8 @@
  *
  * With several URLs (an HA pair) every one is asked at once; the alert fires if any answering Alertmanager lists
  * it, does not if at least one answered and none lists it, and `AlertmanagerUnavailable` is thrown only when none
- * answered. Nothing here retries: the caller decides how long to keep asking.
+ * answered. A redirect (3xx) is never followed: that Alertmanager counts as not answering, the status and
+ * where it pointed in its error line. Nothing here retries: the caller decides how long to keep asking.
  */
 import { isRecord, networkError, oneLine, parseBaseUrl } from '../kernel/http.js';
 
@@ -99,6 +100,17 @@ export function parseAlertmanagerUrls(text: string): string[] {
   return [...new Set(urls)];
 }
 
+/** Where a redirect points, origin and path only (a query string may carry a token). */
+function redirectTarget(location: string | null, base: string): string {
+  if (location === null || location === '') return '(no Location header)';
+  try {
+    const url = new URL(location, base);
+    return `${url.origin}${url.pathname}`;
+  } catch {
+    return '(an invalid Location header)';
+  }
+}
+
 type Asked = { url: string; answered: true; found: Record<string, unknown> | undefined } | { url: string; answered: false; error: string };
 
 export function createAlertCheck(opts: { urls: readonly string[]; requestTimeoutMs?: number }): AlertCheck {
@@ -115,7 +127,13 @@ export function createAlertCheck(opts: { urls: readonly string[]; requestTimeout
     let status: number;
     let body: string;
     try {
-      const res = await fetch(url, { headers: { accept: 'application/json' }, signal });
+      // A redirect is not followed: the alert's labels go to the configured Alertmanager only.
+      const res = await fetch(url, { headers: { accept: 'application/json' }, signal, redirect: 'manual' });
+      if (res.status >= 300 && res.status < 400) {
+        await res.body?.cancel().catch(() => undefined);
+        const to = redirectTarget(res.headers.get('location'), url);
+        return { url: base, answered: false, error: `${base}: HTTP ${res.status} redirect to ${to}, not followed` };
+      }
       status = res.status;
       body = await res.text();
     } catch (err) {

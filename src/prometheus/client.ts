@@ -17,6 +17,8 @@
  * - Sample values are strings, `"NaN"`, `"+Inf"` and `"-Inf"` included; times are Unix seconds with
  *   millisecond decimals.
  *
+ * A redirect (3xx) is never followed: it is `PrometheusUnavailable`, naming the status and where it pointed.
+ *
  * Nothing here retries: the caller decides how long to keep asking.
  */
 import { isRecord, networkError, oneLine, parseBaseUrl } from '../kernel/http.js';
@@ -197,6 +199,17 @@ function samplesOf(data: Record<string, unknown>): Sample[] | undefined {
   }
 }
 
+/** Where a redirect points, origin and path only (a query string may carry a token). */
+function redirectTarget(location: string | null, base: string): string {
+  if (location === null || location === '') return '(no Location header)';
+  try {
+    const url = new URL(location, base);
+    return `${url.origin}${url.pathname}`;
+  } catch {
+    return '(an invalid Location header)';
+  }
+}
+
 export function createPrometheusClient(opts: { url: string; requestTimeoutMs?: number }): PrometheusClient {
   const url = parseBaseUrl(opts.url.trim(), 'Prometheus URL');
   const timeoutMs = opts.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
@@ -223,10 +236,17 @@ export function createPrometheusClient(opts: { url: string; requestTimeoutMs?: n
       let status: number;
       let body: string;
       try {
-        const res = await fetch(init.method === 'GET' ? `${endpoint}?${params}` : endpoint, init);
+        const target = init.method === 'GET' ? `${endpoint}?${params}` : endpoint;
+        // A redirect is not followed: the URL is the one configured, and the query goes nowhere else.
+        const res = await fetch(target, { ...init, redirect: 'manual' });
+        if (res.status >= 300 && res.status < 400) {
+          await res.body?.cancel().catch(() => undefined);
+          throw unavailable(`HTTP ${res.status} redirect to ${redirectTarget(res.headers.get('location'), target)}, not followed`);
+        }
         status = res.status;
         body = await res.text();
       } catch (err) {
+        if (err instanceof PrometheusUnavailable) throw err;
         signal?.throwIfAborted();
         if (deadline.aborted) throw unavailable(`no answer within ${timeoutMs} ms`);
         throw unavailable(networkError(err));
