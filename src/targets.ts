@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import type { KubeConfig } from '@kubernetes/client-node';
 import { Redis } from 'ioredis';
 import pg from 'pg';
-import type { TargetKind, Targets } from '../remediations/types.js';
+import type { OwnDatabase, TargetKind, Targets } from '../remediations/types.js';
 import type { Config } from './config.js';
 import { notifyTarget } from './notify/client.js';
 
@@ -30,16 +30,38 @@ async function kubeConfig(config: Config): Promise<KubeConfig | undefined> {
   return kc;
 }
 
+/**
+ * The database DATABASE_URL names, resolved as pg resolves it (a URL without a path means the user's
+ * database; PGHOST, PGPORT and the like fill what the URL leaves out). A client is made, never connected.
+ */
+export function ownDatabase(databaseUrl: string): OwnDatabase {
+  const client = new pg.Client({ connectionString: databaseUrl });
+  return { name: client.database ?? '', host: client.host, port: client.port };
+}
+
 /** The clients of every configured target. Connections open lazily, on a remediation's first use. */
 export async function buildTargets(config: Config): Promise<BuiltTargets> {
-  const targets: Targets = { settings: { archiveTables: config.archiveTables, queuePrefix: config.queuePrefix } };
+  const targets: Targets = {
+    settings: {
+      archiveTables: config.archiveTables,
+      queuePrefix: config.queuePrefix,
+      applicationName: config.applicationName,
+      ownDatabase: ownDatabase(config.databaseUrl),
+    },
+  };
   const configured = new Set<TargetKind>(['none']);
   if (config.conduit) {
     targets.conduit = config.conduit;
     configured.add('conduit');
   }
   if (config.targetDatabaseUrl) {
-    const pool = new pg.Pool({ connectionString: config.targetDatabaseUrl, max: 4, connectionTimeoutMillis: 5000 });
+    // The service's name on every session, so kill-idle-connections (and people) can tell them apart.
+    const pool = new pg.Pool({
+      connectionString: config.targetDatabaseUrl,
+      application_name: config.applicationName,
+      max: 4,
+      connectionTimeoutMillis: 5000,
+    });
     pool.on('error', () => {});
     targets.targetDatabase = pool;
     configured.add('targetDatabase');

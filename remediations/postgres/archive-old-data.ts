@@ -2,8 +2,16 @@ import { Type } from '@sinclair/typebox';
 import pg from 'pg';
 import { parseDuration } from '../../src/kernel/duration.js';
 import { count } from '../summary.js';
-import { defineRemediation, RemediationError, throwIfAborted, type ExecutionContext, type RemediationResult } from '../types.js';
+import {
+  defineRemediation,
+  RemediationError,
+  throwIfAborted,
+  type ExecutionContext,
+  type RemediationResult,
+  type Targets,
+} from '../types.js';
 import { Duration, SqlIdentifier } from '../validation.js';
+import { refuseOwnDatabase } from './own-database.js';
 import { inTransaction, pgFailure } from './transaction.js';
 
 const DEFAULTS = { olderThan: '90d', timestampColumn: 'timestamp', batchSize: 5000 } as const;
@@ -59,6 +67,15 @@ function resolve(p: ArchiveParams, ctx: ExecutionContext): Resolved {
     throw new RemediationError('invalid_params', `batchSize must be an integer in 1..50000, got ${batchSize}`);
   }
   return { table: p.table, archive: `${p.table}${ARCHIVE_SUFFIX}`, column, olderThan, olderThanMs, batchSize };
+}
+
+/**
+ * The database TARGET_DATABASE_URL reaches, as the server names it (through PgBouncer too), must not
+ * be the service's own: its tables are never archived, whatever ARCHIVE_TABLES and the matrix say.
+ */
+async function checkDatabase(client: pg.PoolClient, settings: Targets['settings']): Promise<void> {
+  const { rows } = await client.query<{ name: string }>('SELECT current_database() AS name');
+  refuseOwnDatabase(rows[0]?.name ?? '', settings, 'postgres.archive-old-data');
 }
 
 /** The table must exist and the cut-off column must be a timestamp, or the comparison means nothing. */
@@ -141,7 +158,10 @@ export default defineRemediation({
     let batches = 0;
     try {
       throwIfAborted(ctx.signal);
-      await inTransaction(pool, ctx.timeoutMs, (client) => checkTable(client, r));
+      await inTransaction(pool, ctx.timeoutMs, async (client) => {
+        await checkDatabase(client, ctx.targets.settings);
+        await checkTable(client, r);
+      });
       await ensureArchiveTable(pool, r, ctx.timeoutMs);
       for (;;) {
         throwIfAborted(ctx.signal);

@@ -45,17 +45,27 @@ export function createDb(pool: pg.Pool): Db {
   };
 }
 
+/** `application_name` of the service's sessions unless PG_APPLICATION_NAME names another. */
+export const DEFAULT_APPLICATION_NAME = 'conduit-remediator';
+
 /**
  * Opens the service's pool; creates the database first when it is missing and the user may.
  * `timeoutMs` bounds every wait on PostgreSQL: a connection from the pool, a statement on the server,
  * the answer to a query on the client side (which also covers a frozen backend or a network path that
  * holds bytes). A client whose query failed is destroyed, not reused; TCP keepalive finds dead peers.
+ * Every session carries `applicationName` (an `application_name` in the URL itself takes precedence,
+ * as pg reads it), so `pg_stat_activity` and `postgres.kill-idle-connections` tell the service's apart.
  */
-export async function openDatabase(url: string, opts: { max?: number; timeoutMs?: number } = {}): Promise<pg.Pool> {
-  await ensureDatabase(url);
+export async function openDatabase(
+  url: string,
+  opts: { max?: number; timeoutMs?: number; applicationName?: string } = {},
+): Promise<pg.Pool> {
+  const applicationName = opts.applicationName ?? DEFAULT_APPLICATION_NAME;
+  await ensureDatabase(url, applicationName);
   const timeoutMs = opts.timeoutMs;
   const pool = new pg.Pool({
     connectionString: url,
+    application_name: applicationName,
     max: opts.max ?? 10,
     connectionTimeoutMillis: Math.min(timeoutMs ?? 5000, 5000),
     keepAlive: true,
@@ -67,11 +77,11 @@ export async function openDatabase(url: string, opts: { max?: number; timeoutMs?
   return pool;
 }
 
-export async function ensureDatabase(url: string): Promise<void> {
+export async function ensureDatabase(url: string, applicationName = DEFAULT_APPLICATION_NAME): Promise<void> {
   const target = new URL(url);
   const name = decodeURIComponent(target.pathname.replace(/^\//, ''));
   if (!name) return;
-  const probe = new pg.Client({ connectionString: url, connectionTimeoutMillis: 5000 });
+  const probe = new pg.Client({ connectionString: url, connectionTimeoutMillis: 5000, application_name: applicationName });
   probe.on('error', () => {});
   try {
     await probe.connect();
@@ -83,7 +93,7 @@ export async function ensureDatabase(url: string): Promise<void> {
   }
   const admin = new URL(url);
   admin.pathname = '/postgres';
-  const client = new pg.Client({ connectionString: admin.toString(), connectionTimeoutMillis: 5000 });
+  const client = new pg.Client({ connectionString: admin.toString(), connectionTimeoutMillis: 5000, application_name: applicationName });
   client.on('error', () => {});
   await client.connect();
   try {

@@ -2,15 +2,25 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import pg from 'pg';
+import { Value } from '@sinclair/typebox/value';
 import archiveOldData from '../../remediations/postgres/archive-old-data.js';
 import killIdleConnections from '../../remediations/postgres/kill-idle-connections.js';
-import { RemediationError } from '../../remediations/types.js';
+import { RemediationError, type Targets } from '../../remediations/types.js';
+import { loadConfig } from '../../src/config.js';
+import { openDatabase } from '../../src/store/database.js';
+import { buildTargets, type BuiltTargets } from '../../src/targets.js';
 import { executionContext } from '../support/context.js';
 
 const suffix = randomBytes(4).toString('hex');
 const dbA = `rem_test_${suffix}_a`;
 const dbB = `rem_test_${suffix}_b`;
+/** The service's own database in these tests: openDatabase creates it. */
+const dbOwn = `rem_test_${suffix}_own`;
+/** A name PostgreSQL accepts only quoted. */
+const dbProd = `conduit-prod-${suffix}`;
 const connection = (database: string) => ({ host: '127.0.0.1', port: 5432, user: 'postgres', database });
 const admin = new pg.Client(connection('postgres'));
 const DAY = 86_400_000;
@@ -22,14 +32,16 @@ before(async () => {
 });
 
 after(async () => {
-  await admin.query(`DROP DATABASE IF EXISTS ${dbA} WITH (FORCE)`);
-  await admin.query(`DROP DATABASE IF EXISTS ${dbB} WITH (FORCE)`);
+  for (const db of [dbA, dbB, dbOwn, dbProd]) await admin.query(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(db)} WITH (FORCE)`);
   await admin.end();
 });
 
 /** A session that ran one query and now sits idle, recording how it ends. */
-async function idleSession(database: string) {
-  const client = new pg.Client(connection(database));
+async function idleSession(database: string, applicationName?: string) {
+  const client = new pg.Client({
+    ...connection(database),
+    ...(applicationName === undefined ? {} : { application_name: applicationName }),
+  });
   const errors: Error[] = [];
   client.on('error', (err) => errors.push(err));
   const ended = new Promise<void>((resolve) => client.once('end', () => resolve()));
@@ -131,7 +143,8 @@ describe('postgres.kill-idle-connections', () => {
 
   test('bad params and a missing target fail before any query', async () => {
     const ctx = executionContext({});
-    await rejectsWith(killIdleConnections.execute({ database: 'conduit; drop table x', idleFor: '5m' }, ctx), 'invalid_params');
+    for (const database of ['', 'conduit\n; drop table x', 'conduit\u0000', 'x'.repeat(64), 'é'.repeat(32)])
+      await rejectsWith(killIdleConnections.execute({ database, idleFor: '5m' }, ctx), 'invalid_params');
     await rejectsWith(killIdleConnections.execute({ database: 'conduit', idleFor: 'five minutes' }, ctx), 'invalid_params');
     await rejectsWith(killIdleConnections.execute({ database: 'conduit', idleFor: '0' }, ctx), 'refused');
     await rejectsWith(killIdleConnections.execute({ database: 'conduit' }, ctx), 'target_not_configured');
@@ -139,9 +152,193 @@ describe('postgres.kill-idle-connections', () => {
 
   test('target and plan name the database and the change', () => {
     assert.equal(killIdleConnections.target({ database: 'conduit', idleFor: '5m' }), 'postgres/conduit');
+    assert.equal(killIdleConnections.target({ database: 'conduit-prod' }), 'postgres/conduit-prod');
+    // Not the key of archiving table request_logs, nor one with a Redis separator in it.
+    assert.equal(killIdleConnections.target({ database: 'table/request_logs' }), 'postgres/table%2Frequest_logs');
+    assert.equal(killIdleConnections.target({ database: 'a:b' }), 'postgres/a%3Ab');
     const plan = killIdleConnections.plan({ database: 'conduit', idleFor: '10m', max: 20 });
-    for (const part of ['"conduit"', 'pg_terminate_backend', "'idle'", '10m', 'at most 20']) assert.ok(plan.includes(part), plan);
+    for (const part of ['"conduit"', 'pg_terminate_backend', "'idle'", '10m', 'at most 20', 'its own database'])
+      assert.ok(plan.includes(part), plan);
     assert.ok(killIdleConnections.plan({ database: 'conduit' }).includes('5m'));
+    // Quoted as an identifier: a double quote in the name is doubled.
+    assert.ok(killIdleConnections.plan({ database: 'conduit-prod' }).includes('database "conduit-prod" in state'));
+    assert.ok(killIdleConnections.plan({ database: 'a"b' }).includes('database "a""b" in state'));
+  });
+
+  test('database names follow PostgreSQL: any name up to 63 bytes without control characters', () => {
+    const accepts = (database: string) => Value.Check(killIdleConnections.params, { database });
+    for (const name of ['conduit', 'conduit-prod', 'Conduit', 'billing.eu', 'a"b', 'conduit; drop table x', 'é'.repeat(31), 'x'.repeat(63)])
+      assert.ok(accepts(name), name);
+    for (const name of ['', 'x'.repeat(64), 'conduit\n', 'con\u0000duit', 'tab\there', 'c1\u0085'])
+      assert.ok(!accepts(name), JSON.stringify(name));
+  });
+});
+
+describe("postgres.* and the service's own sessions and database", () => {
+  const ownUrl = `postgres://postgres@127.0.0.1:5432/${dbOwn}`;
+  const prodUrl = `postgres://postgres@127.0.0.1:5432/${encodeURIComponent(dbProd)}`;
+  let ownPool: pg.Pool;
+  let built: BuiltTargets;
+
+  before(async () => {
+    await admin.query(`CREATE DATABASE ${pg.escapeIdentifier(dbProd)}`);
+    // As the service opens them: its own store (created by openDatabase), and the target from the configuration.
+    ownPool = await openDatabase(ownUrl, { max: 3 });
+    const { config } = loadConfig({
+      DATABASE_URL: ownUrl,
+      TARGET_DATABASE_URL: prodUrl,
+      WEBHOOK_TOKEN: 'webhook-token-0123456789abcdef',
+      API_TOKENS: 'root:admin:admin-token-0123456789abcdef',
+      TOKENS_FILE: join(tmpdir(), `remediator-no-tokens-${suffix}.env`),
+    });
+    built = await buildTargets(config);
+  });
+  after(async () => {
+    await ownPool.end();
+    await built.close();
+  });
+
+  /** `count` sessions of the service's own pool, checked out at once and returned: they sit idle in the pool. */
+  async function ownIdleSessions(count: number): Promise<number[]> {
+    const clients = await Promise.all(Array.from({ length: count }, () => ownPool.connect()));
+    const pids = await Promise.all(
+      clients.map(async (c) => (await c.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid),
+    );
+    clients.forEach((c) => c.release());
+    return pids;
+  }
+
+  async function sessions(database: string): Promise<Map<number, string>> {
+    const { rows } = await admin.query<{ pid: number; application_name: string }>(
+      'SELECT pid, application_name FROM pg_stat_activity WHERE datname = $1',
+      [database],
+    );
+    return new Map(rows.map((r) => [r.pid, r.application_name]));
+  }
+
+  test('every pool the service opens names its sessions conduit-remediator, or PG_APPLICATION_NAME', async () => {
+    const own = await ownIdleSessions(2);
+    const target = await built.targets.targetDatabase!.query<{ pid: number; name: string }>(
+      "SELECT pg_backend_pid() AS pid, current_setting('application_name') AS name",
+    );
+    const [onOwn, onProd] = [await sessions(dbOwn), await sessions(dbProd)];
+    for (const pid of own) assert.equal(onOwn.get(pid), 'conduit-remediator', `own pool session ${pid}`);
+    assert.equal(onProd.get(target.rows[0]!.pid), 'conduit-remediator', 'target pool session');
+    assert.deepEqual(built.targets.settings.ownDatabase, { name: dbOwn, host: '127.0.0.1', port: 5432 });
+    assert.equal(built.targets.settings.applicationName, 'conduit-remediator');
+
+    const { config } = loadConfig({
+      DATABASE_URL: ownUrl,
+      TARGET_DATABASE_URL: prodUrl,
+      PG_APPLICATION_NAME: 'remediator-blue',
+      WEBHOOK_TOKEN: 'webhook-token-0123456789abcdef',
+      API_TOKENS: 'root:admin:admin-token-0123456789abcdef',
+      TOKENS_FILE: join(tmpdir(), `remediator-no-tokens-${suffix}.env`),
+    });
+    const blue = await buildTargets(config);
+    const bluePool = await openDatabase(ownUrl, { max: 1, applicationName: config.applicationName });
+    try {
+      const ownName = await bluePool.query<{ name: string }>("SELECT current_setting('application_name') AS name");
+      const targetName = await blue.targets.targetDatabase!.query<{ name: string }>("SELECT current_setting('application_name') AS name");
+      assert.deepEqual([ownName.rows[0]!.name, targetName.rows[0]!.name], ['remediator-blue', 'remediator-blue']);
+      assert.equal(blue.targets.settings.applicationName, 'remediator-blue');
+    } finally {
+      await bluePool.end();
+      await blue.close();
+    }
+  });
+
+  test("kill-idle-connections refuses the service's own database: its idle sessions all survive", { timeout: 20_000 }, async () => {
+    const own = await ownIdleSessions(3);
+    // Someone else's session on the service's database: spared as well, the whole database is off limits.
+    const visitor = await idleSession(dbOwn, 'psql');
+    try {
+      await sleep(1200);
+      const before = await sessions(dbOwn);
+      for (const pid of [...own, visitor.pid]) assert.ok(before.has(pid), `session ${pid} is there to begin with`);
+
+      let refusal: unknown;
+      await killIdleConnections
+        .execute({ database: dbOwn, idleFor: '1s' }, executionContext(built.targets))
+        .catch((err) => (refusal = err));
+      assert.ok(refusal instanceof RemediationError, String(refusal));
+      assert.equal(refusal.code, 'refused');
+      assert.equal(refusal.retryable, false);
+      assert.equal(
+        refusal.message,
+        `postgres.kill-idle-connections never acts on the service's own database "${dbOwn}" (DATABASE_URL, on 127.0.0.1:5432): ` +
+          "it holds the remediator's runs and sessions",
+      );
+      // Refused before any I/O: without a target pool the refusal is the same.
+      await rejectsWith(
+        killIdleConnections.execute({ database: dbOwn, idleFor: '1s' }, executionContext({ settings: built.targets.settings })),
+        'refused',
+      );
+
+      const after = await sessions(dbOwn);
+      for (const pid of [...own, visitor.pid]) assert.ok(after.has(pid), `session ${pid} was terminated`);
+      assert.deepEqual(visitor.errors, []);
+      assert.deepEqual((await ownPool.query('SELECT 1 AS one')).rows, [{ one: 1 }]);
+    } finally {
+      await visitor.client.end().catch(() => undefined);
+    }
+  });
+
+  test(
+    "without the own database known, the service's sessions are still spared by their application_name",
+    { timeout: 20_000 },
+    async () => {
+      const own = await ownIdleSessions(2);
+      const visitor = await idleSession(dbOwn, 'psql');
+      // A target pool under another name (an application_name in TARGET_DATABASE_URL): the service's name is spared anyway.
+      const otherNamed = new pg.Pool({ ...connection('postgres'), application_name: 'ops-tool', max: 1 });
+      otherNamed.on('error', () => undefined);
+      try {
+        await sleep(1200);
+        const settings: Targets['settings'] = { ...built.targets.settings };
+        delete settings.ownDatabase;
+        const result = await killIdleConnections.execute(
+          { database: dbOwn, idleFor: '1s' },
+          executionContext({ targetDatabase: otherNamed, settings }),
+        );
+        assert.deepEqual(result.pids, [visitor.pid]);
+        await within(5000, visitor.ended, 'the visitor session to end');
+        const after = await sessions(dbOwn);
+        for (const pid of own) assert.ok(after.has(pid), `own pool session ${pid} was terminated`);
+      } finally {
+        await visitor.client.end().catch(() => undefined);
+        await otherNamed.end();
+      }
+    },
+  );
+
+  test("a database named like conduit-prod is accepted: its idle sessions end, the service's stay", { timeout: 20_000 }, async () => {
+    const target = built.targets.targetDatabase!;
+    // Two target pool sessions, so one sits idle while the other runs the statement.
+    const pooled = await Promise.all([target.connect(), target.connect()]);
+    const targetPids = await Promise.all(
+      pooled.map(async (c) => (await c.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid),
+    );
+    pooled.forEach((c) => c.release());
+    const others = [await idleSession(dbProd, 'conduit-api'), await idleSession(dbProd, 'conduit-api'), await idleSession(dbProd)];
+    // Another replica of the service, connected to the same database.
+    const replica = await idleSession(dbProd, 'conduit-remediator');
+    const own = await ownIdleSessions(1);
+    try {
+      await sleep(1200);
+      const result = await killIdleConnections.execute({ database: dbProd, idleFor: '1s' }, executionContext(built.targets));
+      assert.deepEqual(new Set(result.pids as number[]), new Set(others.map((s) => s.pid)));
+      assert.equal(result.summary, `Terminated 3 sessions of database "${dbProd}" idle for more than 1s`);
+      await within(5000, Promise.all(others.map((s) => s.ended)), 'the terminated sessions to end');
+
+      const [onProd, onOwn] = [await sessions(dbProd), await sessions(dbOwn)];
+      for (const s of others) assert.ok(!onProd.has(s.pid), `session ${s.pid} still alive`);
+      for (const pid of [...targetPids, replica.pid]) assert.equal(onProd.get(pid), 'conduit-remediator', `session ${pid} was terminated`);
+      for (const pid of own) assert.ok(onOwn.has(pid), `own pool session ${pid} was terminated`);
+      assert.deepEqual((await replica.client.query('SELECT 1 AS one')).rows, [{ one: 1 }]);
+    } finally {
+      await Promise.all([...others, replica].map((s) => s.client.end().catch(() => undefined)));
+    }
   });
 });
 
@@ -280,6 +477,31 @@ describe('postgres.archive-old-data', () => {
     await rejectsWith(archiveOldData.execute({ table: 'request_logs', olderThan: '1m' }, ctx), 'refused');
     await rejectsWith(archiveOldData.execute({ table: 'request_logs', batchSize: 0 }, ctx), 'invalid_params');
     await rejectsWith(archiveOldData.execute({ table: 'request_logs' }, ctx), 'target_not_configured');
+  });
+
+  test("never archives in the service's own database, whatever ARCHIVE_TABLES says", async () => {
+    await seed(10, 5);
+    const settings = { archiveTables: ['request_logs'], queuePrefix: 'remediator', ownDatabase: { name: dbA, host: 'db', port: 5432 } };
+    const ctx = executionContext({ targetDatabase: pool, settings }, { now: () => NOW });
+    const err = await archiveOldData.execute({ table: 'request_logs' }, ctx).then(
+      () => assert.fail('expected a refusal'),
+      (e: unknown) => e,
+    );
+    assert.ok(err instanceof RemediationError && err.code === 'refused', String(err));
+    assert.match(
+      err.message,
+      new RegExp(`postgres.archive-old-data never acts on the service's own database "${dbA}" \\(DATABASE_URL, on db:5432\\)`),
+    );
+    assert.equal((await ids('request_logs')).length, 15);
+    const { rows } = await pool.query<{ found: boolean }>("SELECT to_regclass('request_logs_archive') IS NOT NULL AS found");
+    assert.equal(rows[0]!.found, false, 'no archive table was created');
+
+    // Another database of that server is archived as usual.
+    const elsewhere = executionContext(
+      { targetDatabase: pool, settings: { ...settings, ownDatabase: { name: dbB, host: 'db', port: 5432 } } },
+      { now: () => NOW },
+    );
+    assert.equal((await archiveOldData.execute({ table: 'request_logs' }, elsewhere)).moved, 10);
   });
 
   test('a missing table or timestamp column is not_found', async () => {
