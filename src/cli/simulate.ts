@@ -193,11 +193,14 @@ export function simulationText(sim: Simulation): string {
       if (a.target) details.push([label, 'target', a.target]);
       if (a.plan) details.push([label, 'plan', cell(a.plan)]);
       if (a.error) details.push([label, 'error', cell(a.error)]);
-      if (a.status === 'waiting' && a.after)
+      if (a.status === 'waiting' && a.after && a.outcome !== 'duplicate')
         details.push([label, 'waits', `for ${a.after.ref} (${a.after.when}); its params are rendered again then`]);
       if (a.dryRun) details.push([label, 'dry run', 'planned, not executed']);
       if (a.existingRun) details.push([label, 'existing', `run ${a.existingRun.id} (${a.existingRun.status})`]);
-      if (a.check) details.push([label, 'check', `${cell(a.check.query)}${a.check.result ? `: ${a.check.result}` : ''}`]);
+      if (a.check) {
+        const why = typeof a.check['reason'] === 'string' ? ` (${a.check['reason']})` : '';
+        details.push([label, 'check', `${cell(a.check.query)}${a.check.result ? `: ${a.check.result}${why}` : ''}`]);
+      }
       if (a.verify) {
         details.push([
           label,
