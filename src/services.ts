@@ -127,6 +127,7 @@ export async function createServices(config: Config, opts: ServiceOptions) {
     target: built.targets.notify,
     runs,
     log,
+    metrics,
     publicUrl: config.publicUrl,
     ...(alertCheck
       ? { firingLine: async (run) => (run.phase === 'firing' ? firingLine(await currentFiring(alertCheck, run)) : undefined) }

@@ -183,7 +183,7 @@ export function parseMatrix(text: string, file: string, catalogue: ReadonlyMap<s
         if (verify && verify.everyMs <= 0) throw at([...path, 'verify', 'every'], 'must be more than 0');
         let renderParams;
         try {
-          renderParams = compileParams(a.params ?? {}, { after: after !== undefined });
+          renderParams = compileParams(a.params ?? {}, { after: after !== undefined, textParams: remediation.textParams });
         } catch (err) {
           throw at([...path, 'params'], (err as Error).message);
         }

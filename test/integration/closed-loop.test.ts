@@ -460,7 +460,11 @@ rules:${VERIFY_CHAIN('Errors', '8s', 'escalate')}${VERIFY_CHAIN('Quiet', '3s', '
     assert.equal(runs.length, 3);
     return runs;
   };
-  const notices = (query: string) => fx.sink.messages.filter((m) => m.text.includes(query));
+  /** Notices quoting `query`, as on-call reads it: escaped for Slack mrkdwn. */
+  const notices = (query: string) => {
+    const shown = query.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+    return fx.sink.messages.filter((m) => m.text.includes(shown));
+  };
 
   it('the exporter recovers: verified once, the `verified` dependent runs and the `unverified` one is skipped', async () => {
     await fx.setErrors('v1', 0.2);
