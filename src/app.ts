@@ -1,4 +1,4 @@
-import Fastify, { type FastifyBaseLogger, type FastifyError } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyError } from 'fastify';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
@@ -38,7 +38,7 @@ export async function buildApp(services: Services, opts: AppOptions) {
     connectionTimeout: config.connectionTimeoutMs,
     keepAliveTimeout: config.keepAliveTimeoutMs,
     // Every route answers its own line where it matters (the webhook's delivery line, errors at 5xx).
-    disableRequestLogging: true,
+    logController: new LogController({ disableRequestLogging: true }),
     // Alertmanager's body is validated as sent: no coercion of wrong types, unknown fields kept.
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false } },
   }).withTypeProvider<TypeBoxTypeProvider>();

@@ -80,13 +80,16 @@ export async function createServices(config: Config, opts: ServiceOptions) {
   const loaded = opts.matrix ?? loadMatrix(config.matrixPath, catalogue);
 
   // Migrations may take long (an index on a big table); they run on a pool of their own, without the deadlines.
-  const migrations = await openDatabase(config.databaseUrl, { max: 1 });
+  const migrations = await openDatabase(config.databaseUrl, { max: 1, applicationName: config.applicationName });
   try {
     await migrate(migrations);
   } finally {
     await migrations.end().catch(() => {});
   }
-  const pool: pg.Pool = await openDatabase(config.databaseUrl, { timeoutMs: Math.max(config.intakeTimeoutMs, 2000) });
+  const pool: pg.Pool = await openDatabase(config.databaseUrl, {
+    timeoutMs: Math.max(config.intakeTimeoutMs, 2000),
+    applicationName: config.applicationName,
+  });
   // Commands fail at once while Redis is down, and within `commandTimeout` while it stalls, so the
   // webhook answers 503 instead of hanging; a connection whose commands time out is dropped and made anew.
   const redis = await connectRedis(
