@@ -88,7 +88,7 @@ export function cli(): Command {
     .description('apply the database migrations (DATABASE_URL) and exit, as an init container would')
     .action(async () => {
       const { config } = loadConfig(process.env);
-      const pool = await openDatabase(config.databaseUrl, { max: 1 });
+      const pool = await openDatabase(config.databaseUrl, { max: 1, applicationName: config.applicationName });
       try {
         const applied = await migrate(pool);
         process.stdout.write(applied.length > 0 ? `applied migrations ${applied.join(', ')}\n` : 'database is up to date\n');
