@@ -131,10 +131,23 @@ export function validationMessage(issues: unknown, context: unknown): string | u
   return parts.join(', ');
 }
 
+/** PostgreSQL's codes for text it cannot take: untranslatable_character, character_not_in_repertoire, invalid_text_representation (JSON with half a surrogate pair). */
+const UNSTORABLE_TEXT = new Set(['22P05', '22021', '22P02']);
+
 /** What a client is told about `err`: our own errors as they are, Fastify's and the dependencies' mapped, the rest INTERNAL. */
 export function toApiError(err: unknown): ApiError {
   if (err instanceof ApiError) return err;
-  if (err instanceof DependencyError) return new ApiError('UNAVAILABLE', `${err.dependency} cannot serve the request right now; retry`);
+  if (err instanceof DependencyError) {
+    // A value PostgreSQL refuses as text (a NUL, \u0000) is the request's fault, not an outage: a retry would fail the same.
+    const code = (err.cause as { code?: unknown } | undefined)?.code;
+    if (err.dependency === 'PostgreSQL' && typeof code === 'string' && UNSTORABLE_TEXT.has(code)) {
+      return new ApiError(
+        'VALIDATION',
+        'a value holds a character PostgreSQL cannot store or compare (NUL, \\u0000, or half of a surrogate pair)',
+      );
+    }
+    return new ApiError('UNAVAILABLE', `${err.dependency} cannot serve the request right now; retry`);
+  }
   const e = err as { code?: unknown; validation?: unknown; statusCode?: unknown; message?: unknown };
   const message = typeof e.message === 'string' ? e.message : String(err);
   if (e.validation)

@@ -4,6 +4,26 @@ import { WebhookMessage, WebhookResponse } from '../schemas/alertmanager.js';
 import { ErrorResponse } from '../schemas/runs.js';
 import type { Services } from '../services.js';
 
+/** A NUL, or half of a surrogate pair: text PostgreSQL's text and JSON types refuse. */
+const UNSTORABLE = /\u0000|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+const UNSTORABLE_ALL = new RegExp(UNSTORABLE.source, 'g');
+const storable = (s: string) => s.replace(UNSTORABLE_ALL, '\ufffd');
+
+function hasNul(value: unknown): boolean {
+  if (typeof value === 'string') return UNSTORABLE.test(value);
+  if (Array.isArray(value)) return value.some(hasNul);
+  if (value && typeof value === 'object') return Object.entries(value).some(([k, v]) => UNSTORABLE.test(k) || hasNul(v));
+  return false;
+}
+
+/** `value` with every NUL and lone surrogate in its strings (keys included) replaced by U+FFFD; `value` itself when it has none. */
+export function withoutNul(value: unknown): unknown {
+  if (!hasNul(value)) return value;
+  if (typeof value === 'string') return storable(value);
+  if (Array.isArray(value)) return value.map(withoutNul);
+  return Object.fromEntries(Object.entries(value as object).map(([k, v]) => [storable(k), withoutNul(v)]));
+}
+
 export const webhookRoutes =
   (services: Services): FastifyPluginAsyncTypebox =>
   async (app) => {
@@ -24,6 +44,8 @@ export const webhookRoutes =
         // Before validating thousands of alerts: a message over the cap is refused whole, with a 4xx
         // Alertmanager does not retry, instead of a 503 it would retry forever.
         preValidation: async (req) => {
+          // PostgreSQL stores no NUL (nor half a surrogate pair) in text or JSON: one in a label must not turn the group into a 503 retried forever.
+          (req as { body: unknown }).body = withoutNul(req.body);
           const alerts = (req.body as { alerts?: unknown } | undefined)?.alerts;
           const max = services.config.maxAlertsPerMessage;
           if (Array.isArray(alerts) && alerts.length > max) {

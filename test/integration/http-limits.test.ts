@@ -131,6 +131,21 @@ describe('HTTP limits', (s) => {
     await request(svc.url).get('/docs/json').expect(200);
   });
 
+  it('a NUL or half a surrogate pair in a label is stored as U+FFFD (200), not a 503 Alertmanager would retry forever', async () => {
+    const runs = await deliver(svc, alertMessage([{ labels: { suite: 'limits', key: 'nul\u0000here', odd: 'half\ud800pair' } }]));
+    assert.equal(runs.length, 1);
+    const run = await request(svc.url).get(`/api/runs/${runs[0]!.id}`).set('Authorization', `Bearer ${TOKENS.viewer}`).expect(200);
+    assert.equal(run.body.alert.labels.key, 'nul\ufffdhere');
+    assert.equal(run.body.alert.labels.odd, 'half\ufffdpair');
+    const approve = await request(svc.url)
+      .post(`/api/runs/${runs[0]!.id}/approve`)
+      .set('Authorization', `Bearer ${TOKENS.approver}`)
+      .send({ comment: 'a\u0000b' });
+    assert.ok([400, 409].includes(approve.status), `a NUL in an API body is the client's error, not an outage (${approve.status})`);
+    const listed = await request(svc.url).get('/api/runs?rule=a%00b').set('Authorization', `Bearer ${TOKENS.viewer}`).expect(400);
+    assert.match(listed.body.message, /NUL/);
+  });
+
   it('a cursor beyond a 64-bit sequence is a 400 naming it, not a 500', async () => {
     const res = await request(svc.url)
       .get('/api/runs?cursor=9999999999999999999')
