@@ -44,6 +44,11 @@ export function createMetrics() {
       labelNames: ['alertname'] as const,
       registers: [registry],
     }),
+    alertsTruncated: new Counter({
+      name: 'remediator_alerts_truncated_total',
+      help: 'Alerts stored with labels or annotations cut to MAX_LABELS, MAX_LABEL_VALUE or MAX_ALERT_SIZE (their runs are still created).',
+      registers: [registry],
+    }),
     runs: new Counter({
       name: 'remediator_runs_total',
       help: 'Runs entering a status, by rule, remediation and status.',
