@@ -92,6 +92,23 @@ describe('HTTP limits', (s) => {
     assert.ok(closed, 'the server closes the connection instead of reading 5 MB');
   });
 
+  it('64 unauthenticated 5 MB bodies to unknown paths: each refused unread, memory stays flat, health answers meanwhile', async () => {
+    const body = Buffer.alloc(5 * 1024 * 1024, 0x61);
+    global.gc?.();
+    const before = process.memoryUsage().rss;
+    const head = `POST /no/such/path HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n`;
+    const senders = Array.from({ length: 64 }, () => raw(portOf(svc.url), head, body, 15_000));
+    const health = await fetch(`${svc.url}/health/live`);
+    assert.equal(health.status, 200, 'the health check is answered while 64 clients push 5 MB each');
+    const answers = await Promise.all(senders);
+    assert.ok(
+      answers.every((a) => /^HTTP\/1\.1 404 /.test(a.answer) && a.closed),
+      'every client gets its 404 and the connection closed',
+    );
+    const grown = (process.memoryUsage().rss - before) / 1024 / 1024;
+    assert.ok(grown < 160, `the server did not buffer 320 MB of bodies (resident memory grew ${grown.toFixed(0)} MB)`);
+  });
+
   it('a body that trickles is cut off after REQUEST_TIMEOUT', async () => {
     const started = Date.now();
     const { answer, closed } = await raw(
