@@ -60,6 +60,14 @@ describe('remediator', () => {
         'rules:\n  - name: x\n    matchers: [\'alertname="A"\']\n    actions:\n      - id: a\n        remediation: notify.webhook\n        after: a\n        params: { text: hi }\n',
         /:7:16: .*cannot wait for itself/,
       ],
+      [
+        'rules:\n  - name: x\n    matchers: [\'alertname="A"\']\n    actions:\n      - remediation: notify.webhook\n        params: { text: hi, bogus: 1 }\n',
+        /:6:36: rules\[0\]\.actions\[0\]\.params\.bogus: notify\.webhook takes no param "bogus"/,
+      ],
+      [
+        'rules:\n  - name: x\n    matchers: [\'alertname="A"\']\n    actions:\n      - id: a\n        remediation: notify.webhook\n        after: b\n        params: { text: hi }\n      - id: b\n        remediation: notify.webhook\n        after: a\n        params: { text: hi }\n',
+        /:7:16: rules\[0\]\.actions\[0\]\.after: "b" comes later in the list: an action can only wait for one before it/,
+      ],
       ['rules: [\n', /:\d+:\d+: /],
     ];
     for (const [text, message] of cases) {
