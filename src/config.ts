@@ -7,6 +7,7 @@ import { parsePrometheusUrl } from './prometheus/client.js';
 import { ConfigError } from './errors.js';
 import { convertStrict } from './kernel/convert.js';
 import { parseDuration } from './kernel/duration.js';
+import { DEFAULT_ALERT_CAPS, type AlertCaps } from './intake/caps.js';
 
 const Bool = Type.Union([Type.Literal('true'), Type.Literal('false'), Type.Literal('1'), Type.Literal('0')]);
 const DurationText = Type.String({ minLength: 1 });
@@ -41,6 +42,10 @@ const EnvSchema = Type.Object({
   PUBLIC_URL: Type.Optional(Type.String({ pattern: '^https?://' })),
   BODY_LIMIT: Type.Integer({ minimum: 1024, default: 5 * 1024 * 1024 }),
   MAX_ALERTS_PER_MESSAGE: Type.Integer({ minimum: 1, maximum: 1_000_000, default: 5000 }),
+  MAX_LABELS: Type.Integer({ minimum: 1, maximum: 10_000, default: DEFAULT_ALERT_CAPS.maxLabels }),
+  MAX_LABEL_VALUE: Type.Integer({ minimum: 64, maximum: 16 * 1024 * 1024, default: DEFAULT_ALERT_CAPS.maxValueBytes }),
+  MAX_ALERT_SIZE: Type.Integer({ minimum: 4096, maximum: 64 * 1024 * 1024, default: DEFAULT_ALERT_CAPS.maxAlertBytes }),
+  RUN_RETENTION: Type.Union([DurationText], { default: '90d' }),
   REQUEST_TIMEOUT: Type.Union([DurationText], { default: '30s' }),
   CONNECTION_TIMEOUT: Type.Union([DurationText], { default: '60s' }),
   KEEP_ALIVE_TIMEOUT: Type.Union([DurationText], { default: '72s' }),
@@ -95,6 +100,10 @@ export interface Config {
   bodyLimit: number;
   /** A message with more alerts is answered 413 (Alertmanager does not retry a 4xx). */
   maxAlertsPerMessage: number;
+  /** How much of an alert a run stores (MAX_LABELS, MAX_LABEL_VALUE, MAX_ALERT_SIZE). */
+  alertCaps: AlertCaps;
+  /** RUN_RETENTION: finished runs and resolved episodes older than this are deleted (0: kept forever). */
+  runRetentionMs: number;
   /** A request must arrive whole within this (a trickled body cannot hold a socket). */
   requestTimeoutMs: number;
   /** A socket that sends nothing for this long is closed. */
@@ -278,6 +287,8 @@ export function loadConfig(source: NodeJS.ProcessEnv): { config: Config; generat
     publicUrl: (env.PUBLIC_URL ?? `http://localhost:${env.PORT}`).replace(/\/+$/, ''),
     bodyLimit: env.BODY_LIMIT,
     maxAlertsPerMessage: env.MAX_ALERTS_PER_MESSAGE,
+    alertCaps: { maxLabels: env.MAX_LABELS, maxValueBytes: env.MAX_LABEL_VALUE, maxAlertBytes: env.MAX_ALERT_SIZE },
+    runRetentionMs: duration(env, 'RUN_RETENTION'),
     requestTimeoutMs: positive(env, 'REQUEST_TIMEOUT'),
     connectionTimeoutMs: positive(env, 'CONNECTION_TIMEOUT'),
     keepAliveTimeoutMs: positive(env, 'KEEP_ALIVE_TIMEOUT'),

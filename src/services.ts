@@ -139,7 +139,7 @@ export async function createServices(config: Config, opts: ServiceOptions) {
   // What every place that decides new runs (intake, chains moving on, reverts) decides them with.
   const deciding = { matrix, runs, counters, queue, metrics, notifier, log, dryRun: config.dryRun, configured: built.configured, now };
   const chains = createChains(deciding);
-  const intake = createIntake({ ...deciding, timeoutMs: config.intakeTimeoutMs, chains });
+  const intake = createIntake({ ...deciding, timeoutMs: config.intakeTimeoutMs, chains, caps: config.alertCaps });
   const approvals = createApprovals({ runs, queue, metrics, notifier, chains, log });
   const auth = createAuth(config.webhookToken, config.apiTokens);
   const shutdown = new AbortController();
@@ -188,6 +188,7 @@ export async function createServices(config: Config, opts: ServiceOptions) {
     log,
     intervalMs: config.sweepIntervalMs,
     requeueAfterMs: config.requeueAfterMs,
+    retentionMs: config.runRetentionMs,
   });
 
   let workerRedis: Redis | undefined;

@@ -17,6 +17,7 @@ import type { RunStore } from '../store/runs.js';
 import type { Chains } from '../execution/chains.js';
 import { observeStatus } from '../execution/observe.js';
 import { createBatcher } from './batcher.js';
+import { capAlert, DEFAULT_ALERT_CAPS, type AlertCaps } from './caps.js';
 
 export interface IntakeDeps {
   matrix: MatrixSource;
@@ -33,6 +34,8 @@ export interface IntakeDeps {
   maxBatchAlerts?: number;
   /** INTAKE_TIMEOUT: how long a delivery may take, waiting for a batch included. */
   timeoutMs?: number;
+  /** How much of an alert a run stores (MAX_LABELS, MAX_LABEL_VALUE, MAX_ALERT_SIZE); the defaults when absent. */
+  caps?: AlertCaps;
 }
 
 export interface IntakeResult {
@@ -40,6 +43,7 @@ export interface IntakeResult {
   runs: Array<{ id: string; rule: string; remediation: string; status: string; duplicate: boolean }>;
 }
 
+/** The alert as Alertmanager sent it, in the shape runs store. */
 export function toSnapshot(alert: WebhookAlert): AlertSnapshot {
   return {
     fingerprint: alert.fingerprint,
@@ -71,6 +75,7 @@ interface Matched {
  */
 export function createIntake(deps: IntakeDeps) {
   const unmatchedName = boundedLabel(MAX_ALERTNAMES);
+  const caps = deps.caps ?? DEFAULT_ALERT_CAPS;
   /** What each batch in flight is waiting on, so a delivery past its deadline can name the dependency that held it up. */
   const waitingOn = new Map<number, { dependency: 'PostgreSQL' | 'Redis'; since: number }>();
   let batches = 0;
@@ -97,11 +102,14 @@ export function createIntake(deps: IntakeDeps) {
     const resolved: AlertSnapshot[] = [];
     messages.forEach((message, index) => {
       for (const alert of message.alerts) {
-        const snapshot = toSnapshot(alert);
-        const actions = matchAlert(deps.matrix.current, snapshot);
+        // Matched as Alertmanager sent it; runs store (and render their params from) the capped alert.
+        const sent = toSnapshot(alert);
+        const { alert: snapshot, truncated } = capAlert(sent, caps);
+        if (truncated) deps.metrics.alertsTruncated.inc();
+        const actions = matchAlert(deps.matrix.current, sent);
         deps.metrics.alertsReceived.inc({ status: alert.status });
         // A resolution of a rule without onResolved triggers nothing, but it matched.
-        if (actions.length === 0 && !matchesAnyRule(deps.matrix.current, snapshot)) {
+        if (actions.length === 0 && !matchesAnyRule(deps.matrix.current, sent)) {
           deps.metrics.alertsUnmatched.inc({ alertname: unmatchedName(snapshot.labels['alertname'] ?? '') });
         }
         if (alert.status === 'resolved') resolved.push(snapshot);

@@ -4,6 +4,7 @@ import { answerDetail, queryErrors } from '../gates/condition.js';
 import { matchAlert } from '../matrix/match.js';
 import type { WebhookMessage } from '../schemas/alertmanager.js';
 import type { Services } from '../services.js';
+import { capAlert } from './caps.js';
 import { toSnapshot } from './intake.js';
 
 const OUTCOME: Record<string, string> = {
@@ -22,9 +23,10 @@ const OUTCOME: Record<string, string> = {
  * A `check.query` is evaluated against Prometheus (when configured): what it answers now.
  */
 export async function simulate(services: Services, message: WebhookMessage) {
+  // As the intake does: matched as sent, decided on the alert as its runs would store it.
   const matched = message.alerts.map((alert) => {
-    const snapshot = toSnapshot(alert);
-    return { snapshot, actions: matchAlert(services.matrix.current, snapshot) };
+    const sent = toSnapshot(alert);
+    return { snapshot: capAlert(sent, services.config.alertCaps).alert, actions: matchAlert(services.matrix.current, sent) };
   });
   const keys = matched.flatMap(({ snapshot, actions }) =>
     actions.flatMap((a) => [

@@ -18,6 +18,8 @@ export interface SweeperDeps {
   log: Log;
   intervalMs: number;
   requeueAfterMs: number;
+  /** RUN_RETENTION: finished runs and resolved episodes older than this are deleted (0 or absent: never). */
+  retentionMs?: number;
 }
 
 /**
@@ -25,7 +27,8 @@ export interface SweeperDeps {
  * waiting runs whose predecessor finished move on (its replica went down, or a new dependent raced it),
  * due verifications are evaluated, due reverts (`revertAfter`) created,
  * runs stored but never enqueued (Redis failed between commit and enqueue) are enqueued, and the
- * queue's pause follows the kill switch kept in PostgreSQL (Redis may have restarted empty).
+ * queue's pause follows the kill switch kept in PostgreSQL (Redis may have restarted empty), and
+ * finished runs and resolved episodes past RUN_RETENTION are deleted, a few batches per sweep.
  * Every replica runs it; each step is a conditional UPDATE or an idempotent enqueue, so they never
  * collide.
  */
@@ -42,6 +45,18 @@ export function createSweeper(deps: SweeperDeps) {
       await deps.queue.requeue(id);
     }
     await deps.killSwitch.syncQueue();
+    await retention();
+  }
+
+  async function retention(): Promise<void> {
+    if (!deps.retentionMs) return;
+    const deleted = await deps.runs.deleteExpired(deps.retentionMs);
+    if (deleted.runs > 0 || deleted.episodes > 0) {
+      deps.log.info(
+        { runs: deleted.runs, events: deleted.events, episodes: deleted.episodes, more: deleted.more, retentionMs: deps.retentionMs },
+        'deleted runs and resolved episodes past RUN_RETENTION',
+      );
+    }
   }
 
   async function tick(): Promise<void> {

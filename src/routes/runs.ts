@@ -2,7 +2,17 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { notFound, validation } from '../errors.js';
 import { parseDuration } from '../kernel/duration.js';
 import { currentFiring } from '../gates/alert-firing.js';
-import { ApproveBody, ErrorResponse, RejectBody, RevertBody, Run, RunIdParams, RunList, RunListQuery } from '../schemas/runs.js';
+import {
+  ApproveBody,
+  ErrorResponse,
+  MAX_LIST_LIMIT,
+  RejectBody,
+  RevertBody,
+  Run,
+  RunIdParams,
+  RunList,
+  RunListQuery,
+} from '../schemas/runs.js';
 import type { Services } from '../services.js';
 import type { TimeBound } from '../store/run-records.js';
 import { bearerSecurity, emptyBodyAsObject, requireRole } from './hooks.js';
@@ -48,6 +58,17 @@ function cursorOf(text: string): string {
   return text;
 }
 
+/**
+ * Before the schema: `limit` out of range is told its range (the schema's pattern would only say
+ * "must match pattern"). A page holds at most MAX_LIST_LIMIT runs, so an answer stays small.
+ */
+async function checkLimit(req: { query: unknown }): Promise<void> {
+  const limit = (req.query as { limit?: unknown } | undefined)?.limit;
+  if (limit === undefined) return;
+  if (typeof limit !== 'string' || !/^[1-9][0-9]{0,2}$/.test(limit) || Number(limit) > MAX_LIST_LIMIT)
+    throw validation(`querystring/limit must be a whole number from 1 to ${MAX_LIST_LIMIT} (default 50)`);
+}
+
 export const runRoutes =
   (services: Services): FastifyPluginAsyncTypebox =>
   async (app) => {
@@ -57,8 +78,9 @@ export const runRoutes =
       '/api/runs',
       {
         onRequest: requireRole(services, 'viewer'),
+        preValidation: checkLimit,
         schema: {
-          summary: 'List runs, newest first',
+          summary: 'List runs, newest first, each with a summary of its alert (the whole alert: GET /api/runs/:id)',
           tags: ['runs'],
           security: bearerSecurity,
           querystring: RunListQuery,

@@ -193,10 +193,38 @@ export const RunRef = Type.Composite([
 ]);
 export type RunRef = Static<typeof RunRef>;
 
+/** Labels a listed run shows of its alert, and the characters of each value (longer ones end with `…`). */
+export const SUMMARY_LABELS = 16;
+export const SUMMARY_VALUE_CHARS = 256;
+
+/**
+ * The alert of a listed run: who it is and a few of its labels, never its annotations. The whole
+ * stored alert is on `GET /api/runs/:id`.
+ */
+export const AlertSummary = Type.Object({
+  fingerprint: Type.String(),
+  status: AlertPhase,
+  startsAt: Type.String(),
+  endsAt: Type.Optional(Type.String()),
+  labels: Type.Record(Type.String(), Type.String(), {
+    description: `at most ${SUMMARY_LABELS} of the alert's labels: alertname, then by name; a value longer than ${SUMMARY_VALUE_CHARS} characters is cut and ends with …`,
+  }),
+  /** How many labels the stored alert has (more than `labels` shows when above SUMMARY_LABELS). */
+  labelCount: Type.Integer({ minimum: 0 }),
+});
+export type AlertSummary = Static<typeof AlertSummary>;
+
+/** A run as `GET /api/runs` lists it: every field of a run but its timeline, with the summary of its alert. */
+export const RunListItem = Type.Composite([Type.Omit(Run, ['alert', 'events', 'alertFiring']), Type.Object({ alert: AlertSummary })]);
+export type RunListItem = Static<typeof RunListItem>;
+
 export const RunList = Type.Object({
-  runs: Type.Array(Run),
+  runs: Type.Array(RunListItem),
   nextCursor: Nullable(Type.String()),
 });
+
+/** The most runs one page of `GET /api/runs` holds. */
+export const MAX_LIST_LIMIT = 200;
 
 /** `since` / `until`: an RFC 3339 time, or a duration back from now (`1h`, `30m`, `2d`) by PostgreSQL's clock. */
 const TimeBound = (what: string) =>
@@ -207,7 +235,9 @@ export const RunListQuery = Type.Object(
     status: Type.Optional(RunStatus),
     rule: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
     remediation: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
-    limit: Type.Optional(Type.String({ pattern: '^([1-9]|[1-9][0-9]|[1-4][0-9][0-9]|500)$', description: '1 to 500, default 50' })),
+    limit: Type.Optional(
+      Type.String({ pattern: '^([1-9]|[1-9][0-9]|1[0-9][0-9]|200)$', description: `1 to ${MAX_LIST_LIMIT}, default 50` }),
+    ),
     cursor: Type.Optional(Type.String({ pattern: '^[0-9]{1,19}$' })),
     alertname: Type.Optional(Type.String({ minLength: 1, maxLength: 200, description: "the alert's labels.alertname" })),
     fingerprint: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),

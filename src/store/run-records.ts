@@ -1,8 +1,18 @@
 import { compareDedupKeys, dedupId, dedupKeyOf, type DedupKey } from '../gates/dedup.js';
-import { TERMINAL_STATUSES, type NewRun, type Run, type RunEvent, type RunRef, type RunStatus } from '../schemas/runs.js';
+import { TERMINAL_STATUSES, type NewRun, type Run, type RunEvent, type RunListItem, type RunRef, type RunStatus } from '../schemas/runs.js';
 import type { Db } from './database.js';
 import { CANCELLED_BY_RESOLUTION, EPISODE_RESOLVED } from './episodes.js';
-import { fromNewRun, isRunId, RELATIONS, toInsertRow, toRun, type RunRow } from './run-rows.js';
+import {
+  fromNewRun,
+  isRunId,
+  LIST_RELATIONS,
+  RELATIONS,
+  toInsertRow,
+  toRun,
+  toRunListItem,
+  type ListRow,
+  type RunRow,
+} from './run-rows.js';
 import { PENDING_DETAIL } from './run-transitions.js';
 
 /** A run as a worker needs it: with whether its episode resolved, the kill switch, and how long its lease still holds. */
@@ -202,7 +212,8 @@ export function createRunRecords(db: Db) {
     return run;
   }
 
-  async function list(filter: RunFilter): Promise<{ runs: Run[]; nextCursor: string | null }> {
+  /** A page of runs, newest first, each with the summary of its alert (`LIST_RELATIONS`), not the alert. */
+  async function list(filter: RunFilter): Promise<{ runs: RunListItem[]; nextCursor: string | null }> {
     const where: string[] = [];
     const values: unknown[] = [];
     const add = (sql: string, value: unknown) => {
@@ -225,11 +236,11 @@ export function createRunRecords(db: Db) {
     if (filter.until) bound('<', filter.until);
     if (filter.cursor) add('seq < ?', filter.cursor);
     values.push(filter.limit + 1);
-    const sql = `SELECT ${RELATIONS} FROM runs ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY seq DESC LIMIT $${values.length}`;
-    const { rows } = await db.query<RunRow>(sql, values);
+    const sql = `SELECT ${LIST_RELATIONS} FROM runs ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY seq DESC LIMIT $${values.length}`;
+    const { rows } = await db.query<ListRow>(sql, values);
     const page = rows.slice(0, filter.limit);
     const nextCursor = rows.length > filter.limit ? page[page.length - 1]!.seq : null;
-    return { runs: page.map(toRun), nextCursor };
+    return { runs: page.map(toRunListItem), nextCursor };
   }
 
   /** The firing runs of an episode still waiting (for approval or a predecessor): what its resolution would cancel. */

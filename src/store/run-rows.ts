@@ -1,4 +1,12 @@
-import type { NewRun, Run, RunStatus } from '../schemas/runs.js';
+import {
+  SUMMARY_LABELS,
+  SUMMARY_VALUE_CHARS,
+  type AlertSummary,
+  type NewRun,
+  type Run,
+  type RunListItem,
+  type RunStatus,
+} from '../schemas/runs.js';
 
 /** A row of `runs` as pg returns it. */
 export interface RunRow {
@@ -47,20 +55,86 @@ export const isRunId = (id: string): boolean => UUID.test(id);
 
 const iso = (d: Date | null) => (d ? d.toISOString() : null);
 
-function after(row: RunRow): Run['after'] {
+function after(row: Omit<RunRow, 'alert'>): Run['after'] {
   if (row.after_action === null || row.after_when === null) return null;
   return { action: row.after_action, ref: row.after_ref ?? row.after_action, when: row.after_when, runId: row.after_run ?? null };
 }
 
 /** SQL select list of a run with its predecessor's id and its dependents' ids (`after_run`, `dependents`). */
-export const RELATIONS = `runs.*,
-  (SELECT p.id FROM runs p WHERE p.rule = runs.rule AND p.action = runs.after_action
+export const RELATIONS = `runs.*, ${relationColumns()}`;
+
+function relationColumns(): string {
+  return `(SELECT p.id FROM runs p WHERE p.rule = runs.rule AND p.action = runs.after_action
      AND p.fingerprint = runs.fingerprint AND p.starts_at = runs.starts_at) AS after_run,
   ARRAY(SELECT d.id FROM runs d WHERE d.fingerprint = runs.fingerprint AND d.starts_at = runs.starts_at
      AND d.rule = runs.rule AND d.after_action = runs.action ORDER BY d.seq) AS dependents,
   (SELECT r.id FROM runs r WHERE r.revert_of = runs.id) AS reverted_by`;
+}
 
-export function toRun(row: RunRow): Run {
+/** The columns of `runs` but the alert, as the listing reads them (a new column goes here too: the run-schema test checks the listing). */
+const COLUMNS_BUT_ALERT = [
+  'id',
+  'seq',
+  'rule',
+  'action',
+  'phase',
+  'remediation',
+  'target',
+  'params',
+  'status',
+  'reason',
+  'approval_required',
+  'expires_at',
+  'decided_by',
+  'decided_at',
+  'decision_comment',
+  'dry_run',
+  'gates',
+  'attempts',
+  'lease_until',
+  'after_action',
+  'after_ref',
+  'after_when',
+  'verification',
+  'verify_until',
+  'revert_of',
+  'revert_due',
+  'plan',
+  'result',
+  'error',
+  'created_at',
+  'updated_at',
+]
+  .map((c) => `runs.${c}`)
+  .join(', ');
+
+/**
+ * SQL select list of a listed run: `RELATIONS` with the summary of its alert (`alert_summary`)
+ * instead of the alert, built by PostgreSQL, so a page never carries whole alerts to the service.
+ */
+export const LIST_RELATIONS = `${COLUMNS_BUT_ALERT},
+  jsonb_strip_nulls(jsonb_build_object(
+    'fingerprint', runs.fingerprint,
+    'status', runs.alert ->> 'status',
+    'startsAt', runs.starts_at,
+    'endsAt', runs.alert ->> 'endsAt',
+    'labelCount', (SELECT count(*) FROM jsonb_object_keys(runs.alert -> 'labels')),
+    'labels', COALESCE((SELECT jsonb_object_agg(left(l.key, ${SUMMARY_VALUE_CHARS}),
+         CASE WHEN length(l.value) > ${SUMMARY_VALUE_CHARS} THEN left(l.value, ${SUMMARY_VALUE_CHARS - 1}) || '…' ELSE l.value END)
+       FROM (SELECT key, value FROM jsonb_each_text(runs.alert -> 'labels')
+             ORDER BY key <> 'alertname', key COLLATE "C" LIMIT ${SUMMARY_LABELS}) l), '{}'::jsonb)
+  )) AS alert_summary,
+  ${relationColumns()}`;
+
+/** A row read with `LIST_RELATIONS`. */
+export type ListRow = Omit<RunRow, 'alert'> & { alert_summary: AlertSummary };
+
+export const toRunListItem = (row: ListRow): RunListItem => ({ ...runFields(row), alert: row.alert_summary });
+
+export const toRun = (row: RunRow): Run => ({ ...runFields(row), alert: row.alert });
+
+/** Every field of a run but its alert. */
+function runFields(row: Omit<RunRow, 'alert'>): Omit<Run, 'alert'> {
   return {
     id: row.id,
     rule: row.rule,
@@ -71,7 +145,6 @@ export function toRun(row: RunRow): Run {
     params: row.params,
     status: row.status,
     reason: row.reason,
-    alert: row.alert,
     approval: {
       required: row.approval_required,
       expiresAt: iso(row.expires_at),
