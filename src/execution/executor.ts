@@ -47,6 +47,13 @@ export type Outcome =
   | { kind: 'retry'; error: Error };
 
 const IN_FLIGHT = ['queued', 'running'] as const;
+/**
+ * Failures that leave the target as it was, so the run gives back its counters: its params did not
+ * fit (`invalid_params`, also the target refusing the change as invalid), or were out of scope, what it
+ * names does not exist (`not_found`: a provider, a table, a Kubernetes object), or its target is not
+ * configured.
+ */
+const UNTOUCHED: ReadonlySet<string> = new Set(['invalid_params', 'out_of_scope', 'not_found', 'target_not_configured']);
 /** Beyond the remediation's timeout, how long a claim lasts before another worker may take the run over. */
 const LEASE_MARGIN_MS = 2000;
 
@@ -127,7 +134,7 @@ export function createExecutor(deps: ExecutorDeps) {
         await finish(
           run,
           'failed',
-          { type: 'failed', detail: { reason: verdict.reason } },
+          { type: 'failed', detail: { reason: verdict.reason, ...verdict.detail } },
           { reason: verdict.reason, error: verdict.error },
         );
         return { kind: 'done' };
@@ -316,11 +323,30 @@ export function createExecutor(deps: ExecutorDeps) {
       null,
     );
     if (failed) {
+      await giveBack(failed, failure.code);
       const streak = await deps.streak.recordFailure(run.remediation, run.target ?? run.remediation);
       if (streak >= ESCALATE_AFTER) await deps.runs.addEvent(run.id, 'escalation_armed', { consecutiveFailures: streak });
       deps.notifier.notify(failed, 'failed');
     }
     return { kind: 'done' };
+  }
+
+  /**
+   * A run that failed without touching its target gives back what it took (its global budget slot,
+   * its rate-limit slot, its cooldown), so that it spends nothing of the blast radius: the failure is
+   * one of `UNTOUCHED` and this was its first attempt (an earlier one may have reached the target).
+   */
+  async function giveBack(run: Run, code: string): Promise<void> {
+    if (!UNTOUCHED.has(code) || run.attempts > 1) return;
+    try {
+      await deps.counters.release(gateSubject(run));
+      await deps.runs.addEvent(run.id, 'counters_released', { reason: code });
+    } catch (err) {
+      deps.log.warn(
+        { runId: run.id, err: (err as Error).message },
+        'could not give back the counters of a run that did not touch its target',
+      );
+    }
   }
 
   /** A job that BullMQ gave up on (stalled too often): its run must not hang in flight. */

@@ -7,6 +7,7 @@ import type { ConfirmFiring } from './alert-firing.js';
 import type { CheckCondition } from './condition.js';
 import type { GateSubject } from './counter-gate.js';
 import type { CounterReason, Counters } from './counters.js';
+import { outOfScope } from './scope.js';
 
 /** What the gates say about a run a worker picked up. */
 export type ExecutionVerdict =
@@ -20,7 +21,13 @@ export type ExecutionVerdict =
   | { kind: 'cancel'; reason: 'alert_resolved'; resolveEpisode?: boolean }
   /** The re-check that the alert still fires could not be made in time. */
   | { kind: 'skip'; reason: 'check_unavailable' }
-  | { kind: 'fail'; reason: 'unknown_remediation' | 'target_not_configured'; error: string }
+  /** Before any I/O and before the counters: nothing was taken, nothing is given back. */
+  | {
+      kind: 'fail';
+      reason: 'unknown_remediation' | 'target_not_configured' | 'out_of_scope';
+      error: string;
+      detail?: Record<string, unknown>;
+    }
   | { kind: 'dry_run' }
   | { kind: 'suppress'; reason: Exclude<CounterReason, 'escalated'>; retryInMs: number }
   /** `check.query` answered an empty result: the condition the remediation was for has gone. */
@@ -58,7 +65,8 @@ const IN_FLIGHT: readonly string[] = ['queued', 'running'];
 /**
  * The gates at execution, in order: still in flight, already executed, not leased by another worker,
  * kill switch, resolved alert (reported to the webhook, or answered by Alertmanager), the condition
- * (`check.query`, answered by Prometheus), known remediation, dry run (counters peeked only), target configured,
+ * (`check.query`, answered by Prometheus), known remediation, params within the scope the run was created with
+ * (`allow`, checked again on the params as stored), dry run (counters peeked only), target configured,
  * then escalation, cooldown, rate limit and global budget, taken all at once or not at all.
  */
 export function createExecutionGates(deps: ExecutionGateDeps) {
@@ -81,6 +89,11 @@ export function createExecutionGates(deps: ExecutionGateDeps) {
 
     const remediation = deps.catalogue.get(run.remediation);
     if (!remediation) return { kind: 'fail', reason: 'unknown_remediation', error: `no remediation named ${run.remediation}` };
+    const outside = outOfScope(run.gates.allow, run.params);
+    if (outside) {
+      const { param, value, pattern, message } = outside;
+      return { kind: 'fail', reason: 'out_of_scope', error: message, detail: { param, value, pattern, at: 'execution' } };
+    }
     const subject = gateSubject(run);
     if (run.dryRun) {
       const [verdict] = await deps.counters.peek([subject]);

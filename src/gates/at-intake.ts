@@ -8,6 +8,7 @@ import { askApproval } from './approval.js';
 import type { GateSubject } from './counter-gate.js';
 import type { Counters } from './counters.js';
 import { isDryRun } from './dry-run.js';
+import { outOfScope } from './scope.js';
 
 export interface IntakeGateContext {
   counters: Pick<Counters, 'peek'>;
@@ -26,7 +27,8 @@ export interface GateItem {
 
 /**
  * The gates at intake: decides the first status of new runs, in gate order: a predecessor to wait
- * for (`waiting`, decided again with its outcome), params valid, target configured, kill switch,
+ * for (`waiting`, decided again with its outcome), params valid, params within the action's scope
+ * (`allow`, `out_of_scope`), target configured, kill switch,
  * approval (a required one, or escalation after repeated failures), then cooldown, rate limit and
  * global budget. The counters are only peeked at, for all runs in one round trip: they are taken
  * when a run executes. (Dedup happens at the insert, by unique index.)
@@ -105,6 +107,9 @@ function precheck({ action, alert, after }: GateItem, ctx: IntakeGateContext): {
       ...(action.revertAfterMs !== undefined ? { revertAfterMs: action.revertAfterMs } : {}),
       ...(action.revertApproval !== undefined ? { revertApproval: action.revertApproval } : {}),
       ...(action.silenceMs !== undefined ? { silenceMs: action.silenceMs } : {}),
+      ...(action.allow ? { allow: { ...action.allow } } : {}),
+      ...(action.severity !== undefined ? { severity: action.severity } : {}),
+      ...(action.remediation.requires === 'notify' ? { globalBudget: false as const } : {}),
     },
     plan: prepared.ok ? prepared.plan : null,
     error: null,
@@ -121,6 +126,12 @@ function precheck({ action, alert, after }: GateItem, ctx: IntakeGateContext): {
   if (!prepared.ok) {
     run.error = prepared.error;
     return { run: end(run, 'failed', 'invalid_params', { error: prepared.error }) };
+  }
+  const outside = outOfScope(run.gates.allow, prepared.params);
+  if (outside) {
+    run.error = outside.message;
+    const { param, value, pattern, message } = outside;
+    return { run: end(run, 'failed', 'out_of_scope', { param, value, pattern, error: message }) };
   }
   const requires = action.remediation.requires;
   if (!run.dryRun && requires !== 'none' && !ctx.configured.has(requires))

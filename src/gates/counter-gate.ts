@@ -1,4 +1,4 @@
-import type { Limit } from '../matrix/types.js';
+import type { GlobalLimit } from '../matrix/types.js';
 import type { RunGates } from '../schemas/runs.js';
 
 /** The run a counter gate decides about: at intake a new run, at execution a stored one. */
@@ -16,7 +16,7 @@ export interface GateSubject {
 export interface CounterContext {
   /** A Redis key under the service's prefix: `<prefix>:gates:<parts joined by :>`. */
   key(...parts: string[]): string;
-  globalLimit: Limit | undefined;
+  globalLimit: GlobalLimit | undefined;
 }
 
 /**

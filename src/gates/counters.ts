@@ -3,7 +3,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Redis } from 'ioredis';
 import { on } from '../errors.js';
-import type { Limit } from '../matrix/types.js';
+import type { GlobalLimit } from '../matrix/types.js';
 import { cooldown } from './cooldown.js';
 import type { CounterContext, CounterGate, GateSubject } from './counter-gate.js';
 import { escalation } from './escalation.js';
@@ -38,7 +38,7 @@ export function createCounters(
   redis: Redis,
   prefix: string,
   /** The global budget, or how to read it (it changes when the matrix is reloaded). */
-  globalLimit: Limit | undefined | (() => Limit | undefined),
+  globalLimit: GlobalLimit | undefined | (() => GlobalLimit | undefined),
   gates: readonly CounterGate[] = COUNTER_GATES,
 ) {
   const r = redis as Redis & Record<string, (json: string) => Promise<string>>;

@@ -8,11 +8,30 @@ import { convertStrict } from '../kernel/convert.js';
 import { DURATION_PATTERN, parseDuration } from '../kernel/duration.js';
 import { parseMatcher } from './matchers.js';
 import { checkTemplatePlacement, promqlString } from '../prometheus/promql.js';
+import { anchor, compileScope, outOfScope } from '../gates/scope.js';
+import { isSeverity, SEVERITIES } from '../gates/severity.js';
 import { compileParams, compileTemplate } from './template.js';
-import { WHEN_VALUES, type Action, type Limit, type Matrix, type Predecessor, type QueryTemplate, type Rule } from './types.js';
+import {
+  WHEN_VALUES,
+  type Action,
+  type GlobalLimit,
+  type Limit,
+  type Matrix,
+  type Predecessor,
+  type QueryTemplate,
+  type Rule,
+} from './types.js';
 
 const DurationText = Type.Union([Type.String({ pattern: DURATION_PATTERN, minLength: 1 }), Type.Literal(0)]);
 const LimitSchema = Type.Object({ max: Type.Integer({ minimum: 1 }), per: DurationText }, { additionalProperties: false });
+const GlobalLimitSchema = Type.Object(
+  {
+    max: Type.Integer({ minimum: 1 }),
+    per: DurationText,
+    reserve: Type.Optional(Type.Record(Type.String(), Type.Integer({ minimum: 0 }))),
+  },
+  { additionalProperties: false },
+);
 const ActionSchema = Type.Object(
   {
     id: Type.Optional(Type.String({ pattern: '^[a-z][a-z0-9_-]{0,62}$' })),
@@ -37,6 +56,7 @@ const ActionSchema = Type.Object(
     silence: Type.Optional(DurationText),
     onCheckError: Type.Optional(Type.Union([Type.Literal('proceed'), Type.Literal('skip')])),
     params: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
+    allow: Type.Optional(Type.Record(Type.String(), Type.String())),
     approval: Type.Optional(Type.Union([Type.Literal('auto'), Type.Literal('required')])),
     cooldown: Type.Optional(DurationText),
     limit: Type.Optional(LimitSchema),
@@ -62,7 +82,7 @@ const MatrixSchema = Type.Object(
     defaults: Type.Optional(
       Type.Object({ approvalTimeout: Type.Optional(DurationText), cooldown: Type.Optional(DurationText) }, { additionalProperties: false }),
     ),
-    limits: Type.Optional(Type.Object({ global: Type.Optional(LimitSchema) }, { additionalProperties: false })),
+    limits: Type.Optional(Type.Object({ global: Type.Optional(GlobalLimitSchema) }, { additionalProperties: false })),
     rules: Type.Array(RuleSchema),
   },
   { additionalProperties: false },
@@ -188,6 +208,7 @@ export function parseMatrix(text: string, file: string, catalogue: ReadonlyMap<s
           throw at([...path, 'params'], (err as Error).message);
         }
         checkConstantParams(remediation, a.params ?? {}, (key, message) => at([...path, 'params', key], message));
+        const allow = compileAllow(remediation, a.allow, a.params ?? {}, (key, message) => at([...path, 'allow', key], message));
         return {
           rule: r.name,
           key: `${phase}:${ai}`,
@@ -205,6 +226,8 @@ export function parseMatrix(text: string, file: string, catalogue: ReadonlyMap<s
           ...(a.silence !== undefined ? { silenceMs: ms(a.silence) } : {}),
           remediation,
           renderParams,
+          ...(allow ? { allow } : {}),
+          ...(r.severity !== undefined ? { severity: r.severity } : {}),
           approval: a.approval ?? 'auto',
           cooldownMs: a.cooldown !== undefined ? ms(a.cooldown) : defaults.cooldownMs,
           limit: limit(a.limit),
@@ -223,7 +246,66 @@ export function parseMatrix(text: string, file: string, catalogue: ReadonlyMap<s
       onResolved: compile('resolved', r.onResolved),
     };
   });
-  return { path: file, rules, globalLimit: limit(file_.limits?.global) };
+  return { path: file, rules, globalLimit: globalLimit(file_.limits?.global, (key, message) => at(['limits', 'global', ...key], message)) };
+}
+
+/**
+ * `limits.global`, with `reserve`: its keys are severities (see `gates/severity.ts`), its values the
+ * slots of `max` kept for that severity and higher; together they leave at least nothing to the others.
+ */
+function globalLimit(
+  l: Static<typeof GlobalLimitSchema> | undefined,
+  fail: (path: string[], message: string) => ConfigError,
+): GlobalLimit | undefined {
+  if (!l) return undefined;
+  const base = limit(l)!;
+  if (l.reserve === undefined) return base;
+  const reserve: Record<string, number> = {};
+  for (const [name, n] of Object.entries(l.reserve)) {
+    const severity = name.toLowerCase();
+    if (!isSeverity(severity))
+      throw fail(['reserve', name], `unknown severity "${name}" (severities, lowest first: ${SEVERITIES.join(', ')})`);
+    if (Object.hasOwn(reserve, severity)) throw fail(['reserve', name], `severity "${severity}" is reserved twice`);
+    reserve[severity] = n;
+  }
+  const total = Object.values(reserve).reduce((sum, n) => sum + n, 0);
+  if (total > l.max) throw fail(['reserve'], `reserves ${total} of a budget of ${l.max}: at most max (${l.max}) can be reserved`);
+  return { ...base, reserve };
+}
+
+/** Param types whose value a scope pattern can be matched against: strings, and numbers in decimal. */
+const SCOPABLE = new Set(['string', 'integer', 'number']);
+
+/**
+ * `allow`, anchored and checked: each key a string or number param of the remediation, each pattern
+ * a valid regex, and a constant param set in the action within its own scope.
+ */
+function compileAllow(
+  remediation: Remediation,
+  allow: Record<string, string> | undefined,
+  params: Record<string, unknown>,
+  fail: (key: string, message: string) => ConfigError,
+): Record<string, string> | undefined {
+  if (allow === undefined) return undefined;
+  const properties = (remediation.params as { properties?: Record<string, { type?: unknown }> }).properties ?? {};
+  const out: Record<string, string> = {};
+  for (const [key, pattern] of Object.entries(allow)) {
+    const prop = Object.hasOwn(properties, key) ? properties[key] : undefined;
+    if (!prop) throw fail(key, `${remediation.name} takes no param "${key}" to scope (params: ${Object.keys(properties).join(', ')})`);
+    if (typeof prop.type !== 'string' || !SCOPABLE.has(prop.type))
+      throw fail(key, `${remediation.name}'s param "${key}" is not a string or a number: only those can be scoped`);
+    const anchored = anchor(pattern);
+    try {
+      compileScope(anchored);
+    } catch (err) {
+      throw fail(key, `not a valid regex: ${(err as Error).message}`);
+    }
+    out[key] = anchored;
+  }
+  const constants = Object.fromEntries(Object.entries(params).filter(([key, v]) => key in out && !JSON.stringify(v).includes('{{')));
+  const refused = outOfScope(Object.fromEntries(Object.entries(out).filter(([key]) => key in constants)), constants);
+  if (refused) throw fail(refused.param, `the action's own ${refused.message}: every run would fail out_of_scope`);
+  return out;
 }
 
 /**

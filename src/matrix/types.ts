@@ -8,6 +8,14 @@ export interface Limit {
 }
 
 /**
+ * `limits.global`: the budget over every executed run, with `reserve`: per severity (of the rule),
+ * how many of the last slots of `max` only runs of that severity or higher may take.
+ */
+export interface GlobalLimit extends Limit {
+  reserve?: Readonly<Record<string, number>>;
+}
+
+/**
  * Which outcomes of its predecessor let a dependent action go on: `succeeded` (and `dry_run`),
  * `failed`, any final status (`finished`), or the predecessor's verification (`verified`, `unverified`).
  */
@@ -63,6 +71,13 @@ export interface Action {
   silenceMs?: number;
   remediation: Remediation;
   renderParams: ParamsRenderer;
+  /**
+   * `allow`: per param, the anchored pattern (`^(?:...)$`) its rendered value must match, or the run
+   * fails `out_of_scope` before any I/O. Absent: any value the remediation's schema accepts.
+   */
+  allow?: Readonly<Record<string, string>>;
+  /** The rule's `severity`, which `limits.global.reserve` is counted by; absent: the lowest. */
+  severity?: string;
   approval: 'auto' | 'required';
   cooldownMs: number;
   limit: Limit | undefined;
@@ -82,5 +97,5 @@ export interface Rule {
 export interface Matrix {
   path: string;
   rules: Rule[];
-  globalLimit: Limit | undefined;
+  globalLimit: GlobalLimit | undefined;
 }

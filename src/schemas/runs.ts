@@ -97,6 +97,12 @@ export const RunGates = Type.Object({
   revertApproval: Type.Optional(Type.Union([Type.Literal('auto'), Type.Literal('required')])),
   /** `silence`: the alert is silenced in Alertmanager this long from when the run starts executing (absent: not silenced). */
   silenceMs: Type.Optional(Type.Integer()),
+  /** `allow`: per param, the anchored pattern its value must match (absent: no scope); checked again right before executing. */
+  allow: Type.Optional(Type.Record(Type.String(), Type.String())),
+  /** The rule's severity, which the global budget's `reserve` counts by (absent: the lowest). */
+  severity: Type.Optional(Type.String()),
+  /** false: the run neither counts against the global budget nor is stopped by it (a notice); absent: it counts. */
+  globalBudget: Type.Optional(Type.Literal(false)),
 });
 export type RunGates = Static<typeof RunGates>;
 

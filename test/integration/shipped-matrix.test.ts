@@ -404,6 +404,10 @@ describe('the shipped response matrix, end to end', () => {
     assert.equal(SHIPPED.split('idleFor: 5m }').length, 2, 'the shipped matrix sets idleFor once');
     assert.equal(SHIPPED.split(KILL_VERIFY).length, 2, 'the shipped matrix verifies the kill within 2m');
     const matrix = SHIPPED.replace('idleFor: 5m }', 'idleFor: 1s }').replace(KILL_VERIFY, KILL_VERIFY.replace('2m', '1s'));
+    // The kill is scoped to Conduit's database; each test's target database has a name of its own, put in its place.
+    const SCOPE = "allow: { database: 'conduit' }";
+    assert.equal(SHIPPED.split(SCOPE).length, 2, 'the shipped matrix scopes the kill to the database conduit');
+    const matrixFor = (database: string) => matrix.replace(SCOPE, `allow: { database: '${database}' }`);
 
     /** A database of the test's own with `count` sessions left idle for more than a second; all gone when `t` ends. */
     async function idleDatabase(t: TestContext, count: number) {
@@ -454,7 +458,7 @@ describe('the shipped response matrix, end to end', () => {
         },
       });
       const { svc, sink } = await setup(t, 'shipped_e', {
-        matrix,
+        matrix: matrixFor(target.database),
         env: { TARGET_DATABASE_URL: target.url, KUBECONFIG: await kube.writeKubeconfig() },
       });
       const runs = await deliver(svc, poolExhausted(target.database));
@@ -503,7 +507,7 @@ describe('the shipped response matrix, end to end', () => {
       const configured = Boolean(process.env['KUBERNETES_SERVICE_HOST']) || existsSync(join(homedir(), '.kube', 'config'));
       if (configured) return t.skip('a Kubernetes configuration is found on this machine');
       const target = await idleDatabase(t, 1);
-      const { svc, sink } = await setup(t, 'shipped_e2', { matrix, env: { TARGET_DATABASE_URL: target.url } });
+      const { svc, sink } = await setup(t, 'shipped_e2', { matrix: matrixFor(target.database), env: { TARGET_DATABASE_URL: target.url } });
       assert.equal(svc.services.targets.configured.has('kubernetes'), false);
       const [kill, restart, , notice] = (await deliver(svc, poolExhausted(target.database))) as DeliveredRun[];
       assert.equal(restart!.status, 'waiting', 'not refused at intake: it waits like any dependent');

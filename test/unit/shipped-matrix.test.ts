@@ -8,6 +8,8 @@ import { fileURLToPath } from 'node:url';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { createCatalogue } from '../../remediations/catalogue.js';
 import { parseDuration } from '../../src/kernel/duration.js';
+import { outOfScope } from '../../src/gates/scope.js';
+import { budgetFor } from '../../src/gates/severity.js';
 import { loadMatrix } from '../../src/matrix/load.js';
 import { matchAlert, prepare } from '../../src/matrix/match.js';
 import type { PredecessorScope, TemplateScope } from '../../src/matrix/template.js';
@@ -166,7 +168,89 @@ const oneLine = (q: string) => q.replace(/\s+/g, ' ').trim();
 
 test('the shipped matrix loads with the default catalogue', () => {
   assert.equal(matrix.rules.length, 6);
-  assert.deepEqual(matrix.globalLimit, { max: 30, perMs: 60 * MIN });
+  assert.deepEqual(matrix.globalLimit, { max: 30, perMs: 60 * MIN, reserve: { critical: 10, high: 5 } });
+});
+
+test('the global budget keeps its last 10 for critical rules and 5 more for high ones: the others fill 15 of 30', () => {
+  const { max, reserve } = matrix.globalLimit!;
+  const shares = Object.fromEntries(matrix.rules.map((r) => [r.name, budgetFor(max, reserve, r.severity)]));
+  assert.deepEqual(shares, {
+    'provider-down': 30,
+    'high-error-rate': 20,
+    'database-connection-pool-exhausted': 20,
+    'memory-high': 15,
+    'disk-high': 15,
+    'certificate-expiring': 15,
+  });
+  for (const r of matrix.rules) for (const a of [...r.actions, ...r.onResolved]) assert.equal(a.severity, r.severity, `${r.name} ${a.key}`);
+});
+
+/** The scope of every action that acts on Kubernetes, PostgreSQL or Redis, by rule and action key. */
+const SCOPES: Record<string, Record<string, Record<string, string>>> = {
+  'high-error-rate': { 'firing:0': { namespace: 'conduit|conduit-staging', deployment: 'conduit-api' } },
+  'database-connection-pool-exhausted': {
+    'firing:0': { database: 'conduit' },
+    'firing:1': { namespace: 'conduit|conduit-staging', deployment: 'conduit-api' },
+    'firing:2': { namespace: 'conduit|conduit-staging', deployment: 'conduit-api' },
+  },
+  'memory-high': {
+    'firing:0': { pattern: 'cache:(?:[A-Za-z0-9_-]+:)*\\*' },
+    'firing:1': { namespace: 'conduit|conduit-staging', deployment: 'conduit-api' },
+    'firing:2': { namespace: 'conduit|conduit-staging', pod: 'conduit-api-[a-z0-9]{1,10}-[a-z0-9]{5}' },
+  },
+  'disk-high': { 'firing:0': { table: 'request_logs' } },
+  'certificate-expiring': { 'firing:0': { namespace: 'conduit|conduit-staging', certificate: 'conduit(?:-[a-z0-9]+)*-tls' } },
+};
+
+test('every Kubernetes, PostgreSQL and Redis action is scoped to Conduit; Conduit and notices are not', () => {
+  const anchored = (scope: Record<string, string>) => Object.fromEntries(Object.entries(scope).map(([k, v]) => [k, `^(?:${v})$`]));
+  let scoped = 0;
+  for (const a of allActions()) {
+    const expected = SCOPES[a.rule]?.[a.key];
+    const what = `${a.rule} ${a.key} ${a.remediation.name}`;
+    if (/^(kubernetes|cert-manager|postgres|redis)\./.test(a.remediation.name)) {
+      assert.ok(expected, `${what} has no scope in this table`);
+      assert.deepEqual(a.allow, anchored(expected), what);
+      // Whatever the Kubernetes action, its namespace is one of Conduit's.
+      if (/^(kubernetes|cert-manager)\./.test(a.remediation.name)) assert.ok(a.allow?.['namespace'], `${what}: namespace`);
+      scoped++;
+    } else {
+      assert.equal(expected, undefined, what);
+      assert.equal(a.allow, undefined, what);
+    }
+  }
+  assert.equal(scoped, 9);
+});
+
+test("the shipped scopes let the runbook's own targets through and refuse what an alert label could point elsewhere", () => {
+  const outside = (rule: string, key: string, labels: Record<string, string>) => {
+    const action = [...ruleNamed(rule).actions, ...ruleNamed(rule).onResolved].find((a) => a.key === key)!;
+    const a = { ...alertOfRule(rule), labels: { ...alertOfRule(rule).labels, ...labels } };
+    const p = prepare(action, a, action.after ? outcome(action.after.when === 'failed' ? 'failed' : 'succeeded') : undefined);
+    assert.ok(p.ok, `${rule} ${key}: ${p.ok ? '' : p.error}`);
+    return outOfScope(action.allow, p.params)?.param ?? null;
+  };
+  // The labels the Prometheus rules set, with the runbook's names: inside.
+  for (const [rule, keys] of Object.entries(SCOPES))
+    for (const key of Object.keys(keys)) assert.equal(outside(rule, key, {}), null, `${rule} ${key}`);
+  assert.equal(outside('high-error-rate', 'firing:0', { namespace: 'conduit-staging' }), null);
+  assert.equal(outside('certificate-expiring', 'firing:0', { certificate: 'conduit-api-tls' }), null);
+  // kube-system, and other objects of Conduit's namespace: outside.
+  for (const [rule, key] of [
+    ['high-error-rate', 'firing:0'],
+    ['database-connection-pool-exhausted', 'firing:1'],
+    ['memory-high', 'firing:1'],
+    ['memory-high', 'firing:2'],
+    ['certificate-expiring', 'firing:0'],
+  ] as const)
+    assert.equal(outside(rule, key, { namespace: 'kube-system' }), 'namespace', `${rule} ${key} in kube-system`);
+  assert.equal(outside('high-error-rate', 'firing:0', { deployment: 'coredns' }), 'deployment');
+  assert.equal(outside('high-error-rate', 'firing:0', { namespace: 'conduit-staging-x' }), 'namespace', 'anchored at the end');
+  assert.equal(outside('high-error-rate', 'firing:0', { namespace: 'x-conduit' }), 'namespace', 'anchored at the start');
+  assert.equal(outside('memory-high', 'firing:2', { pod: 'postgres-0' }), 'pod');
+  assert.equal(outside('certificate-expiring', 'firing:0', { certificate: 'random-3f9a' }), 'certificate');
+  assert.equal(outside('database-connection-pool-exhausted', 'firing:0', { database: 'billing' }), 'database');
+  assert.equal(outside('database-connection-pool-exhausted', 'firing:0', { database: 'remediator' }), 'database');
 });
 
 test('the shipped Prometheus rules fire exactly the six runbook alerts, and not ProviderUnhealthy', () => {
