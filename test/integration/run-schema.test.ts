@@ -4,7 +4,7 @@ import { FormatRegistry } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import { isRunId } from '../../src/store/runs.js';
 import request from 'supertest';
-import { Run } from '../../src/schemas/runs.js';
+import { AlertSummary, Run, RunListItem } from '../../src/schemas/runs.js';
 import { alertMessage, isolation, REDIS_URL, startService, TOKENS, WEBHOOK_TOKEN } from '../support/harness.js';
 
 const MATRIX = `
@@ -31,10 +31,12 @@ describe('the store returns runs of exactly the schema the API answers with', (s
   const svc = startService(s, { databaseUrl: iso.databaseUrl, prefix: iso.prefix, matrix: MATRIX, env: { TARGET_REDIS_URL: REDIS_URL } });
   after(() => iso.drop());
 
-  const schemaKeys = Object.keys(Run.properties).sort();
   const check = (run: unknown, where: string) => {
-    const problems = [...Value.Errors(Run, run)].map((e) => `${e.path}: ${e.message}`);
-    assert.deepEqual(problems, [], `${where} fits the Run schema`);
+    // A listed run has the summary of its alert (RunListItem); every other read, the whole alert (Run).
+    const schema = where === 'list' ? RunListItem : Run;
+    const schemaKeys = Object.keys(schema.properties).sort();
+    const problems = [...Value.Errors(schema, run)].map((e) => `${e.path}: ${e.message}`);
+    assert.deepEqual(problems, [], `${where} fits the ${where === 'list' ? 'RunListItem' : 'Run'} schema`);
     // A run read on its own or listed carries its dependents' ids; one returned by a status change does not.
     const optional =
       where === 'get' || where === 'list' ? ['events', 'alertFiring'] : ['events', 'alertFiring', 'dependents', 'revertedBy'];
@@ -59,7 +61,30 @@ describe('the store returns runs of exactly the schema the API answers with', (s
     check(stored, 'get');
     assert.ok(stored!.events!.length >= 2);
     const listed = await svc.services.runs.list({ limit: 10 });
+    assert.equal(listed.runs.length, 2);
     for (const run of listed.runs) check(run, 'list');
+    // The listing's alert is the summary and nothing more: no annotations, no generatorURL.
+    const summaryKeys = Object.keys(AlertSummary.properties).sort();
+    for (const run of listed.runs) {
+      assert.deepEqual(
+        Object.keys(run.alert).sort(),
+        summaryKeys,
+        'a listed alert has exactly the summary fields (endsAt as Alertmanager sent it)',
+      );
+      assert.equal(run.alert.labelCount, Object.keys(run.alert.labels).length);
+    }
+    const listedPending = listed.runs.find((r) => r.id === pending!.id)!;
+    assert.deepEqual(listedPending.alert, {
+      fingerprint: stored!.alert.fingerprint,
+      status: stored!.alert.status,
+      startsAt: stored!.alert.startsAt,
+      endsAt: stored!.alert.endsAt,
+      labels: stored!.alert.labels,
+      labelCount: 2,
+    });
+    const { alert: _listedAlert, ...listedRest } = listedPending;
+    const { alert: _storedAlert, events: _events, ...storedRest } = stored!;
+    assert.deepEqual(listedRest, storedRest, 'a listed run is the run read on its own but for its alert and timeline');
     const approved = await request(svc.url)
       .post(`/api/runs/${pending!.id}/approve`)
       .set('Authorization', `Bearer ${TOKENS.approver}`)
