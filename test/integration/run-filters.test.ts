@@ -193,7 +193,14 @@ describe('GET /api/runs filters by alert, fingerprint, target and creation time'
       [{ since: '99999999y' }, /^querystring\/since must be a duration of at most/],
       [{ since: 'x'.repeat(65) }, /^querystring\/since must NOT have more than 64 characters$/],
       [{ alertname: '' }, /^querystring\/alertname must NOT have fewer than 1 characters$/],
-      [{ limit: '0' }, /^querystring\/limit must match pattern/],
+      [{ limit: '0' }, /^querystring\/limit must be a whole number from 1 to 200 \(default 50\)$/],
+      [{ limit: '201' }, /^querystring\/limit must be a whole number from 1 to 200 /],
+      [{ limit: '500' }, /^querystring\/limit must be a whole number from 1 to 200 /],
+      [{ limit: '050' }, /^querystring\/limit must be a whole number from 1 to 200 /],
+      [{ limit: '1e2' }, /^querystring\/limit must be a whole number from 1 to 200 /],
+      [{ limit: ['5', '6'] as unknown as string }, /^querystring\/limit must be a whole number from 1 to 200 /],
+      [{ cursor: 'abc' }, /^querystring\/cursor must match pattern/],
+      [{ cursor: '99999999999999999999' }, /^querystring\/cursor must match pattern/],
       [{ colour: 'red' }, /^querystring must NOT have additional properties \('colour'\)$/],
     ];
     for (const [query, message] of cases) {
@@ -201,6 +208,24 @@ describe('GET /api/runs filters by alert, fingerprint, target and creation time'
       assert.deepEqual([res.status, res.body.code], [400, 'VALIDATION'], JSON.stringify(query));
       assert.match(res.body.message, message, JSON.stringify(query));
     }
+  });
+
+  it('takes limit from 1 to 200: a page of 200 runs at most', async () => {
+    assert.equal((await list({ limit: '200' })).runs.length, 9);
+    assert.equal((await list({ limit: '1' })).runs.length, 1);
+    assert.equal((await list({})).runs.length, 9, 'default 50');
+  });
+
+  it('lists each run with the summary of its alert: its labels, no annotations', async () => {
+    const { runs } = await list({ fingerprint: fingerprintOf(A1) });
+    for (const r of runs) {
+      assert.deepEqual(r.alert.labels, A1);
+      assert.equal((r.alert as { labelCount?: number }).labelCount, 4);
+      assert.equal((r.alert as { annotations?: unknown }).annotations, undefined);
+    }
+    const full = await request(svc.url).get(`/api/runs/${ids['A1']}`).set('Authorization', `Bearer ${TOKENS.viewer}`).expect(200);
+    assert.deepEqual(full.body.alert.labels, A1);
+    assert.equal(typeof full.body.alert.annotations, 'object', 'the run read on its own has the whole alert');
   });
 
   it('formats schema violations: constants grouped per field, other messages each once', () => {
