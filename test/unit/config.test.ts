@@ -312,3 +312,18 @@ test('a token may contain colons, and DRY_RUN is read case-insensitively', () =>
   assert.equal(config.dryRun, true);
   assert.equal(loadConfig({ DRY_RUN: 'False' }).config.dryRun, false);
 });
+
+test('alert caps and RUN_RETENTION: defaults, overrides, and bad values named', () => {
+  const { config } = loadConfig({ TOKENS_FILE: NO_FILE });
+  assert.deepEqual(config.alertCaps, { maxLabels: 64, maxValueBytes: 4096, maxAlertBytes: 65536 });
+  assert.equal(config.runRetentionMs, 90 * 24 * 3600_000);
+  const set = loadConfig({ TOKENS_FILE: NO_FILE, MAX_LABELS: '10', MAX_LABEL_VALUE: '1024', MAX_ALERT_SIZE: '8192', RUN_RETENTION: '0' });
+  assert.deepEqual(set.config.alertCaps, { maxLabels: 10, maxValueBytes: 1024, maxAlertBytes: 8192 });
+  assert.equal(set.config.runRetentionMs, 0, 'RUN_RETENTION=0 keeps runs forever');
+  assert.equal(loadConfig({ TOKENS_FILE: NO_FILE, RUN_RETENTION: '1w2d' }).config.runRetentionMs, 9 * 24 * 3600_000);
+  refused({ TOKENS_FILE: NO_FILE, RUN_RETENTION: '90 days' }, 'RUN_RETENTION');
+  refused({ TOKENS_FILE: NO_FILE, MAX_LABELS: '0' }, 'MAX_LABELS');
+  refused({ TOKENS_FILE: NO_FILE, MAX_LABEL_VALUE: '10' }, 'MAX_LABEL_VALUE');
+  refused({ TOKENS_FILE: NO_FILE, MAX_ALERT_SIZE: '1000' }, 'MAX_ALERT_SIZE');
+  refused({ TOKENS_FILE: NO_FILE, MAX_ALERT_SIZE: '64k' }, 'MAX_ALERT_SIZE');
+});
