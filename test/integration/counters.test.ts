@@ -11,7 +11,7 @@ import { Redis } from 'ioredis';
 import type { GateSubject } from '../../src/gates/counter-gate.js';
 import { createCounters, type CounterReason, type Counters, type CounterVerdict } from '../../src/gates/counters.js';
 import { createFailureStreak } from '../../src/gates/escalation.js';
-import type { Limit } from '../../src/matrix/types.js';
+import type { GlobalLimit, Limit } from '../../src/matrix/types.js';
 import { createFakeCounters, fakeClock } from '../support/fake-counters.js';
 import { REDIS_URL, uniqueName } from '../support/harness.js';
 
@@ -33,7 +33,7 @@ interface Implementation {
   name: string;
   setup(): Promise<void>;
   teardown(): Promise<void>;
-  create(globalLimit?: Limit): Subject;
+  create(globalLimit?: GlobalLimit): Subject;
 }
 
 const prefix = uniqueName('rt_counters');
@@ -89,8 +89,10 @@ const fake: Implementation = {
 
 const HOUR = 3_600_000;
 
-function subject(over: Partial<Omit<GateSubject, 'gates'>> & { cooldownMs?: number; limit?: Limit | null } = {}): GateSubject {
-  const { cooldownMs = 0, limit = null, ...rest } = over;
+function subject(
+  over: Partial<Omit<GateSubject, 'gates'>> & { cooldownMs?: number; limit?: Limit | null; severity?: string; notice?: boolean } = {},
+): GateSubject {
+  const { cooldownMs = 0, limit = null, severity, notice = false, ...rest } = over;
   return {
     runId: randomUUID(),
     rule: 'rule',
@@ -99,7 +101,13 @@ function subject(over: Partial<Omit<GateSubject, 'gates'>> & { cooldownMs?: numb
     target: 'test/a',
     approved: false,
     ...rest,
-    gates: { cooldownMs, limit, approvalTimeoutMs: 1_800_000 },
+    gates: {
+      cooldownMs,
+      limit,
+      approvalTimeoutMs: 1_800_000,
+      ...(severity !== undefined ? { severity } : {}),
+      ...(notice ? { globalBudget: false as const } : {}),
+    },
   };
 }
 
@@ -153,6 +161,46 @@ for (const impl of [real, fake]) {
       const over = await counters.take(subject({ rule: 'r3', target: 'test/3' }));
       stops(over, 'global_budget', HOUR);
       assert.ok(!over.ok && over.retryInMs > HOUR - 10_000, `the oldest run leaves the budget in about an hour: ${JSON.stringify(over)}`);
+    });
+
+    it('keeps the last slots of the global budget for higher severities, nested, in peek and take alike', async () => {
+      // 5 slots: the last 2 for critical, the one before them for high (and critical); the others fill 2.
+      const { counters } = impl.create({ max: 5, perMs: HOUR, reserve: { critical: 2, high: 1 } });
+      const run = (severity: string | undefined, n: number) => subject({ severity, target: `test/${severity}-${n}` });
+      passes(await counters.take(run('low', 1)), true, 'low 1');
+      passes(await counters.take(run('medium', 1)), true, 'medium 1');
+      stops(await counters.take(run('low', 2)), 'global_budget', HOUR, 'low 2: what is left is reserved');
+      stops(await counters.take(run(undefined, 1)), 'global_budget', HOUR, 'a rule without severity counts as the lowest');
+      stops(await counters.take(run('urgent', 1)), 'global_budget', HOUR, 'so does an unknown severity');
+      const [high, critical, low] = await counters.peek([run('high', 1), run('critical', 1), run('info', 1)]);
+      passes(high, false, 'a peek: high may take the slot reserved for it');
+      passes(critical, false, 'a peek: critical too');
+      stops(low, 'global_budget', HOUR, 'a peek: info may not');
+      passes(await counters.take(run('high', 1)), true, 'high 1 takes the slot kept for high');
+      stops(await counters.take(run('high', 2)), 'global_budget', HOUR, "high 2: the rest is critical's");
+      passes(await counters.take(run('critical', 1)), true, 'critical 1');
+      passes(await counters.take(run('CRITICAL', 2)), true, 'critical 2: severities compare case-insensitively');
+      stops(await counters.take(run('critical', 3)), 'global_budget', HOUR, 'critical 3: the whole budget is spent');
+    });
+
+    it('neither counts a notice against the global budget nor stops one by it', async () => {
+      const { counters, keys } = impl.create({ max: 1, perMs: HOUR });
+      const notice = subject({ notice: true, remediation: 'notify.webhook', target: 'notify/1' });
+      passes(await counters.take(notice), true, 'a notice');
+      assert.ok(!(await keys()).includes('gates:global'), 'it took nothing of the budget');
+      const first = subject({ target: 'test/1' });
+      passes(await counters.take(first), true, 'the budget of 1 had room: the notice did not count');
+      stops(await counters.take(subject({ target: 'test/2' })), 'global_budget', HOUR, 'now it is spent');
+      passes((await counters.peek([subject({ notice: true, target: 'notify/2' })]))[0], false, 'a peek of a notice');
+      passes(await counters.take(subject({ notice: true, remediation: 'notify.webhook', target: 'notify/3' })), true, 'another notice');
+      // Its other gates still hold: a notice's cooldown (per remediation and target) is kept.
+      passes(await counters.take(subject({ notice: true, remediation: 'notify.webhook', target: 'notify/4', cooldownMs: 60_000 })), true);
+      stops(
+        await counters.take(subject({ notice: true, remediation: 'notify.webhook', target: 'notify/4', cooldownMs: 60_000 })),
+        'cooldown',
+        60_000,
+        'the same notice again',
+      );
     });
 
     it('escalates a target after three failures in a row, and a success clears it', async () => {
@@ -299,6 +347,35 @@ for (const impl of [real, fake]) {
     });
   });
 }
+
+describe('the global budget in Redis: the wait of a run stopped by a reserve', () => {
+  before(() => real.setup());
+  after(() => real.teardown());
+
+  it('is until enough runs left the window for its share, not until the oldest did', async () => {
+    // 4 slots, the last 2 critical's: a low run passes while fewer than 2 are in the window, whatever their severity.
+    const { counters, wait } = real.create({ max: 4, perMs: 2000, reserve: { critical: 2 } });
+    passes(await counters.take(subject({ severity: 'low', target: 'test/l1' })), true, 'low 1 at 0');
+    await wait(600);
+    passes(await counters.take(subject({ severity: 'low', target: 'test/l2' })), true, 'low 2 at 600');
+    passes(await counters.take(subject({ severity: 'critical', target: 'test/c1' })), true, 'critical 1 at 600');
+    // Three in the window: a low run passes once two have left, low 1 (at 2000) and then one taken at 600 (at 2600).
+    const stopped = await counters.take(subject({ severity: 'low', target: 'test/l3' }));
+    stops(stopped, 'global_budget', 2000);
+    assert.ok(!stopped.ok && stopped.retryInMs > 1700, `until about 2600, not 2000: ${JSON.stringify(stopped)}`);
+    await wait(1500);
+    // Low 1 left: two in the window, still no room for a low run, room for a critical one.
+    const still = await counters.take(subject({ severity: 'low', target: 'test/l3' }));
+    stops(still, 'global_budget', 600, 'low 1 has left, two are still in the window');
+    passes(await counters.take(subject({ severity: 'critical', target: 'test/c2' })), true, 'a critical run has room');
+    await wait(still.ok ? 0 : still.retryInMs + 50);
+    passes(
+      await counters.take(subject({ severity: 'low', target: 'test/l3' })),
+      true,
+      'once low 2 and critical 1 left: only critical 2 is in',
+    );
+  });
+});
 
 describe('the in-memory twin on its own clock', () => {
   it('answers exact waits while the clock stands still', async () => {
