@@ -9,7 +9,9 @@ import { healthRoutes } from './routes/health.js';
 import { reloadRoutes } from './routes/reload.js';
 import { runRoutes } from './routes/runs.js';
 import { simulateRoutes } from './routes/simulate.js';
+import { UI_CSP, uiRoutes } from './routes/ui.js';
 import { webhookRoutes } from './routes/webhook.js';
+import { whoamiRoutes } from './routes/whoami.js';
 import type { Services } from './services.js';
 
 export interface AppOptions {
@@ -64,7 +66,13 @@ export async function buildApp(services: Services, opts: AppOptions) {
     reply.header('x-content-type-options', 'nosniff');
     reply.header('referrer-policy', 'no-referrer');
     reply.header('x-frame-options', 'DENY');
-    if (!req.url.startsWith('/docs')) {
+    if (req.url === '/ui' || req.url.startsWith('/ui/') || req.url.startsWith('/ui?')) {
+      // The console: its own scripts, styles and API only (no inline script, nothing from elsewhere).
+      reply.header('content-security-policy', UI_CSP);
+      // Its assets are named by their content's hash; the page itself is read afresh.
+      const asset = req.url.startsWith('/ui/assets/') && reply.statusCode === 200;
+      reply.header('cache-control', asset ? 'public, max-age=31536000, immutable' : 'no-store');
+    } else if (!req.url.startsWith('/docs')) {
       reply.header('content-security-policy', "default-src 'none'; frame-ancestors 'none'");
       reply.header('cache-control', 'no-store');
     }
@@ -95,6 +103,8 @@ export async function buildApp(services: Services, opts: AppOptions) {
     await app.register(runRoutes(services), quiet);
     await app.register(controlRoutes(services), quiet);
     await app.register(simulateRoutes(services), quiet);
+    await app.register(whoamiRoutes(services), quiet);
+    await app.register(uiRoutes, quiet);
   }
   return app;
 }
