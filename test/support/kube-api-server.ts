@@ -1,6 +1,7 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { randomUUID } from 'node:crypto';
+import { appendFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,6 +12,11 @@ import { isObject, jsonPatch, mergePatch, PatchError, strategicMergePatch, type 
  * An in-memory stand-in of the Kubernetes API server on 127.0.0.1. It is strict where clients go
  * wrong (verbs, patch content types, subresources, resourceVersion preconditions) and serves enough
  * discovery for `kubectl` itself to run against it.
+ *
+ * With `KUBE_STANDIN_RECORD=<file>` in the environment, every request it answers for a resource is
+ * appended to that file as one JSON line (`RecordedAccess`): the API group, resource (a subresource as
+ * `resource/subresource`) and verb as the API server's authorizer sees them, with the status it
+ * answered. The deployment test compares that set with the RBAC Role it ships.
  */
 
 interface ResourceType {
@@ -69,6 +75,53 @@ export interface RecordedRequest {
   contentType: string | undefined;
   /** Parsed JSON body, the raw text when it is not JSON, `undefined` when empty. */
   body: unknown;
+}
+
+/** One answered request, in the terms of an RBAC rule (`KUBE_STANDIN_RECORD`). */
+export interface RecordedAccess {
+  apiGroup: string;
+  /** The plural, or `plural/subresource`. */
+  resource: string;
+  /** get, list, watch, create, update, patch, delete, deletecollection. */
+  verb: string;
+  namespace: string;
+  name?: string;
+  /** The status code the stand-in answered with. */
+  status: number;
+  userAgent?: string;
+}
+
+/**
+ * The RBAC attributes of a request, mapped from its method as the API server's request-info resolver
+ * does; `undefined` for paths that name no resource the stand-in serves (discovery, unknown types).
+ */
+export function accessOf(
+  method: string,
+  path: string,
+  query: URLSearchParams,
+): Pick<RecordedAccess, 'apiGroup' | 'resource' | 'verb' | 'namespace' | 'name'> | undefined {
+  const m = /^\/(?:api\/(v1)|apis\/([^/]+)\/([^/]+))\/namespaces\/([^/]+)\/([^/]+)(?:\/([^/]+))?(?:\/([^/]+))?$/.exec(path);
+  const t = m && RESOURCES.find((r) => r.group === (m[2] ?? '') && r.version === (m[1] ?? m[3]) && r.plural === m[5]);
+  if (!m || !t) return undefined;
+  const [name, sub] = [m[6] && decodeURIComponent(m[6]), m[7]];
+  const watch = ['true', '1'].includes(query.get('watch') ?? '');
+  const verbs: Record<string, string | undefined> = {
+    GET: watch ? 'watch' : name ? 'get' : 'list',
+    HEAD: name ? 'get' : 'list',
+    POST: 'create',
+    PUT: 'update',
+    PATCH: 'patch',
+    DELETE: name ? 'delete' : 'deletecollection',
+  };
+  const verb = verbs[method];
+  if (verb === undefined) return undefined;
+  return {
+    apiGroup: t.group,
+    resource: sub ? `${t.plural}/${sub}` : t.plural,
+    verb,
+    namespace: decodeURIComponent(m[4] ?? ''),
+    ...(name ? { name } : {}),
+  };
 }
 
 export interface Fault {
@@ -133,6 +186,7 @@ export async function startKubeApiServer(opts: { token?: string } = {}): Promise
   const timers = new Set<NodeJS.Timeout>();
   const tempDirs: string[] = [];
   let revision = 1000;
+  const recordFile = process.env['KUBE_STANDIN_RECORD'] || undefined;
   const key = (t: ResourceType, ns: string, name: string) => `${t.plural}/${ns}/${name}`;
   const typeOf = (obj: JsonObject) => RESOURCES.find((t) => groupVersion(t) === obj['apiVersion'] && t.kind === obj['kind']);
 
@@ -316,7 +370,14 @@ export async function startKubeApiServer(opts: { token?: string } = {}): Promise
       requests.push({ method: req.method ?? '', path: url.pathname, query: url.searchParams, contentType: mime(req), body });
       const matches = (f: Fault) =>
         (f.times ?? 1) > 0 && (!f.method || f.method === req.method) && (!f.pathEndsWith || url.pathname.endsWith(f.pathEndsWith));
+      const record = (status: number) => {
+        const access = recordFile && accessOf(req.method ?? '', url.pathname, url.searchParams);
+        if (!recordFile || !access) return;
+        const line: RecordedAccess = { ...access, status, ...(req.headers['user-agent'] ? { userAgent: req.headers['user-agent'] } : {}) };
+        appendFileSync(recordFile, `${JSON.stringify(line)}\n`);
+      };
       const send = (code: number, payload: Json) => {
+        record(code);
         res.writeHead(code, { 'content-type': 'application/json' }).end(JSON.stringify(payload));
       };
       const fail = (err: ApiError) =>
@@ -337,6 +398,7 @@ export async function startKubeApiServer(opts: { token?: string } = {}): Promise
           const redirect = faults.find((f) => f.redirectTo !== undefined && matches(f));
           if (redirect?.redirectTo !== undefined) {
             redirect.times = (redirect.times ?? 1) - 1;
+            record(redirect.status ?? 307);
             res.writeHead(redirect.status ?? 307, { location: `${redirect.redirectTo}${req.url ?? '/'}` }).end();
             return;
           }
