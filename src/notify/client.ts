@@ -5,13 +5,25 @@ export interface PostOptions {
   timeoutMs: number;
 }
 
+/** A message with Block Kit blocks (src/slack/blocks.ts); `text` is what a client without blocks shows. */
+export interface NotifyMessage {
+  text: string;
+  blocks?: readonly unknown[];
+}
+
+/** A notify target that also posts Block Kit messages (`{ text, blocks }`). */
+export interface MessageTarget extends NotifyTarget {
+  postMessage(message: NotifyMessage, opts: PostOptions): Promise<{ status: number }>;
+}
+
 /**
- * Posts `{ "text": ... }` to a Slack-compatible incoming webhook. The URL carries the secret, so
+ * Posts `{ "text": ... }` (a string) or `{ "text": ..., "blocks": [...] }` (a message) to a
+ * Slack-compatible incoming webhook. The URL carries the secret, so
  * no error made here names it, and none keeps the fetch error as `cause` (undici puts the URL in
  * some of its messages). A redirect is never followed: it would carry the message (and, from a
  * proxy that rewrites it, the secret path) to wherever the answer points.
  */
-export async function postNotification(url: string, text: string, opts: PostOptions): Promise<{ status: number }> {
+export async function postNotification(url: string, message: string | NotifyMessage, opts: PostOptions): Promise<{ status: number }> {
   throwIfAborted(opts.signal);
   const deadline = AbortSignal.timeout(opts.timeoutMs);
   let res: Response;
@@ -20,7 +32,9 @@ export async function postNotification(url: string, text: string, opts: PostOpti
     res = await fetch(url, {
       method: 'POST',
       headers: { 'Content-Type': 'application/json' },
-      body: JSON.stringify({ text }),
+      body: JSON.stringify(
+        typeof message === 'string' ? { text: message } : { text: message.text, ...(message.blocks ? { blocks: message.blocks } : {}) },
+      ),
       signal: AbortSignal.any([opts.signal, deadline]),
       redirect: 'error',
     });
@@ -84,6 +98,9 @@ function redact(answer: string, url: string): string {
 }
 
 /** The `notify` target remediations and the notifier post through; the URL stays inside. */
-export function notifyTarget(url: string): NotifyTarget {
-  return { post: (text, opts) => postNotification(url, text, opts) };
+export function notifyTarget(url: string): MessageTarget {
+  return {
+    post: (text, opts) => postNotification(url, text, opts),
+    postMessage: (message, opts) => postNotification(url, message, opts),
+  };
 }

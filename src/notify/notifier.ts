@@ -1,7 +1,9 @@
-import type { NotifyTarget } from '../../remediations/types.js';
+import { RemediationError, type NotifyTarget } from '../../remediations/types.js';
 import type { Log } from '../kernel/log.js';
 import { escapeSlack, oneLine } from '../matrix/template.js';
 import type { Metrics } from '../metrics.js';
+import { approvalMessage, decidedMessage, type SlackMessage } from '../slack/blocks.js';
+import type { MessageTarget } from './client.js';
 import type { RunStore } from '../store/runs.js';
 import type { Run } from '../schemas/runs.js';
 
@@ -64,20 +66,72 @@ function commandLines(id: string, publicUrl: string): string[] {
   return [`Approve: ${CURL} ${url}/api/runs/${id}/approve`, `Reject:  ${CURL} ${url}/api/runs/${id}/reject`];
 }
 
-/** The message on-call gets: what the run would do and, while it waits, the exact command that approves it. */
-export function notificationText(run: Run, kind: NotificationKind, publicUrl: string, context: readonly string[] = []): string {
-  const lines = [
+/** A notice of one run in two parts: what the run would do (`body`) and, while it waits, the commands that decide it. */
+export function noticeParts(
+  run: Run,
+  kind: NotificationKind,
+  publicUrl: string,
+  context: readonly string[] = [],
+): { body: string[]; commands: string[] } {
+  const body = [
     `[conduit-remediator] ${field(run.remediation)} on ${run.target ? field(run.target) : 'unknown target'} ${HEADLINE[kind]}`,
-    `Run ${field(run.id)} (rule ${field(run.rule)}, alert ${field(run.alert.labels['alertname'] ?? run.alert.fingerprint)})`,
+    runLine(run),
     ...context.map((line) => field(line)),
   ];
-  if (run.plan) lines.push(`Plan: ${field(run.plan)}`);
-  if (kind === 'failed' && run.error) lines.push(`Error: ${field(run.error)}`);
-  if (approvable(kind)) {
-    if (run.approval.expiresAt) lines.push(`Expires at ${field(run.approval.expiresAt)}`);
-    lines.push(...commandLines(run.id, publicUrl));
+  if (run.plan) body.push(`Plan: ${field(run.plan)}`);
+  if (kind === 'failed' && run.error) body.push(`Error: ${field(run.error)}`);
+  if (!approvable(kind)) return { body, commands: [] };
+  if (run.approval.expiresAt) body.push(`Expires at ${field(run.approval.expiresAt)}`);
+  return { body, commands: commandLines(run.id, publicUrl) };
+}
+
+const runLine = (run: Run) =>
+  `Run ${field(run.id)} (rule ${field(run.rule)}, alert ${field(run.alert.labels['alertname'] ?? run.alert.fingerprint)})`;
+
+/** The message on-call gets: what the run would do and, while it waits, the exact command that approves it. */
+export function notificationText(run: Run, kind: NotificationKind, publicUrl: string, context: readonly string[] = []): string {
+  const { body, commands } = noticeParts(run, kind, publicUrl, context);
+  return [...body, ...commands].join('\n');
+}
+
+/**
+ * An approval notice as a Block Kit message: the notice, Approve and Reject buttons whose value is
+ * the run id, then the commands; `text` is the whole plain notice (`notificationText`).
+ */
+export function approvalNotice(run: Run, kind: NotificationKind, publicUrl: string, context: readonly string[] = []): SlackMessage {
+  const { body, commands } = noticeParts(run, kind, publicUrl, context);
+  return approvalMessage({ text: [...body, ...commands].join('\n'), body, commands, runId: run.id });
+}
+
+/** Who decided the run and when, or what became of it: read from the run as stored, escaped. */
+export function decisionOutcome(run: Run): string {
+  const { decidedBy, decidedAt, expiresAt } = run.approval;
+  const at = (time: string | null) => (time ? ` at ${field(time)}` : '');
+  if (decidedBy) return `${run.status === 'rejected' ? 'Rejected' : 'Approved'} by ${field(decidedBy, 200)}${at(decidedAt)}`;
+  if (run.status === 'expired' || (run.status === 'pending_approval' && expiresAt && Date.parse(expiresAt) <= Date.now())) {
+    return `Approval expired${at(expiresAt)}: not executed`;
   }
-  return lines.join('\n');
+  if (run.status === 'pending_approval') return 'Waiting for approval';
+  return `Not decided: the run is ${field(run.status)}${run.reason ? ` (${field(run.reason, 200)})` : ''}`;
+}
+
+/** The answer to a click on a run decided before it: who decided it, how and when. */
+export function alreadyDecided(run: Run): string {
+  const { decidedBy, decidedAt } = run.approval;
+  if (!decidedBy) return `Run ${field(run.id)} cannot be decided: ${decisionOutcome(run)}`;
+  const how = run.status === 'rejected' ? 'rejected' : 'approved';
+  return `Run ${field(run.id)} was already decided by ${field(decidedBy, 200)} (${how}${decidedAt ? ` at ${field(decidedAt)}` : ''})`;
+}
+
+/** What replaces an approval notice once it is decided: the run, its plan, and the outcome. */
+export function decisionNotice(run: Run): SlackMessage {
+  const outcome = decisionOutcome(run);
+  const body = [
+    `[conduit-remediator] ${field(run.remediation)} on ${run.target ? field(run.target) : 'unknown target'}: ${outcome}`,
+    runLine(run),
+  ];
+  if (run.plan) body.push(`Plan: ${field(run.plan)}`);
+  return decidedMessage(body, outcome);
 }
 
 export interface NoticeEntry {
@@ -145,7 +199,8 @@ const EVENT_BATCH = 10;
  * their own, `aggregated` in one listing several, `dropped`, `failed`.
  */
 export function createNotifier(deps: {
-  target: NotifyTarget | undefined;
+  /** Where notices go; one that also takes Block Kit messages (`notifyTarget`) gets the interactive ones. */
+  target: NotifyTarget | MessageTarget | undefined;
   runs: RunStore;
   log: Log;
   publicUrl: string;
@@ -158,6 +213,13 @@ export function createNotifier(deps: {
   /** At most this many notices posted a minute (default 20). */
   maxPerMinute?: number;
   now?: () => number;
+  /**
+   * Approval notices with Approve and Reject buttons (Slack interactivity is configured:
+   * SLACK_SIGNING_SECRET). A notice of one run needing approval (pending or escalated) goes as
+   * Block Kit, its `text` the plain notice with the commands; a notice listing several runs, and
+   * every other kind, stays plain text. Default false.
+   */
+  interactive?: boolean;
 }) {
   const windowMs = deps.windowMs ?? 2000;
   const maxPerMinute = deps.maxPerMinute ?? 20;
@@ -190,8 +252,25 @@ export function createNotifier(deps: {
     }
   }
 
-  async function post(text: string): Promise<void> {
-    await deps.target!.post(text, { signal: new AbortController().signal, timeoutMs: deps.timeoutMs ?? 5000 });
+  async function post(message: string | SlackMessage): Promise<void> {
+    const opts = { signal: new AbortController().signal, timeoutMs: deps.timeoutMs ?? 5000 };
+    const target = deps.target!;
+    if (typeof message === 'string' || !message.blocks) {
+      await target.post(typeof message === 'string' ? message : message.text, opts);
+      return;
+    }
+    if (!('postMessage' in target)) {
+      await target.post(message.text, opts);
+      return;
+    }
+    try {
+      await target.postMessage(message, opts);
+    } catch (err) {
+      // A layout Slack refuses (400 invalid_blocks) must not cost the notice: it goes again as the plain text.
+      if (!(err instanceof RemediationError) || (err.detail as { status?: unknown } | undefined)?.status !== 400) throw err;
+      deps.log.warn({ err: err.message }, 'the webhook refused the notice with buttons; posting it as plain text');
+      await target.post(message.text, opts);
+    }
   }
 
   async function deliver(entries: readonly NoticeEntry[], kind: NotificationKind): Promise<void> {
@@ -207,14 +286,18 @@ export function createNotifier(deps: {
       return;
     }
     try {
-      let text: string;
+      let message: string | SlackMessage;
       if (runs === 1) {
         const firing = approvable(kind) ? await deps.firingLine?.(first.run) : undefined;
-        text = notificationText(first.run, kind, deps.publicUrl, firing ? [...first.context, firing] : first.context);
+        const context = firing ? [...first.context, firing] : first.context;
+        message =
+          deps.interactive && approvable(kind)
+            ? approvalNotice(first.run, kind, deps.publicUrl, context)
+            : notificationText(first.run, kind, deps.publicUrl, context);
       } else {
-        text = aggregateText(entries, kind, deps.publicUrl);
+        message = aggregateText(entries, kind, deps.publicUrl);
       }
-      await post(text);
+      await post(message);
     } catch (err) {
       const error = (err as Error).message;
       deps.metrics?.notifications.inc({ result: 'failed' }, runs);
