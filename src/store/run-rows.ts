@@ -113,17 +113,18 @@ const COLUMNS_BUT_ALERT = [
  * instead of the alert, built by PostgreSQL, so a page never carries whole alerts to the service.
  */
 export const LIST_RELATIONS = `${COLUMNS_BUT_ALERT},
-  jsonb_strip_nulls(jsonb_build_object(
-    'fingerprint', runs.fingerprint,
-    'status', runs.alert ->> 'status',
-    'startsAt', runs.starts_at,
-    'endsAt', runs.alert ->> 'endsAt',
-    'labelCount', (SELECT count(*) FROM jsonb_object_keys(runs.alert -> 'labels')),
-    'labels', COALESCE((SELECT jsonb_object_agg(left(l.key, ${SUMMARY_VALUE_CHARS}),
-         CASE WHEN length(l.value) > ${SUMMARY_VALUE_CHARS} THEN left(l.value, ${SUMMARY_VALUE_CHARS - 1}) || '…' ELSE l.value END)
-       FROM (SELECT key, value FROM jsonb_each_text(runs.alert -> 'labels')
-             ORDER BY key <> 'alertname', key COLLATE "C" LIMIT ${SUMMARY_LABELS}) l), '{}'::jsonb)
-  )) AS alert_summary,
+  (SELECT jsonb_strip_nulls(jsonb_build_object(
+      'fingerprint', runs.fingerprint,
+      'status', s.a ->> 'status',
+      'startsAt', runs.starts_at,
+      'endsAt', s.a ->> 'endsAt',
+      'labelCount', (SELECT count(*) FROM jsonb_object_keys(s.a -> 'labels')),
+      'labels', COALESCE((SELECT jsonb_object_agg(left(l.key, ${SUMMARY_VALUE_CHARS}),
+           CASE WHEN length(l.value) > ${SUMMARY_VALUE_CHARS} THEN left(l.value, ${SUMMARY_VALUE_CHARS - 1}) || '…' ELSE l.value END)
+         FROM (SELECT key, value FROM jsonb_each_text(s.a -> 'labels')
+               ORDER BY key <> 'alertname', key COLLATE "C" LIMIT ${SUMMARY_LABELS}) l), '{}'::jsonb)))
+   -- The stored alert is read (detoasted) once per run, without its annotations; OFFSET 0 keeps it one value.
+   FROM (SELECT runs.alert - 'annotations' - 'generatorURL' AS a OFFSET 0) s) AS alert_summary,
   ${relationColumns()}`;
 
 /** A row read with `LIST_RELATIONS`. */
