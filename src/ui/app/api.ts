@@ -4,7 +4,7 @@
  * a URL), no cookies. The token lives in sessionStorage: gone when the tab closes.
  */
 
-import type { Run, RunStatus } from '../../schemas/runs.js';
+import type { Run, RunListItem, RunStatus } from '../../schemas/runs.js';
 
 export type { Run, RunStatus };
 export type RunEvent = NonNullable<Run['events']>[number];
@@ -20,11 +20,8 @@ export interface Control {
   changedBy: string | null;
   changedAt: string | null;
 }
-/** A run as GET /api/runs lists it: the fields every listing shape carries. */
-export type ListedRun = Pick<Run, 'id' | 'rule' | 'remediation' | 'target' | 'status' | 'reason' | 'createdAt' | 'updatedAt' | 'phase'> & {
-  alert: { labels?: Record<string, string>; alertname?: string | null; fingerprint?: string };
-  verification?: Run['verification'];
-};
+/** A run as GET /api/runs lists it: no timeline, and a summary of its alert (the run's page has the whole alert). */
+export type ListedRun = RunListItem;
 export interface RunList {
   runs: ListedRun[];
   nextCursor: string | null;

@@ -51,7 +51,7 @@ function badge(statusName: string): HTMLElement {
   return h('span', { class: `badge s-${statusName}` }, statusName.replace('_', ' '));
 }
 
-const alertName = (run: Pick<ListedRun, 'alert'>): string => run.alert.labels?.['alertname'] ?? run.alert.alertname ?? '';
+const alertName = (run: Pick<ListedRun, 'alert'>): string => run.alert.labels['alertname'] ?? '';
 
 // --- sign-in -------------------------------------------------------------------------------------
 
