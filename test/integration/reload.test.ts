@@ -34,8 +34,7 @@ rules:
 `;
 
 /** The same for a server process, which has only the shipped remediations. */
-const shippedMatrixFor = (alertname: string) =>
-  matrixFor(alertname).replace('test.count', 'notify.webhook').replace('{ key:', '{ text:');
+const shippedMatrixFor = (alertname: string) => matrixFor(alertname).replace('test.count', 'notify.webhook').replace('{ key:', '{ text:');
 
 /** The value of one unlabelled sample in a Prometheus exposition. */
 function sample(metrics: string, name: string): number {
