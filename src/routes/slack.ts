@@ -187,7 +187,7 @@ export const slackRoutes =
           }
         }
         if (err instanceof ApiError && err.code === 'NOT_FOUND') {
-          const answer = ephemeral(`Run ${i.runId} does not exist (deleted after RUN_RETENTION, or another service's)`);
+          const answer = ephemeral(`Run ${i.runId} not found: nothing was decided`);
           respond(log, i.responseUrl, [answer]);
           return answer;
         }
