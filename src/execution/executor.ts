@@ -314,16 +314,17 @@ export function createExecutor(deps: ExecutorDeps) {
       );
       return { kind: 'retry', error: failure };
     }
+    // Given back before the run is recorded failed, so that a failed run seen is one whose counters are back.
+    const released = await giveBack(run, failure.code);
     const failed = await finish(
       run,
       'failed',
-      { type: 'failed', detail },
+      [{ type: 'failed', detail }, ...(released ? [{ type: 'counters_released', detail: { reason: failure.code } }] : [])],
       { error: failure.message, reason: failure.code },
       ['running'],
       null,
     );
     if (failed) {
-      await giveBack(failed, failure.code);
       const streak = await deps.streak.recordFailure(run.remediation, run.target ?? run.remediation);
       if (streak >= ESCALATE_AFTER) await deps.runs.addEvent(run.id, 'escalation_armed', { consecutiveFailures: streak });
       deps.notifier.notify(failed, 'failed');
@@ -336,16 +337,17 @@ export function createExecutor(deps: ExecutorDeps) {
    * its rate-limit slot, its cooldown), so that it spends nothing of the blast radius: the failure is
    * one of `UNTOUCHED` and this was its first attempt (an earlier one may have reached the target).
    */
-  async function giveBack(run: Run, code: string): Promise<void> {
-    if (!UNTOUCHED.has(code) || run.attempts > 1) return;
+  async function giveBack(run: Run, code: string): Promise<boolean> {
+    if (!UNTOUCHED.has(code) || run.attempts > 1) return false;
     try {
       await deps.counters.release(gateSubject(run));
-      await deps.runs.addEvent(run.id, 'counters_released', { reason: code });
+      return true;
     } catch (err) {
       deps.log.warn(
         { runId: run.id, err: (err as Error).message },
         'could not give back the counters of a run that did not touch its target',
       );
+      return false;
     }
   }
 
