@@ -260,4 +260,23 @@ describe('alerts with huge labels: bounded storage, listings and memory', () => 
     assert.match((await get('/api/runs?limit=500', 400)).body.message, /limit .* 1 to 200/);
     assert.ok((await get('/api/runs?limit=200')).body.runs.length > 20);
   });
+
+  it('the OpenAPI document describes the listing: an alert summary without annotations, limit 1 to 200', async () => {
+    const doc = (await (await fetch(`${base}/docs/json`)).json()) as any;
+    const op = doc.paths['/api/runs'].get;
+    const limit = op.parameters.find((p: { name: string }) => p.name === 'limit');
+    assert.match(limit.description ?? limit.schema?.description, /1 to 200/);
+    const item = op.responses['200'].content['application/json'].schema.properties.runs.items;
+    assert.deepEqual(Object.keys(item.properties.alert.properties).sort(), [
+      'endsAt',
+      'fingerprint',
+      'labelCount',
+      'labels',
+      'startsAt',
+      'status',
+    ]);
+    assert.equal(item.properties.events, undefined);
+    const one = doc.paths['/api/runs/{id}'].get.responses['200'].content['application/json'].schema;
+    assert.ok(one.properties.alert.properties.annotations, 'a run read on its own has the whole alert');
+  });
 });
