@@ -9,6 +9,7 @@ import { healthRoutes } from './routes/health.js';
 import { reloadRoutes } from './routes/reload.js';
 import { runRoutes } from './routes/runs.js';
 import { simulateRoutes } from './routes/simulate.js';
+import { slackRoutes } from './routes/slack.js';
 import { UI_CSP, uiRoutes } from './routes/ui.js';
 import { webhookRoutes } from './routes/webhook.js';
 import { whoamiRoutes } from './routes/whoami.js';
@@ -99,6 +100,8 @@ export async function buildApp(services: Services, opts: AppOptions) {
   // Every role decides runs with the matrix (chains move on in workers too): each one reloads.
   await app.register(reloadRoutes(services), quiet);
   if (config.role !== 'worker') {
+    // Slack authenticates by signature: a sibling of the bearer-token routes, not behind them.
+    if (config.slack) await app.register(slackRoutes(services, config.slack), quiet);
     await app.register(webhookRoutes(services), quiet);
     await app.register(runRoutes(services), quiet);
     await app.register(controlRoutes(services), quiet);

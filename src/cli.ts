@@ -54,7 +54,7 @@ export function cli(): Command {
       .option('--remediation <name>', 'only runs of this remediation')
       .option('--alertname <name>', 'only runs of alerts with this labels.alertname')
       .option('--since <when>', 'only runs created since: a duration back from now (1h, 30m, 2d) or an RFC 3339 time')
-      .option('--limit <n>', 'at most this many runs (1 to 500, default 50)')
+      .option('--limit <n>', 'at most this many runs (1 to 200, default 50)')
       .option('--cursor <cursor>', 'the next page, as the previous one said'),
   ).action(async (opts) => (await import('./cli/runs.js')).listRuns(opts));
   connection(

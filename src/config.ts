@@ -5,6 +5,7 @@ import { Value } from '@sinclair/typebox/value';
 import { parseAlertmanagerUrls } from './alertmanager/check.js';
 import { parsePrometheusUrl } from './prometheus/client.js';
 import { ConfigError } from './errors.js';
+import { parseSlackConfig, type SlackConfig } from './slack/config.js';
 import { convertStrict } from './kernel/convert.js';
 import { parseDuration } from './kernel/duration.js';
 import { DEFAULT_ALERT_CAPS, type AlertCaps } from './intake/caps.js';
@@ -125,6 +126,8 @@ export interface Config {
   archiveTables: string[];
   /** `application_name` of every PostgreSQL session the service opens (its own database and the target). */
   applicationName: string;
+  /** SLACK_SIGNING_SECRET and SLACK_APPROVERS: approval notices with buttons, decided at POST /integrations/slack/interactions. */
+  slack?: SlackConfig;
 }
 
 /**
@@ -262,6 +265,7 @@ export function loadConfig(source: NodeJS.ProcessEnv): { config: Config; generat
     );
   }
 
+  const slack = parseSlackConfig(source);
   const config: Config = {
     port: env.PORT,
     host: env.HOST,
@@ -305,7 +309,10 @@ export function loadConfig(source: NodeJS.ProcessEnv): { config: Config; generat
     intakeTimeoutMs: positive(env, 'INTAKE_TIMEOUT'),
     archiveTables: env.ARCHIVE_TABLES.split(','),
     applicationName: env.PG_APPLICATION_NAME,
+    ...(slack ? { slack } : {}),
   };
   const warnings = weak.map((w) => `${w} (allowed by ALLOW_WEAK_TOKENS)`);
+  if (slack && !env.NOTIFY_WEBHOOK_URL)
+    warnings.push('SLACK_SIGNING_SECRET is set but NOTIFY_WEBHOOK_URL is not: no notice carries buttons');
   return { config, generated, warnings };
 }

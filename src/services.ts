@@ -131,6 +131,7 @@ export async function createServices(config: Config, opts: ServiceOptions) {
     runs,
     log,
     metrics,
+    interactive: config.slack !== undefined,
     publicUrl: config.publicUrl,
     ...(alertCheck
       ? { firingLine: async (run) => (run.phase === 'firing' ? firingLine(await currentFiring(alertCheck, run)) : undefined) }

@@ -3,7 +3,7 @@
  * prints a table (or `-o json`, the API's answer as it came) and throws `ClientError` on failure.
  */
 import { parseDuration } from '../kernel/duration.js';
-import type { Run, RunEvent } from '../schemas/runs.js';
+import type { Run, RunEvent, RunListItem } from '../schemas/runs.js';
 import { endpoint, request, ClientError, type ConnectionOptions } from './client.js';
 import { cell, print, printJson, table, type OutputFormat } from './table.js';
 
@@ -22,7 +22,7 @@ export interface RunsOptions extends OutputOptions {
 }
 
 interface RunList {
-  runs: Run[];
+  runs: RunListItem[];
   nextCursor: string | null;
 }
 
@@ -49,8 +49,8 @@ export function sinceParam(text: string): string {
 }
 
 function limitParam(text: string): string {
-  if (/^\d+$/.test(text) && Number(text) >= 1 && Number(text) <= 500) return String(Number(text));
-  throw new ClientError(`--limit "${text}" must be a whole number from 1 to 500`);
+  if (/^\d+$/.test(text) && Number(text) >= 1 && Number(text) <= 200) return String(Number(text));
+  throw new ClientError(`--limit "${text}" must be a whole number from 1 to 200`);
 }
 
 export async function listRuns(opts: RunsOptions): Promise<void> {

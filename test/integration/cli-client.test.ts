@@ -156,7 +156,7 @@ describe('remediator runs, show, approve, reject, pause, resume against a runnin
     );
     const limit = await remediator(['runs', '--limit', '0'], viewer);
     assert.equal(limit.code, 1);
-    assert.match(limit.stderr, /^error: --limit "0" must be a whole number from 1 to 500\n$/);
+    assert.match(limit.stderr, /^error: --limit "0" must be a whole number from 1 to 200\n$/);
     const status = await remediator(['runs', '--status', 'nope'], viewer);
     assert.equal(status.code, 1);
     assert.match(status.stderr, /^error: querystring\/status must be one of: .*pending_approval.* \(HTTP 400 VALIDATION\)\n$/);
