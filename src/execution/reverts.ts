@@ -73,6 +73,8 @@ export function createReverts(deps: RevertDeps) {
       limit: undefined,
       dryRun: original.dryRun,
       approvalTimeoutMs: original.gates.approvalTimeoutMs,
+      // A revert shares the global budget as the run it undoes: with its rule's severity.
+      ...(original.gates.severity !== undefined ? { severity: original.gates.severity } : {}),
     };
     const [decided] = await decideAll([{ action, alert: original.alert }], {
       counters: deps.counters,

@@ -103,6 +103,12 @@ class Keyspace {
     if (z.members.size === 0) this.zsets.delete(key);
   }
   zcard = (key: string): number => this.zset(key)?.members.size ?? 0;
+  /** The score at `index` in score order (ZRANGE key index index WITHSCORES; ties by member). */
+  zscoreAt(key: string, index: number): number | undefined {
+    const z = this.zset(key);
+    if (!z) return undefined;
+    return [...z.members.entries()].sort((a, b) => a[1] - b[1] || (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))[index]?.[1];
+  }
   /** The lowest score (ZRANGE key 0 0 WITHSCORES; ties by member, lexicographically). */
   zoldest(key: string): number | undefined {
     const z = this.zset(key);
@@ -172,7 +178,19 @@ function luaGates(redis: Keyspace): Record<CounterReason, LuaGate> {
       hold: (spec) => num(spec['ms']),
     },
     rate_limit: windowGate(redis),
-    global_budget: windowGate(redis),
+    // lua/global-budget.lua: `max` is the run's share of the budget; it passes once count - max + 1 runs left the window.
+    global_budget: {
+      ...windowGate(redis),
+      check(spec, now) {
+        const key = str(spec['key']);
+        redis.zremUpTo(key, now - num(spec['per']));
+        const count = redis.zcard(key);
+        const max = num(spec['max']);
+        if (count < max) return null;
+        if (max <= 0) return num(spec['per']);
+        return redis.zscoreAt(key, count - max)! + num(spec['per']) - now;
+      },
+    },
   };
 }
 
