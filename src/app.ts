@@ -94,20 +94,18 @@ export async function buildApp(services: Services, opts: AppOptions) {
     await app.register(swaggerUi, { routePrefix: '/docs' });
   }
 
-  // Fastify's request logs only at warn and above: the webhook writes its own one line per delivery.
-  const quiet = { logLevel: 'warn' as const };
-  await app.register(healthRoutes(services), quiet);
+  await app.register(healthRoutes(services));
   // Every role decides runs with the matrix (chains move on in workers too): each one reloads.
-  await app.register(reloadRoutes(services), quiet);
+  await app.register(reloadRoutes(services));
   if (config.role !== 'worker') {
     // Slack authenticates by signature: a sibling of the bearer-token routes, not behind them.
-    if (config.slack) await app.register(slackRoutes(services, config.slack), quiet);
-    await app.register(webhookRoutes(services), quiet);
-    await app.register(runRoutes(services), quiet);
-    await app.register(controlRoutes(services), quiet);
-    await app.register(simulateRoutes(services), quiet);
-    await app.register(whoamiRoutes(services), quiet);
-    await app.register(uiRoutes, quiet);
+    if (config.slack) await app.register(slackRoutes(services, config.slack));
+    await app.register(webhookRoutes(services));
+    await app.register(runRoutes(services));
+    await app.register(controlRoutes(services));
+    await app.register(simulateRoutes(services));
+    await app.register(whoamiRoutes(services));
+    await app.register(uiRoutes);
   }
   return app;
 }

@@ -23,6 +23,10 @@ const EnvSchema = Type.Object({
     { default: 'info' },
   ),
   REDIS_URL: Type.String({ pattern: '^rediss?://', default: 'redis://127.0.0.1:6379' }),
+  REDIS_SENTINELS: Type.Optional(Type.String({ minLength: 1 })),
+  REDIS_SENTINEL_NAME: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
+  REDIS_SENTINEL_PASSWORD: Type.Optional(Type.String({ minLength: 1 })),
+  REDIS_ALLOW_EVICTION: Type.Union([Bool], { default: 'false' }),
   DATABASE_URL: Type.String({ pattern: '^postgres(ql)?://', default: 'postgres://postgres@127.0.0.1:5432/remediator' }),
   QUEUE_PREFIX: Type.String({ pattern: '^[A-Za-z0-9_.:-]{1,64}$', default: 'remediator' }),
   MATRIX_PATH: Type.String({ minLength: 1, default: 'config/response-matrix.yaml' }),
@@ -79,6 +83,10 @@ export interface Config {
   role: 'api' | 'worker' | 'all';
   logLevel: string;
   redisUrl: string;
+  /** Redis through Sentinel: the master named `name`, found by asking `sentinels`; REDIS_URL then gives only credentials and database. */
+  redisSentinel?: { sentinels: Array<{ host: string; port: number }>; name: string; password?: string };
+  /** Start even when Redis may evict keys (maxmemory-policy other than noeviction), which loses queued jobs. */
+  redisAllowEviction: boolean;
   databaseUrl: string;
   queuePrefix: string;
   matrixPath: string;
@@ -195,6 +203,29 @@ function prometheusUrl(text: string): string {
 
 const secret = () => randomBytes(24).toString('base64url');
 
+/** REDIS_SENTINELS (`host:port,host:port`) with REDIS_SENTINEL_NAME, or nothing when unset. */
+function sentinelConfig(env: Env): Pick<Config, 'redisSentinel'> {
+  if (!env.REDIS_SENTINELS) {
+    if (env.REDIS_SENTINEL_NAME) throw new ConfigError('REDIS_SENTINELS', 'required when REDIS_SENTINEL_NAME is set');
+    return {};
+  }
+  if (!env.REDIS_SENTINEL_NAME)
+    throw new ConfigError('REDIS_SENTINEL_NAME', 'required when REDIS_SENTINELS is set (the master name the sentinels monitor)');
+  const sentinels = env.REDIS_SENTINELS.split(',').map((entry, i) => {
+    const m = /^\s*(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):(\d{1,5})\s*$/.exec(entry);
+    const port = Number(m?.[2]);
+    if (!m || port < 1 || port > 65535) throw new ConfigError('REDIS_SENTINELS', `entry ${i + 1} ("${entry.trim()}") is not host:port`);
+    return { host: m[1]!.replace(/^\[|\]$/g, ''), port };
+  });
+  return {
+    redisSentinel: {
+      sentinels,
+      name: env.REDIS_SENTINEL_NAME,
+      ...(env.REDIS_SENTINEL_PASSWORD ? { password: env.REDIS_SENTINEL_PASSWORD } : {}),
+    },
+  };
+}
+
 /** Tokens shorter than this, or with whitespace, are refused unless ALLOW_WEAK_TOKENS=true. */
 const SHORT_TOKEN = 16;
 
@@ -235,13 +266,13 @@ export function loadConfig(source: NodeJS.ProcessEnv): { config: Config; generat
   for (const key of Object.keys(EnvSchema.properties)) {
     const value = source[key];
     if (value !== undefined && value !== '')
-      raw[key] = ['DRY_RUN', 'ALLOW_WEAK_TOKENS', 'DOCS'].includes(key) ? value.toLowerCase() : value;
+      raw[key] = ['DRY_RUN', 'ALLOW_WEAK_TOKENS', 'DOCS', 'REDIS_ALLOW_EVICTION'].includes(key) ? value.toLowerCase() : value;
   }
   const env = convertStrict(EnvSchema, Value.Default(EnvSchema, raw)) as Env;
   const first = Value.Errors(EnvSchema, env).First();
   if (first) {
     const variable = first.path.split('/')[1] ?? 'environment';
-    const shown = /TOKEN|KEY|URL/.test(variable) ? '' : ` (got "${String(raw[variable])}")`;
+    const shown = /TOKEN|KEY|URL|PASSWORD|SECRET|SENTINELS/.test(variable) ? '' : ` (got "${String(raw[variable])}")`;
     const choices = (EnvSchema.properties as Record<string, { anyOf?: Array<{ const?: unknown }> }>)[variable]?.anyOf;
     const message = choices ? `must be one of ${choices.map((c) => String(c.const)).join(', ')}` : first.message;
     throw new ConfigError(variable, `${message}${shown}`);
@@ -272,6 +303,8 @@ export function loadConfig(source: NodeJS.ProcessEnv): { config: Config; generat
     role: env.ROLE,
     logLevel: env.LOG_LEVEL,
     redisUrl: env.REDIS_URL,
+    ...sentinelConfig(env),
+    redisAllowEviction: env.REDIS_ALLOW_EVICTION === 'true' || env.REDIS_ALLOW_EVICTION === '1',
     databaseUrl: env.DATABASE_URL,
     queuePrefix: env.QUEUE_PREFIX,
     matrixPath: env.MATRIX_PATH,

@@ -8,6 +8,7 @@ import { createAlertCheck } from './alertmanager/check.js';
 import { createRunSilences, createSilenceClient } from './alertmanager/silences.js';
 import { createAuth } from './auth.js';
 import type { Config } from './config.js';
+import { ConfigError } from './errors.js';
 import { createChains } from './execution/chains.js';
 import { createExecutor } from './execution/executor.js';
 import { createReverts } from './execution/reverts.js';
@@ -43,8 +44,59 @@ export interface ServiceOptions {
   now?: () => Date;
 }
 
-async function connectRedis(url: string, opts: RedisOptions, log: Log, name: string): Promise<Redis> {
-  const redis = new Redis(url, { connectionName: name, ...opts });
+/**
+ * How to reach the service's Redis: REDIS_URL, or through Sentinel the master REDIS_SENTINEL_NAME
+ * (REDIS_URL then gives only the master's credentials and database). ioredis asks the sentinels
+ * again after a failover, so every connection (queue, worker, gate counters) follows the new master.
+ */
+export function redisTarget(config: Pick<Config, 'redisUrl' | 'redisSentinel'>): { url?: string; options: RedisOptions } {
+  if (!config.redisSentinel) return { url: config.redisUrl, options: {} };
+  const url = new URL(config.redisUrl);
+  const db = Number(url.pathname.replace(/^\//, '') || '0');
+  return {
+    options: {
+      sentinels: config.redisSentinel.sentinels,
+      name: config.redisSentinel.name,
+      ...(config.redisSentinel.password ? { sentinelPassword: config.redisSentinel.password } : {}),
+      ...(url.username ? { username: decodeURIComponent(url.username) } : {}),
+      ...(url.password ? { password: decodeURIComponent(url.password) } : {}),
+      ...(Number.isInteger(db) ? { db } : {}),
+      ...(url.protocol === 'rediss:' ? { tls: {}, enableTLSForSentinelMode: true } : {}),
+    },
+  };
+}
+
+/**
+ * BullMQ loses jobs when Redis evicts keys: refuse to start on a Redis whose maxmemory-policy is not
+ * `noeviction`, unless REDIS_ALLOW_EVICTION. A Redis that does not answer CONFIG (a managed one may
+ * rename it) gets a warning instead.
+ */
+async function checkEviction(redis: Redis, config: Config, log: Log): Promise<void> {
+  let policy: string | undefined;
+  try {
+    const answer = (await redis.config('GET', 'maxmemory-policy')) as string[];
+    policy = answer[1];
+  } catch (err) {
+    log.warn(
+      { err: (err as Error).message },
+      'cannot read Redis maxmemory-policy; make sure it is noeviction (BullMQ loses jobs otherwise)',
+    );
+    return;
+  }
+  if (policy === undefined || policy === 'noeviction') return;
+  if (config.redisAllowEviction) {
+    log.warn({ policy }, 'Redis maxmemory-policy is not noeviction: queued jobs may be evicted (allowed by REDIS_ALLOW_EVICTION)');
+    return;
+  }
+  throw new ConfigError(
+    'REDIS_URL',
+    `Redis has maxmemory-policy ${policy}: it may evict queued jobs and gate counters; set maxmemory-policy noeviction (or REDIS_ALLOW_EVICTION=true to start anyway)`,
+  );
+}
+
+async function connectRedis(target: { url?: string; options: RedisOptions }, opts: RedisOptions, log: Log, name: string): Promise<Redis> {
+  const options = { connectionName: name, ...target.options, ...opts };
+  const redis = target.url ? new Redis(target.url, options) : new Redis(options);
   let warned = false;
   redis.on('error', (err: Error) => {
     if (!warned) log.warn({ err: err.message, connection: name }, 'Redis connection error; reconnecting');
@@ -92,8 +144,9 @@ export async function createServices(config: Config, opts: ServiceOptions) {
   });
   // Commands fail at once while Redis is down, and within `commandTimeout` while it stalls, so the
   // webhook answers 503 instead of hanging; a connection whose commands time out is dropped and made anew.
+  const redisAt = redisTarget(config);
   const redis = await connectRedis(
-    config.redisUrl,
+    redisAt,
     {
       enableOfflineQueue: false,
       maxRetriesPerRequest: 1,
@@ -105,6 +158,13 @@ export async function createServices(config: Config, opts: ServiceOptions) {
     log,
     'remediator',
   );
+  try {
+    await checkEviction(redis, config, log);
+  } catch (err) {
+    redis.disconnect();
+    await pool.end().catch(() => {});
+    throw err;
+  }
 
   const db = createDb(pool);
   const metrics = createMetrics();
@@ -195,7 +255,7 @@ export async function createServices(config: Config, opts: ServiceOptions) {
   let workerRedis: Redis | undefined;
   let worker: ReturnType<typeof createRunWorker> | undefined;
   if (config.role !== 'api') {
-    workerRedis = await connectRedis(config.redisUrl, { maxRetriesPerRequest: null }, log, 'remediator-worker');
+    workerRedis = await connectRedis(redisAt, { maxRetriesPerRequest: null }, log, 'remediator-worker');
     worker = createRunWorker(workerRedis, executor, log, {
       prefix: config.queuePrefix,
       concurrency: config.workerConcurrency,

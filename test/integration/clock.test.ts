@@ -289,14 +289,16 @@ describe('one clock: expiry and leases follow PostgreSQL, whatever the replica c
     });
 
     it(`a worker ${label(skew)} off takes over a killed worker's run on time, with taken_over in the timeline`, async () => {
-      // Lease: REMEDIATION_TIMEOUT (3s) + 2s. The in-process API only creates runs: its sweeper stays out of the way.
-      const leaseMs = 3000 + 2000;
+      // Lease: REMEDIATION_TIMEOUT (8s) + 2s. The first attempt must still be running when its worker is killed,
+      // after the second worker has started (seconds on a loaded machine). The in-process API only creates runs:
+      // its sweeper stays out of the way.
+      const leaseMs = 8000 + 2000;
       const stalledMs = 1000;
       const marginMs = 3000;
       const workerEnv = {
         TARGET_REDIS_URL: REDIS_URL,
         STALLED_INTERVAL: `${stalledMs}ms`,
-        REMEDIATION_TIMEOUT: '3s',
+        REMEDIATION_TIMEOUT: '8s',
         SWEEP_INTERVAL: '200ms',
         REQUEUE_AFTER: '30s',
         ...skewedEnv(skew),

@@ -101,9 +101,15 @@ describe('HTTP limits', (s) => {
     const health = await fetch(`${svc.url}/health/live`);
     assert.equal(health.status, 200, 'the health check is answered while 64 clients push 5 MB each');
     const answers = await Promise.all(senders);
+    // The server closes each connection with the body unread; a client still writing may see the
+    // reset before the 404 it was sent, so an answer is either that 404 or nothing.
     assert.ok(
-      answers.every((a) => /^HTTP\/1\.1 404 /.test(a.answer) && a.closed),
-      'every client gets its 404 and the connection closed',
+      answers.every((a) => a.closed && (a.answer === '' || /^HTTP\/1\.1 404 /.test(a.answer))),
+      'every connection is answered 404 (or reset) and closed by the server',
+    );
+    assert.ok(
+      answers.some((a) => /^HTTP\/1\.1 404 /.test(a.answer)),
+      'the 404 reaches the clients',
     );
     const grown = (process.memoryUsage().rss - before) / 1024 / 1024;
     assert.ok(grown < 160, `the server did not buffer 320 MB of bodies (resident memory grew ${grown.toFixed(0)} MB)`);

@@ -327,3 +327,27 @@ test('alert caps and RUN_RETENTION: defaults, overrides, and bad values named', 
   refused({ TOKENS_FILE: NO_FILE, MAX_ALERT_SIZE: '1000' }, 'MAX_ALERT_SIZE');
   refused({ TOKENS_FILE: NO_FILE, MAX_ALERT_SIZE: '64k' }, 'MAX_ALERT_SIZE');
 });
+
+test('REDIS_SENTINELS with REDIS_SENTINEL_NAME: the master through Sentinel; each needs the other, entries are host:port', () => {
+  const { config } = loadConfig({
+    REDIS_SENTINELS: 'sentinel-0:26379, 10.0.0.7:26380,[::1]:26381',
+    REDIS_SENTINEL_NAME: 'remediator',
+    REDIS_SENTINEL_PASSWORD: 'sentinel-secret-0123456789',
+    TOKENS_FILE: NO_FILE,
+  });
+  assert.deepEqual(config.redisSentinel, {
+    sentinels: [
+      { host: 'sentinel-0', port: 26379 },
+      { host: '10.0.0.7', port: 26380 },
+      { host: '::1', port: 26381 },
+    ],
+    name: 'remediator',
+    password: 'sentinel-secret-0123456789',
+  });
+  assert.equal(loadConfig({ TOKENS_FILE: NO_FILE }).config.redisSentinel, undefined);
+  refused({ REDIS_SENTINELS: 'sentinel-0:26379', TOKENS_FILE: NO_FILE }, 'REDIS_SENTINEL_NAME');
+  refused({ REDIS_SENTINEL_NAME: 'remediator', TOKENS_FILE: NO_FILE }, 'REDIS_SENTINELS');
+  const bad = refused({ REDIS_SENTINELS: 'sentinel-0', REDIS_SENTINEL_NAME: 'm', TOKENS_FILE: NO_FILE }, 'REDIS_SENTINELS');
+  assert.match(bad.message, /entry 1 .* is not host:port/);
+  refused({ REDIS_SENTINELS: 'a:99999', REDIS_SENTINEL_NAME: 'm', TOKENS_FILE: NO_FILE }, 'REDIS_SENTINELS');
+});
