@@ -4,13 +4,11 @@
  * request carried is stored (the runs in PostgreSQL are exactly those the 200 answers announced).
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { after, describe, it } from 'node:test';
 import pg from 'pg';
-import { API_TOKENS, eventually, isolation, REDIS_URL, TOKENS, WEBHOOK_TOKEN, writeMatrix } from '../support/harness.js';
-import { freePort } from '../support/redis-server.js';
+import { isolation, TOKENS, WEBHOOK_TOKEN, writeMatrix } from '../support/harness.js';
+import { serviceEnv, startServerProcess } from '../support/server-process.js';
 
 const MATRIX = `
 defaults: { cooldown: 0s }
@@ -128,32 +126,12 @@ describe('fuzz', () => {
   it('thousands of mutated requests: no 5xx, the process alive, nothing refused is stored', async () => {
     const firing = JSON.parse(readFileSync(new URL('../fixtures/alertmanager/firing-provider-down.json', import.meta.url), 'utf8'));
     const resolved = JSON.parse(readFileSync(new URL('../fixtures/alertmanager/resolved-provider-down.json', import.meta.url), 'utf8'));
-    const port = await freePort();
-    const child = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], {
-      env: {
-        ...process.env,
-        PORT: String(port),
-        HOST: '127.0.0.1',
-        DATABASE_URL: iso.databaseUrl,
-        REDIS_URL,
-        QUEUE_PREFIX: iso.prefix,
-        MATRIX_PATH: writeMatrix(MATRIX),
-        WEBHOOK_TOKEN,
-        API_TOKENS,
-        LOG_LEVEL: 'warn',
-        ALERTMANAGER_URL: 'http://127.0.0.1:1',
-      },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let out = '';
-    const logsOnFailure = (err: unknown) => {
-      throw Object.assign(err as Error, { message: `${(err as Error).message}\n${out.slice(-3000)}` });
-    };
-    child.stdout!.on('data', (d) => (out += d));
-    child.stderr!.on('data', (d) => (out += d));
-    const url = `http://127.0.0.1:${port}`;
+    const server = await startServerProcess(
+      serviceEnv(iso, writeMatrix(MATRIX), { LOG_LEVEL: 'warn', ALERTMANAGER_URL: 'http://127.0.0.1:1' }),
+    );
+    const { child, url } = server;
     try {
-      await eventually(async () => (await fetch(`${url}/health/ready`).catch(() => undefined))?.status === 200, 30_000, 'server ready');
+      await server.ready();
       const seeded = await fetch(`${url}/webhooks/alertmanager`, {
         method: 'POST',
         headers: { 'content-type': 'application/json', authorization: `Bearer ${WEBHOOK_TOKEN}` },
@@ -255,10 +233,12 @@ describe('fuzz', () => {
         await db.end();
       }
     } finally {
-      child.kill('SIGTERM');
-      if (child.exitCode === null) await once(child, 'exit');
+      await server.stop();
     }
-    const errorLines = out.split('\n').filter((l) => /"level":(50|60)/.test(l));
+    const errorLines = server
+      .output()
+      .split('\n')
+      .filter((l) => /"level":(50|60)/.test(l));
     assert.deepEqual(errorLines.slice(0, 5), [], 'no error or fatal line');
   });
 });

@@ -1,35 +1,15 @@
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import pg from 'pg';
-import { API_TOKENS, eventually, isolation, REDIS_URL, TOKENS, WEBHOOK_TOKEN, writeMatrix } from '../support/harness.js';
-import { freePort } from '../support/redis-server.js';
+import { API_TOKENS, isolation, REDIS_URL, TOKENS, WEBHOOK_TOKEN, writeMatrix } from '../support/harness.js';
+import { startServerProcess } from '../support/server-process.js';
 
-interface ServerProcess {
-  child: ChildProcess;
-  port: number;
-  output: () => string;
-}
-
-async function startServer(env: Record<string, string>): Promise<ServerProcess> {
-  const port = await freePort();
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], {
-    env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let out = '';
-  child.stdout!.on('data', (d) => (out += d));
-  child.stderr!.on('data', (d) => (out += d));
-  return { child, port, output: () => out };
-}
-
-const readyAt = (port: number) =>
-  eventually(async () => (await fetch(`http://127.0.0.1:${port}/health/ready`)).status === 200, 20_000, `server on ${port} ready`);
-
+/** The exit code of a process that exits by itself (or was signalled by the test). */
 async function exitOf(child: ChildProcess): Promise<number | null> {
   if (child.exitCode !== null) return child.exitCode;
   const [code] = (await once(child, 'exit')) as [number | null];
@@ -45,9 +25,9 @@ describe('service processes', () => {
     // Trust authentication ignores the password: it is there to prove no line carries it.
     const databaseUrl = iso.databaseUrl.replace('://postgres@', '://postgres:pw-in-the-url-0123@');
     const env = { DATABASE_URL: databaseUrl, REDIS_URL, QUEUE_PREFIX: iso.prefix, MATRIX_PATH: matrix, WEBHOOK_TOKEN, API_TOKENS };
-    const [one, two] = await Promise.all([startServer(env), startServer(env)]);
+    const [one, two] = await Promise.all([startServerProcess(env), startServerProcess(env)]);
     try {
-      await Promise.all([readyAt(one.port), readyAt(two.port)]);
+      await Promise.all([one.ready(), two.ready()]);
       const db = new pg.Client({ connectionString: iso.databaseUrl });
       await db.connect();
       const { rows } = await db.query('SELECT version, count(*) OVER () AS total FROM schema_migrations ORDER BY version');
@@ -120,10 +100,10 @@ describe('service processes', () => {
       TOKENS_FILE: file,
     };
     try {
-      const first = await startServer(env);
+      const first = await startServerProcess(env);
       let token: string;
       try {
-        await readyAt(first.port);
+        await first.ready();
         assert.equal(statSync(file).mode & 0o777, 0o600, 'only the owner reads the file');
         const stored = readFileSync(file, 'utf8');
         token = /^API_TOKENS=admin:admin:(\S+)$/m.exec(stored)![1]!;
@@ -138,9 +118,9 @@ describe('service processes', () => {
         await exitOf(first.child);
       }
       const before = readFileSync(file, 'utf8');
-      const second = await startServer(env);
+      const second = await startServerProcess(env);
       try {
-        await readyAt(second.port);
+        await second.ready();
         assert.equal(readFileSync(file, 'utf8'), before, 'a restart generates nothing');
         assert.doesNotMatch(second.output(), /generated/);
         const control = await fetch(`http://127.0.0.1:${second.port}/api/control`, { headers: { Authorization: `Bearer ${token}` } });
@@ -155,14 +135,14 @@ describe('service processes', () => {
   });
 
   it('refuses to start on bad configuration with one message naming the variable or the matrix line', async () => {
-    const role = await startServer({ ROLE: 'bogus', DATABASE_URL: iso.databaseUrl });
+    const role = await startServerProcess({ ROLE: 'bogus', DATABASE_URL: iso.databaseUrl });
     assert.equal(await exitOf(role.child), 2);
     assert.match(role.output(), /ROLE: must be one of api, worker, all/);
 
     const broken = writeMatrix(
       'rules:\n  - name: x\n    matchers: [\'alertname="A"\']\n    actions:\n      - remediation: no.such-thing\n',
     );
-    const matrix = await startServer({ MATRIX_PATH: broken, DATABASE_URL: iso.databaseUrl, REDIS_URL, QUEUE_PREFIX: iso.prefix });
+    const matrix = await startServerProcess({ MATRIX_PATH: broken, DATABASE_URL: iso.databaseUrl, REDIS_URL, QUEUE_PREFIX: iso.prefix });
     assert.equal(await exitOf(matrix.child), 2);
     assert.match(
       matrix.output(),

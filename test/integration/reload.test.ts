@@ -4,24 +4,12 @@
  * stays and `remediator_config_last_reload_successful` goes to 0.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { once } from 'node:events';
 import { writeFileSync } from 'node:fs';
 import { after, describe, it } from 'node:test';
 import request from 'supertest';
 import { deliver } from '../support/api.js';
-import {
-  alertMessage,
-  API_TOKENS,
-  eventually,
-  isolation,
-  REDIS_URL,
-  startService,
-  TOKENS,
-  WEBHOOK_TOKEN,
-  writeMatrix,
-} from '../support/harness.js';
-import { freePort } from '../support/redis-server.js';
+import { alertMessage, eventually, isolation, startService, TOKENS, writeMatrix } from '../support/harness.js';
+import { serviceEnv, startServerProcess } from '../support/server-process.js';
 
 const matrixFor = (alertname: string, cooldown = '0s') => `
 defaults: { cooldown: ${cooldown} }
@@ -114,48 +102,28 @@ describe('SIGHUP', () => {
 
   it('re-reads the matrix of a running server process, which keeps running; an invalid file is refused', async () => {
     const path = writeMatrix(shippedMatrixFor('HupOld'));
-    const port = await freePort();
-    const child = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], {
-      env: {
-        ...process.env,
-        PORT: String(port),
-        HOST: '127.0.0.1',
-        DATABASE_URL: iso.databaseUrl,
-        REDIS_URL,
-        QUEUE_PREFIX: iso.prefix,
-        MATRIX_PATH: path,
-        WEBHOOK_TOKEN,
-        API_TOKENS,
-        LOG_LEVEL: 'info',
-      },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let out = '';
-    child.stdout!.on('data', (d) => (out += d));
-    child.stderr!.on('data', (d) => (out += d));
-    const url = `http://127.0.0.1:${port}`;
+    const server = await startServerProcess(serviceEnv(iso, path, { LOG_LEVEL: 'info' }));
+    const { child, url } = server;
+    const out = () => server.output();
     try {
-      await eventually(async () => out.includes('conduit-remediator started'), 30_000, 'server started').catch((err: Error) => {
-        throw new Error(`${err.message}\n${out}`);
-      });
+      await server.ready();
       const svc = { url };
       assert.equal((await deliver(svc, alertMessage([{ labels: { alertname: 'HupNew', key: 'a' } }]))).length, 0);
 
       writeFileSync(path, shippedMatrixFor('HupNew'));
       child.kill('SIGHUP');
-      await eventually(async () => out.includes('"msg":"matrix reloaded"'), 10_000, `reload logged\n${out}`);
-      assert.match(out, /"trigger":"SIGHUP"/);
+      await eventually(async () => out().includes('"msg":"matrix reloaded"'), 10_000, 'reload logged');
+      assert.match(out(), /"trigger":"SIGHUP"/);
       assert.equal((await deliver(svc, alertMessage([{ labels: { alertname: 'HupNew', key: 'b' } }]))).length, 1);
 
       writeFileSync(path, 'rules:\n  - name: broken\n    matchers: []\n');
       child.kill('SIGHUP');
-      await eventually(async () => out.includes('matrix reload refused'), 10_000, `refusal logged\n${out}`);
+      await eventually(async () => out().includes('matrix reload refused'), 10_000, 'refusal logged');
       assert.equal(sample(await metricsOf(url), 'remediator_config_last_reload_successful'), 0);
       assert.equal((await deliver(svc, alertMessage([{ labels: { alertname: 'HupNew', key: 'c' } }]))).length, 1);
       assert.equal(child.exitCode, null, 'SIGHUP does not stop the service');
     } finally {
-      child.kill('SIGTERM');
-      if (child.exitCode === null) await once(child, 'exit');
+      await server.stop();
     }
   });
 });
