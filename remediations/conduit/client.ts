@@ -1,5 +1,6 @@
 import { Type } from '@sinclair/typebox';
 import { RemediationError, throwIfAborted, type ExecutionContext } from '../types.js';
+import { redirectTarget } from '../../src/kernel/http.js';
 
 /** A provider as `GET /api/ProviderCredentials` lists it. */
 export interface ConduitProvider {
@@ -69,21 +70,6 @@ function conduitMessage(body: unknown): string | undefined {
   return undefined;
 }
 
-/**
- * Where a redirect points, for the error: origin and path only, since a query string may carry a token.
- * The target is never asked: following would send X-API-Key to whatever host the answer names.
- */
-function redirectTarget(res: Response, base: string): string {
-  const location = res.headers.get('location');
-  if (location === null || location === '') return '(no Location header)';
-  try {
-    const url = new URL(location, base);
-    return `${url.origin}${url.pathname}`;
-  } catch {
-    return '(an invalid Location header)';
-  }
-}
-
 async function readBody(res: Response): Promise<unknown> {
   const text = await res.text();
   if (text === '') return undefined;
@@ -121,7 +107,8 @@ export function conduitClient(ctx: ExecutionContext): ConduitClient {
         ...(body === undefined ? {} : { body: JSON.stringify(body) }),
       });
       if (res.status >= 300 && res.status < 400) {
-        const location = redirectTarget(res, url);
+        // Never asked: following would send X-API-Key to whatever host the answer names.
+        const location = redirectTarget(res.headers.get('location'), url);
         await res.body?.cancel().catch(() => undefined);
         throw new RemediationError(
           'target_error',

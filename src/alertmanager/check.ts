@@ -18,7 +18,7 @@
  * answered. A redirect (3xx) is never followed: that Alertmanager counts as not answering, the status and
  * where it pointed in its error line. Nothing here retries: the caller decides how long to keep asking.
  */
-import { isRecord, networkError, oneLine, parseBaseUrl } from '../kernel/http.js';
+import { isRecord, networkError, oneLine, parseBaseUrl, redirectTarget } from '../kernel/http.js';
 
 export interface AlertRef {
   fingerprint: string;
@@ -98,17 +98,6 @@ export function parseAlertmanagerUrls(text: string): string[] {
   if (entries.length === 0) throw new Error('ALERTMANAGER_URL: no URL given; expected http(s)://host:port[,http(s)://host:port]');
   const urls = entries.map((entry, i) => parseBaseUrl(entry, `ALERTMANAGER_URL: entry ${i + 1}`));
   return [...new Set(urls)];
-}
-
-/** Where a redirect points, origin and path only (a query string may carry a token). */
-function redirectTarget(location: string | null, base: string): string {
-  if (location === null || location === '') return '(no Location header)';
-  try {
-    const url = new URL(location, base);
-    return `${url.origin}${url.pathname}`;
-  } catch {
-    return '(an invalid Location header)';
-  }
 }
 
 type Asked = { url: string; answered: true; found: Record<string, unknown> | undefined } | { url: string; answered: false; error: string };

@@ -1,4 +1,4 @@
-/** Helpers of the service's small HTTP clients (Alertmanager, Prometheus): base URLs, and errors in one line. */
+/** Helpers of the service's small HTTP clients (Alertmanager, Prometheus, Conduit): base URLs, errors in one line, redirects. */
 
 /**
  * A base URL from configuration (`where` names the variable): http(s), no credentials, query or
@@ -40,4 +40,15 @@ export function networkError(err: unknown): string {
 
 export function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/** Where a redirect points, origin and path only (a query string may carry a token); never asked. */
+export function redirectTarget(location: string | null, base: string): string {
+  if (location === null || location === '') return '(no Location header)';
+  try {
+    const url = new URL(location, base);
+    return `${url.origin}${url.pathname}`;
+  } catch {
+    return '(an invalid Location header)';
+  }
 }

@@ -21,7 +21,7 @@
  *
  * Nothing here retries: the caller decides how long to keep asking.
  */
-import { isRecord, networkError, oneLine, parseBaseUrl } from '../kernel/http.js';
+import { isRecord, networkError, oneLine, parseBaseUrl, redirectTarget } from '../kernel/http.js';
 
 export interface Sample {
   labels: Record<string, string>;
@@ -196,17 +196,6 @@ function samplesOf(data: Record<string, unknown>): Sample[] | undefined {
     }
     default:
       return undefined;
-  }
-}
-
-/** Where a redirect points, origin and path only (a query string may carry a token). */
-function redirectTarget(location: string | null, base: string): string {
-  if (location === null || location === '') return '(no Location header)';
-  try {
-    const url = new URL(location, base);
-    return `${url.origin}${url.pathname}`;
-  } catch {
-    return '(an invalid Location header)';
   }
 }
 
