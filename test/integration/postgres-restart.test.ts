@@ -1,0 +1,138 @@
+/**
+ * PostgreSQL restarted under load: a cluster of the test's own (pg_createcluster, on a free port) is
+ * stopped (immediate mode, as a crash) while alerts stream in, then started again. During the outage
+ * the webhook answers 503 (Alertmanager retries) and /health/ready 503; afterwards the service has
+ * reconnected by itself, and every alert it acknowledged is exactly one run, executed exactly once.
+ */
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, readdirSync } from 'node:fs';
+import { after, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { promisify } from 'node:util';
+import { Redis } from 'ioredis';
+import pg from 'pg';
+import { webhook } from '../support/api.js';
+import { alertMessage, eventually, REDIS_URL, startService, type TestService } from '../support/harness.js';
+import { freePort } from '../support/redis-server.js';
+import { executionsKey } from '../support/test-remediations.js';
+
+const run = promisify(execFile);
+
+const MATRIX = `
+defaults: { cooldown: 0s }
+rules:
+  - name: restart
+    matchers: ['suite="pg-restart"']
+    actions:
+      - remediation: test.count
+        params: { key: '{{ labels.key }}' }
+`;
+
+const VERSION = existsSync('/etc/postgresql') ? readdirSync('/etc/postgresql')[0] : undefined;
+const skip =
+  !existsSync('/usr/bin/pg_createcluster') || VERSION === undefined
+    ? "Debian's pg_createcluster is not here (postgresql-common)"
+    : process.getuid?.() !== 0
+      ? 'pg_createcluster needs root'
+      : false;
+
+const cluster = `rt_${randomBytes(3).toString('hex')}`;
+const ctl = (...args: string[]) => run('pg_ctlcluster', ['--skip-systemctl-redirect', VERSION!, cluster, ...args], { timeout: 60_000 });
+
+describe('PostgreSQL restart while alerts stream', { skip }, () => {
+  let created = false;
+  after(async () => {
+    if (created) await run('pg_dropcluster', [VERSION!, cluster, '--stop'], { timeout: 60_000 }).catch(() => undefined);
+  });
+
+  it('reconnects by itself; 503 during the outage; every acknowledged alert one run executed once', async () => {
+    const port = await freePort();
+    await run('pg_createcluster', [VERSION!, cluster, '-p', String(port), '--', '--auth=trust'], { timeout: 60_000 });
+    created = true;
+    await ctl('start');
+    const databaseUrl = `postgres://postgres@127.0.0.1:${port}/remediator_restart`;
+    const prefix = `rt_pgrestart_${randomBytes(3).toString('hex')}`;
+    let svc: TestService | undefined;
+    const counter = new Redis(REDIS_URL);
+    try {
+      svc = await startService({
+        databaseUrl,
+        prefix,
+        matrix: MATRIX,
+        env: { TARGET_REDIS_URL: REDIS_URL, REQUEUE_AFTER: '1s', INTAKE_TIMEOUT: '2s' },
+      });
+      const service = svc;
+      const acknowledged = new Set<string>();
+      const webhookAnswers = new Set<number>();
+      const readiness: number[] = [];
+      let sent = 0;
+      let stop = false;
+      // Alertmanager's part: deliver, and retry what was not acknowledged.
+      const stream = (async () => {
+        while (!stop) {
+          const key = `a${sent++}`;
+          for (let attempt = 0; attempt < 300; attempt++) {
+            const res = await webhook(service)
+              .send(alertMessage([{ labels: { suite: 'pg-restart', key } }]))
+              .catch(() => undefined);
+            webhookAnswers.add(res?.status ?? 0);
+            if (res?.status === 200) {
+              acknowledged.add(key);
+              break;
+            }
+            await sleep(100);
+          }
+          await sleep(20);
+        }
+      })();
+      const probe = (async () => {
+        while (!stop) {
+          readiness.push((await fetch(`${service.url}/health/ready`).catch(() => undefined))?.status ?? 0);
+          await sleep(100);
+        }
+      })();
+
+      await eventually(async () => acknowledged.size >= 10, 15_000, 'alerts flowing before the restart');
+      await ctl('stop', '-m', 'immediate');
+      await eventually(async () => webhookAnswers.has(503) && readiness.includes(503), 15_000, 'the outage answered 503');
+      await sleep(1000);
+      await ctl('start');
+      const restarted = acknowledged.size;
+      await eventually(async () => acknowledged.size >= restarted + 10, 30_000, 'alerts acknowledged after the restart');
+      stop = true;
+      await Promise.all([stream, probe]);
+      assert.equal(readiness.at(-1), 200, 'ready again after the restart');
+
+      const db = new pg.Client({ connectionString: databaseUrl });
+      await db.connect();
+      try {
+        const settled = await eventually(
+          async () => {
+            const { rows } = await db.query("SELECT id, status, alert->'labels'->>'key' AS key FROM runs");
+            return rows.length >= acknowledged.size && rows.every((r) => r.status === 'succeeded') ? rows : undefined;
+          },
+          60_000,
+          'every run succeeded after the restart',
+        );
+        const keys = settled.map((r) => r.key as string);
+        assert.equal(new Set(keys).size, keys.length, 'one run per alert');
+        for (const key of acknowledged) assert.ok(keys.includes(key), `acknowledged alert ${key} has its run`);
+        const counts = await Promise.all(settled.map((r) => counter.get(executionsKey(prefix, 'count', r.id))));
+        assert.deepEqual([...new Set(counts)], ['1'], 'each run executed exactly once');
+        await counter.del(...settled.map((r) => executionsKey(prefix, 'count', r.id)));
+        console.log(
+          `# ${acknowledged.size} alerts acknowledged, ${sent} sent; ${readiness.filter((s) => s !== 200).length} readiness probes not 200`,
+        );
+      } finally {
+        await db.end();
+      }
+    } finally {
+      await svc?.close();
+      const left = await counter.keys(`${prefix}:*`);
+      if (left.length > 0) await counter.del(...left);
+      counter.disconnect();
+    }
+  });
+});
