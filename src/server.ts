@@ -70,16 +70,6 @@ async function main(): Promise<void> {
     );
   }
 
-  const queried = services.matrix.current.rules.flatMap((r) =>
-    [...r.actions, ...r.onResolved].filter((a) => a.conditionQuery || a.verify).map((a) => `${r.name}/${a.id ?? a.key}`),
-  );
-  if (queried.length > 0 && !config.prometheusUrl) {
-    logger.warn(
-      { actions: queried },
-      'PROMETHEUS_URL is not set: these actions execute without their check.query, and their verify ends unverified',
-    );
-  }
-
   const app = await buildApp(services, { logger });
   // SIGHUP re-reads the matrix, as it does for Prometheus and Alertmanager; it does not stop the service.
   process.on('SIGHUP', () => services.matrix.reload('SIGHUP'));

@@ -124,6 +124,21 @@ async function connectRedis(target: { url?: string; options: RedisOptions }, opt
   return redis;
 }
 
+/** Actions of `matrix` that need a URL the configuration lacks: one warning each, at start and after each reload. */
+function warnUnserved(matrix: Matrix, config: Config, log: Log): void {
+  const names = (pick: (a: Matrix['rules'][number]['actions'][number]) => boolean) =>
+    matrix.rules.flatMap((r) => [...r.actions, ...r.onResolved].filter(pick).map((a) => `${r.name}/${a.id ?? a.key}`));
+  const silencing = names((a) => a.silenceMs !== undefined);
+  if (config.alertmanagerUrls.length === 0 && silencing.length > 0)
+    log.warn({ actions: silencing }, 'ALERTMANAGER_URL is not set: actions with `silence` run without silencing their alert');
+  const queried = names((a) => a.conditionQuery !== undefined || a.verify !== undefined);
+  if (!config.prometheusUrl && queried.length > 0)
+    log.warn(
+      { actions: queried },
+      'PROMETHEUS_URL is not set: these actions execute without their check.query, and their verify ends unverified',
+    );
+}
+
 /** Everything the service runs on, wired from configuration. `close` releases it all. */
 export async function createServices(config: Config, opts: ServiceOptions) {
   const { log } = opts;
@@ -168,7 +183,14 @@ export async function createServices(config: Config, opts: ServiceOptions) {
 
   const db = createDb(pool);
   const metrics = createMetrics();
-  const matrix = createMatrixSource(loaded, { path: config.matrixPath, catalogue, metrics, log, now });
+  const matrix = createMatrixSource(loaded, {
+    path: config.matrixPath,
+    catalogue,
+    metrics,
+    log,
+    now,
+    loaded: (m) => warnUnserved(m, config, log),
+  });
   const runs = createRunStore(db, log);
   const counters = createCounters(redis, config.queuePrefix, () => matrix.current.globalLimit);
   const streak = createFailureStreak(redis, counters.key);
@@ -182,9 +204,7 @@ export async function createServices(config: Config, opts: ServiceOptions) {
     log,
     publicUrl: config.publicUrl,
   });
-  const silencing = loaded.rules.flatMap((r) => r.actions.filter((a) => a.silenceMs !== undefined).map((a) => `${r.name}/${a.key}`));
-  if (!alertCheck && silencing.length > 0)
-    log.warn({ actions: silencing }, 'ALERTMANAGER_URL is not set: actions with `silence` run without silencing their alert');
+  warnUnserved(matrix.current, config, log);
   const prometheus = config.prometheusUrl ? createPrometheusClient({ url: config.prometheusUrl }) : undefined;
   const notifier = createNotifier({
     target: built.targets.notify,

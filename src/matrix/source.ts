@@ -24,7 +24,15 @@ const actionCount = (m: Matrix) => m.rules.reduce((n, r) => n + r.actions.length
  */
 export function createMatrixSource(
   initial: Matrix,
-  opts: { path: string; catalogue: ReadonlyMap<string, Remediation>; metrics: Metrics; log: Log; now: () => Date },
+  opts: {
+    path: string;
+    catalogue: ReadonlyMap<string, Remediation>;
+    metrics: Metrics;
+    log: Log;
+    now: () => Date;
+    /** Called with each matrix that replaces the one in use (for warnings about what it needs). */
+    loaded?: (matrix: Matrix) => void;
+  },
 ) {
   let matrix = initial;
   let loadedAt = opts.now();
@@ -57,6 +65,7 @@ export function createMatrixSource(
         loadedAt: loadedAt.toISOString(),
       };
       opts.log.info({ trigger, path: opts.path, rules: answer.rules, actions: answer.actions }, 'matrix reloaded');
+      opts.loaded?.(next);
       return answer;
     },
   };

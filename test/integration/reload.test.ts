@@ -22,7 +22,11 @@ rules:
 `;
 
 /** The same for a server process, which has only the shipped remediations. */
-const shippedMatrixFor = (alertname: string) => matrixFor(alertname).replace('test.count', 'notify.webhook').replace('{ key:', '{ text:');
+const shippedMatrixFor = (alertname: string, silence = false) =>
+  matrixFor(alertname)
+    .replace('test.count', 'notify.webhook')
+    .replace('{ key:', '{ text:')
+    .replace('        params:', silence ? '        silence: 30m\n        params:' : '        params:');
 
 /** The value of one unlabelled sample in a Prometheus exposition. */
 function sample(metrics: string, name: string): number {
@@ -110,10 +114,13 @@ describe('SIGHUP', () => {
       const svc = { url };
       assert.equal((await deliver(svc, alertMessage([{ labels: { alertname: 'HupNew', key: 'a' } }]))).length, 0);
 
-      writeFileSync(path, shippedMatrixFor('HupNew'));
+      const unserved = 'ALERTMANAGER_URL is not set: actions with `silence`';
+      assert.ok(!out().includes(unserved));
+      writeFileSync(path, shippedMatrixFor('HupNew', true));
       child.kill('SIGHUP');
       await eventually(async () => out().includes('"msg":"matrix reloaded"'), 10_000, 'reload logged');
       assert.match(out(), /"trigger":"SIGHUP"/);
+      assert.ok(out().includes(unserved), 'a reloaded matrix that needs Alertmanager says so, as at start');
       assert.equal((await deliver(svc, alertMessage([{ labels: { alertname: 'HupNew', key: 'b' } }]))).length, 1);
 
       writeFileSync(path, 'rules:\n  - name: broken\n    matchers: []\n');
