@@ -73,7 +73,8 @@ describe('Redis Sentinel failover', () => {
 
   it('loses no acknowledged alert and executes each run once across a master failover', async () => {
     const [masterPort, replicaPort, ...sentinelPorts] = await Promise.all([freePort(), freePort(), freePort(), freePort(), freePort()]);
-    const base = ['--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'];
+    // The replica's full sync writes an RDB file: into the test's directory, not the working one.
+    const base = ['--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir];
     const master = spawnRedis(['--port', String(masterPort), ...base], masterPort!);
     const replica = spawnRedis(['--port', String(replicaPort), ...base, '--replicaof', '127.0.0.1', String(masterPort)], replicaPort!);
     procs.push(master, replica);
