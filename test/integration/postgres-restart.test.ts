@@ -13,8 +13,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { Redis } from 'ioredis';
 import pg from 'pg';
-import { webhook } from '../support/api.js';
-import { alertMessage, eventually, REDIS_URL, startService, type TestService } from '../support/harness.js';
+import { streamAlerts } from '../support/alert-stream.js';
+import { eventually, REDIS_URL, startService, type TestService } from '../support/harness.js';
 import { freePort } from '../support/redis-server.js';
 import { executionsKey } from '../support/test-remediations.js';
 
@@ -63,46 +63,17 @@ describe('PostgreSQL restart while alerts stream', { skip }, () => {
         matrix: MATRIX,
         env: { TARGET_REDIS_URL: REDIS_URL, REQUEUE_AFTER: '1s', INTAKE_TIMEOUT: '2s' },
       });
-      const service = svc;
-      const acknowledged = new Set<string>();
-      const webhookAnswers = new Set<number>();
-      const readiness: number[] = [];
-      let sent = 0;
-      let stop = false;
-      // Alertmanager's part: deliver, and retry what was not acknowledged.
-      const stream = (async () => {
-        while (!stop) {
-          const key = `a${sent++}`;
-          for (let attempt = 0; attempt < 300; attempt++) {
-            const res = await webhook(service)
-              .send(alertMessage([{ labels: { suite: 'pg-restart', key } }]))
-              .catch(() => undefined);
-            webhookAnswers.add(res?.status ?? 0);
-            if (res?.status === 200) {
-              acknowledged.add(key);
-              break;
-            }
-            await sleep(100);
-          }
-          await sleep(20);
-        }
-      })();
-      const probe = (async () => {
-        while (!stop) {
-          readiness.push((await fetch(`${service.url}/health/ready`).catch(() => undefined))?.status ?? 0);
-          await sleep(100);
-        }
-      })();
+      const stream = streamAlerts(svc, { suite: 'pg-restart' });
+      const { acknowledged, answers, readiness } = stream;
 
       await eventually(async () => acknowledged.size >= 10, 15_000, 'alerts flowing before the restart');
       await ctl('stop', '-m', 'immediate');
-      await eventually(async () => webhookAnswers.has(503) && readiness.includes(503), 15_000, 'the outage answered 503');
+      await eventually(async () => answers.has(503) && readiness.includes(503), 15_000, 'the outage answered 503');
       await sleep(1000);
       await ctl('start');
       const restarted = acknowledged.size;
       await eventually(async () => acknowledged.size >= restarted + 10, 30_000, 'alerts acknowledged after the restart');
-      stop = true;
-      await Promise.all([stream, probe]);
+      await stream.stop();
       assert.equal(readiness.at(-1), 200, 'ready again after the restart');
 
       const db = new pg.Client({ connectionString: databaseUrl });
@@ -123,7 +94,7 @@ describe('PostgreSQL restart while alerts stream', { skip }, () => {
         assert.deepEqual([...new Set(counts)], ['1'], 'each run executed exactly once');
         await counter.del(...settled.map((r) => executionsKey(prefix, 'count', r.id)));
         console.log(
-          `# ${acknowledged.size} alerts acknowledged, ${sent} sent; ${readiness.filter((s) => s !== 200).length} readiness probes not 200`,
+          `# ${acknowledged.size} alerts acknowledged, ${stream.sent()} sent; ${readiness.filter((s) => s !== 200).length} readiness probes not 200`,
         );
       } finally {
         await db.end();

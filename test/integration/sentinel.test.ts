@@ -10,11 +10,10 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { Redis } from 'ioredis';
 import pg from 'pg';
-import { webhook } from '../support/api.js';
-import { alertMessage, eventually, isolation, REDIS_URL, startService } from '../support/harness.js';
+import { streamAlerts } from '../support/alert-stream.js';
+import { eventually, isolation, REDIS_URL, startService } from '../support/harness.js';
 import { freePort } from '../support/redis-server.js';
 import { executionsKey } from '../support/test-remediations.js';
 
@@ -122,33 +121,8 @@ describe('Redis Sentinel failover', () => {
       });
       try {
         assert.equal((await fetch(`${svc.url}/health/ready`)).status, 200);
-        const acknowledged = new Set<string>();
-        const readiness: number[] = [];
-        let sent = 0;
-        let stop = false;
-        // Alertmanager's part: deliver, and retry what was not acknowledged.
-        const stream = (async () => {
-          while (!stop) {
-            const key = `a${sent++}`;
-            for (let attempt = 0; attempt < 200; attempt++) {
-              const res = await webhook(svc)
-                .send(alertMessage([{ labels: { suite: 'sentinel', key } }]))
-                .catch(() => undefined);
-              if (res?.status === 200) {
-                acknowledged.add(key);
-                break;
-              }
-              await sleep(100);
-            }
-            await sleep(20);
-          }
-        })();
-        const probe = (async () => {
-          while (!stop) {
-            readiness.push((await fetch(`${svc.url}/health/ready`).catch(() => undefined))?.status ?? 0);
-            await sleep(100);
-          }
-        })();
+        const stream = streamAlerts(svc, { suite: 'sentinel' }, 200);
+        const { acknowledged, readiness } = stream;
 
         await eventually(async () => acknowledged.size >= 10, 15_000, 'alerts flowing before the failover');
         await master.stop();
@@ -162,8 +136,7 @@ describe('Redis Sentinel failover', () => {
         );
         const afterPromotion = acknowledged.size;
         await eventually(async () => acknowledged.size >= afterPromotion + 10, 30_000, 'alerts acknowledged after the promotion');
-        stop = true;
-        await Promise.all([stream, probe]);
+        await stream.stop();
 
         assert.ok(readiness.includes(503), `ready answered 503 during the gap (${[...new Set(readiness)].join(', ')})`);
         assert.equal(readiness.at(-1), 200, 'ready again after the promotion');
@@ -191,7 +164,7 @@ describe('Redis Sentinel failover', () => {
             counter.disconnect();
           }
           console.log(
-            `# ${acknowledged.size} alerts acknowledged, ${sent} sent; ready: ${readiness.filter((s) => s !== 200).length} probes not 200`,
+            `# ${acknowledged.size} alerts acknowledged, ${stream.sent()} sent; ready: ${readiness.filter((s) => s !== 200).length} probes not 200`,
           );
         } finally {
           await db.end();
