@@ -36,3 +36,19 @@ export function stored(over: Partial<Run> & { cooldownMs?: number; limit?: Limit
     ...rest,
   };
 }
+
+/** Hostile alert data as the notice tests use it: `value` in the run's target, params, alert, plan and error. */
+export function hostileRun(value: string, over: Partial<Run> = {}): Run {
+  return stored({
+    rule: 'provider-down',
+    remediation: 'conduit.enable-provider',
+    target: `conduit/provider/${value}`,
+    params: { provider: value },
+    status: 'pending_approval',
+    alert: alert({ alertname: 'ConduitProviderDown', provider: value }),
+    approval: { required: true, expiresAt: '2026-11-27T14:01:47.000Z', decidedBy: null, decidedAt: null, comment: null },
+    plan: `Set isEnabled=true on Conduit provider "${value}"`,
+    error: `Conduit has no provider "${value}"`,
+    ...over,
+  });
+}

