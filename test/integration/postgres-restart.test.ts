@@ -12,11 +12,9 @@ import { after, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { Redis } from 'ioredis';
-import pg from 'pg';
-import { streamAlerts } from '../support/alert-stream.js';
+import { assertEachAcknowledgedRanOnce, streamAlerts } from '../support/alert-stream.js';
 import { eventually, REDIS_URL, startService, type TestService } from '../support/harness.js';
 import { freePort } from '../support/redis-server.js';
-import { executionsKey } from '../support/test-remediations.js';
 
 const run = promisify(execFile);
 
@@ -76,29 +74,10 @@ describe('PostgreSQL restart while alerts stream', { skip }, () => {
       await stream.stop();
       assert.equal(readiness.at(-1), 200, 'ready again after the restart');
 
-      const db = new pg.Client({ connectionString: databaseUrl });
-      await db.connect();
-      try {
-        const settled = await eventually(
-          async () => {
-            const { rows } = await db.query("SELECT id, status, alert->'labels'->>'key' AS key FROM runs");
-            return rows.length >= acknowledged.size && rows.every((r) => r.status === 'succeeded') ? rows : undefined;
-          },
-          60_000,
-          'every run succeeded after the restart',
-        );
-        const keys = settled.map((r) => r.key as string);
-        assert.equal(new Set(keys).size, keys.length, 'one run per alert');
-        for (const key of acknowledged) assert.ok(keys.includes(key), `acknowledged alert ${key} has its run`);
-        const counts = await Promise.all(settled.map((r) => counter.get(executionsKey(prefix, 'count', r.id))));
-        assert.deepEqual([...new Set(counts)], ['1'], 'each run executed exactly once');
-        await counter.del(...settled.map((r) => executionsKey(prefix, 'count', r.id)));
-        console.log(
-          `# ${acknowledged.size} alerts acknowledged, ${stream.sent()} sent; ${readiness.filter((s) => s !== 200).length} readiness probes not 200`,
-        );
-      } finally {
-        await db.end();
-      }
+      await assertEachAcknowledgedRanOnce(databaseUrl, prefix, acknowledged, 'the restart');
+      console.log(
+        `# ${acknowledged.size} alerts acknowledged, ${stream.sent()} sent; ${readiness.filter((s) => s !== 200).length} readiness probes not 200`,
+      );
     } finally {
       await svc?.close();
       const left = await counter.keys(`${prefix}:*`);

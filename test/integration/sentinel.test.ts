@@ -11,11 +11,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
-import pg from 'pg';
-import { streamAlerts } from '../support/alert-stream.js';
+import { assertEachAcknowledgedRanOnce, streamAlerts } from '../support/alert-stream.js';
 import { eventually, isolation, REDIS_URL, startService } from '../support/harness.js';
 import { freePort } from '../support/redis-server.js';
-import { executionsKey } from '../support/test-remediations.js';
 
 const MATRIX = `
 defaults: { cooldown: 0s }
@@ -141,34 +139,10 @@ describe('Redis Sentinel failover', () => {
         assert.ok(readiness.includes(503), `ready answered 503 during the gap (${[...new Set(readiness)].join(', ')})`);
         assert.equal(readiness.at(-1), 200, 'ready again after the promotion');
 
-        const db = new pg.Client({ connectionString: iso.databaseUrl });
-        await db.connect();
-        try {
-          const settled = await eventually(
-            async () => {
-              const { rows } = await db.query("SELECT id, status, alert->'labels'->>'key' AS key FROM runs");
-              return rows.length >= acknowledged.size && rows.every((r) => r.status === 'succeeded') ? rows : undefined;
-            },
-            60_000,
-            'every run succeeded after the failover',
-          );
-          const keys = settled.map((r) => r.key as string);
-          assert.equal(new Set(keys).size, keys.length, 'one run per alert');
-          for (const key of acknowledged) assert.ok(keys.includes(key), `acknowledged alert ${key} has its run`);
-          const counter = new Redis(REDIS_URL);
-          try {
-            const counts = await Promise.all(settled.map((r) => counter.get(executionsKey(iso.prefix, 'count', r.id))));
-            assert.deepEqual([...new Set(counts)], ['1'], 'each run executed exactly once');
-            await counter.del(...settled.map((r) => executionsKey(iso.prefix, 'count', r.id)));
-          } finally {
-            counter.disconnect();
-          }
-          console.log(
-            `# ${acknowledged.size} alerts acknowledged, ${stream.sent()} sent; ready: ${readiness.filter((s) => s !== 200).length} probes not 200`,
-          );
-        } finally {
-          await db.end();
-        }
+        await assertEachAcknowledgedRanOnce(iso.databaseUrl, iso.prefix, acknowledged, 'the failover');
+        console.log(
+          `# ${acknowledged.size} alerts acknowledged, ${stream.sent()} sent; ready: ${readiness.filter((s) => s !== 200).length} probes not 200`,
+        );
       } finally {
         await svc.close();
       }

@@ -9,9 +9,13 @@
  *   ... kill something, bring it back ...
  *   await stream.stop();
  */
+import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { Redis } from 'ioredis';
+import pg from 'pg';
 import { webhook, type Api } from './api.js';
-import { alertMessage } from './harness.js';
+import { alertMessage, eventually, REDIS_URL } from './harness.js';
+import { executionsKey } from './test-remediations.js';
 
 export interface AlertStream {
   /** The `key` labels of the alerts answered 200. */
@@ -65,4 +69,40 @@ export function streamAlerts(svc: Api, labels: Record<string, string>, maxAttemp
       await Promise.all([deliveries, probes]);
     },
   };
+}
+
+/**
+ * After the stream: waits until every run of the database has succeeded and there is one for each
+ * acknowledged alert, then asserts one run per alert and that each `test.count` run executed exactly
+ * once (its counters are removed). Resolves with the number of runs.
+ */
+export async function assertEachAcknowledgedRanOnce(
+  databaseUrl: string,
+  prefix: string,
+  acknowledged: ReadonlySet<string>,
+  after: string,
+): Promise<number> {
+  const db = new pg.Client({ connectionString: databaseUrl });
+  const counter = new Redis(REDIS_URL);
+  await db.connect();
+  try {
+    const settled = await eventually(
+      async () => {
+        const { rows } = await db.query("SELECT id, status, alert->'labels'->>'key' AS key FROM runs");
+        return rows.length >= acknowledged.size && rows.every((r) => r.status === 'succeeded') ? rows : undefined;
+      },
+      60_000,
+      `every run succeeded after ${after}`,
+    );
+    const keys = settled.map((r) => r.key as string);
+    assert.equal(new Set(keys).size, keys.length, 'one run per alert');
+    for (const key of acknowledged) assert.ok(keys.includes(key), `acknowledged alert ${key} has its run`);
+    const counts = await Promise.all(settled.map((r) => counter.get(executionsKey(prefix, 'count', r.id))));
+    assert.deepEqual([...new Set(counts)], ['1'], 'each run executed exactly once');
+    await counter.del(...settled.map((r) => executionsKey(prefix, 'count', r.id)));
+    return settled.length;
+  } finally {
+    counter.disconnect();
+    await db.end();
+  }
 }
