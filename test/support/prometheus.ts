@@ -28,6 +28,8 @@ import { freePort } from './alertmanager.js';
 export interface StartPrometheusOptions {
   /** host:port of every target to scrape (their /metrics). */
   scrapeTargets: string[];
+  /** Scrape configurations written as they are, after the "exporter" job (omitted when `scrapeTargets` is empty). */
+  scrapeConfigs?: object[];
   /** Default '1s'. */
   scrapeInterval?: string;
   /** Rule files to load (absolute paths). */
@@ -94,6 +96,7 @@ export function findPrometheusBinary(explicit?: string): string {
 /** The configuration startPrometheus writes (YAML is a superset of JSON). */
 export function prometheusConfig(opts: {
   scrapeTargets: string[];
+  scrapeConfigs?: object[];
   scrapeInterval?: string;
   ruleFiles?: string[];
   evaluationInterval?: string;
@@ -106,7 +109,10 @@ export function prometheusConfig(opts: {
       evaluation_interval: opts.evaluationInterval ?? '1s',
     },
     rule_files: opts.ruleFiles ?? [],
-    scrape_configs: [{ job_name: 'exporter', static_configs: [{ targets: opts.scrapeTargets }] }],
+    scrape_configs: [
+      ...(opts.scrapeTargets.length > 0 ? [{ job_name: 'exporter', static_configs: [{ targets: opts.scrapeTargets }] }] : []),
+      ...(opts.scrapeConfigs ?? []),
+    ],
   };
   return `${JSON.stringify(config, null, 2)}\n`;
 }
