@@ -19,6 +19,9 @@ export interface DemoProviderKey {
   apiKey: string;
 }
 
+/** openai and anthropic enabled, groq disabled, as a fresh demo has them. */
+export declare function defaultProviders(): DemoProvider[];
+
 export declare const SCENARIOS: Readonly<Record<'errors' | 'database' | 'memory' | 'disk' | 'certificate', string>>;
 
 export interface DemoConduit {

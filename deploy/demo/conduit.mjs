@@ -52,8 +52,8 @@ export const SCENARIOS = /** @type {const} */ ({
 
 const CREATED = '2025-01-01T00:00:00Z';
 
-/** @returns {Provider[]} */
-function defaultProviders() {
+/** The providers a fresh Conduit of the demo (and of the tests' stand-in) has. @returns {Provider[]} */
+export function defaultProviders() {
   return [
     {
       id: 1,

@@ -1,27 +1,10 @@
 import { createServer, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { defaultProviders, type DemoProvider as Provider, type DemoProviderKey as ProviderKey } from '../../deploy/demo/conduit.mjs';
 import { faultInjection } from './faults.js';
 
-/** A provider as Conduit's Admin API lists it (camelCase JSON). */
-export interface Provider {
-  id: number;
-  providerType: number;
-  providerName: string;
-  baseUrl: string | null;
-  isEnabled: boolean;
-  createdAt: string;
-  updatedAt: string;
-}
-
-/** A provider key credential; `apiKey` is the real secret, answered masked as Conduit does. */
-export interface ProviderKey {
-  id: number;
-  providerId: number;
-  keyName: string;
-  isPrimary: boolean;
-  isEnabled: boolean;
-  apiKey: string;
-}
+/** A provider as Conduit's Admin API lists it (camelCase JSON), and a key credential: `apiKey` is the real secret, answered masked as Conduit does. */
+export type { DemoProvider as Provider, DemoProviderKey as ProviderKey } from '../../deploy/demo/conduit.mjs';
 
 export interface RecordedRequest {
   method: string;
@@ -55,38 +38,6 @@ export interface ConduitAdmin {
 }
 
 const CREATED = '2025-01-01T00:00:00Z';
-
-function defaultProviders(): Provider[] {
-  return [
-    {
-      id: 1,
-      providerType: 1,
-      providerName: 'openai',
-      baseUrl: 'https://api.openai.com/v1',
-      isEnabled: true,
-      createdAt: CREATED,
-      updatedAt: CREATED,
-    },
-    {
-      id: 2,
-      providerType: 2,
-      providerName: 'anthropic',
-      baseUrl: 'https://api.anthropic.com',
-      isEnabled: true,
-      createdAt: CREATED,
-      updatedAt: CREATED,
-    },
-    {
-      id: 3,
-      providerType: 4,
-      providerName: 'groq',
-      baseUrl: 'https://api.groq.com/openai/v1',
-      isEnabled: false,
-      createdAt: CREATED,
-      updatedAt: CREATED,
-    },
-  ];
-}
 
 function defaultKeys(): ProviderKey[] {
   return [
