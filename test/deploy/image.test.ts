@@ -4,7 +4,8 @@
  * the host network against the local PostgreSQL and Redis. Checked: /health/ready answers 200, a
  * webhook delivery creates a run, the service runs as uid 1000 on a read-only root filesystem,
  * `docker stop` ends it with exit code 0 within the grace period, and the image holds no sources,
- * tests or dev dependencies. Skipped, saying why, where no dockerd can run (not root, not
+ * tests or dev dependencies; the compose stack's demo Conduit and token writer run in it as
+ * docker-compose.yml runs them. Skipped, saying why, where no dockerd can run (not root, not
  * installed, does not start); an image that misbehaves fails.
  */
 import { after, before, describe, test } from 'node:test';
@@ -13,6 +14,7 @@ import { readFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
+import { parse } from 'yaml';
 import { API_TOKENS, eventually, isolation, REDIS_URL, WEBHOOK_TOKEN } from '../support/harness.js';
 import { dockerUnavailable, ensureBaseImage, npmSettings, startDocker, type Docker } from '../support/docker.js';
 import { freePort } from '../support/redis-server.js';
@@ -243,5 +245,88 @@ describe('docker image', { skip: UNAVAILABLE ?? false, timeout: 40 * 60_000 }, (
       assert.deepEqual(scopedPresent, [], `dev dependencies in /app/node_modules: ${scopedPresent.join(' ')}`);
     }
     for (const name of ['typescript', 'tsx', 'playwright-core', 'esbuild']) assert.ok(!installed.has(name), `${name} in the image`);
+  });
+
+  test("docker-compose.yml's demo Conduit and alertmanager-token run in the image as the stack runs them", async (t) => {
+    if (skip) return t.skip(skip);
+    const compose = parse(readFileSync(new URL('../../docker-compose.yml', import.meta.url), 'utf8')) as {
+      services: Record<string, { command: string[]; volumes: string[]; user?: string }>;
+    };
+    const demo = compose.services['demo-conduit']!;
+    const demoPort = await freePort();
+    const name = `${container}-demo`;
+    const [source, mount] = demo.volumes[0]!.split(':');
+    assert.equal(source, './deploy/demo');
+    const started = await docker(
+      [
+        'run',
+        '-d',
+        '--name',
+        name,
+        '--network',
+        'host',
+        '--read-only',
+        '--cap-drop',
+        'ALL',
+        '-v',
+        `${ROOT}deploy/demo:${mount}:ro`,
+        '-e',
+        `PORT=${demoPort}`,
+        '-e',
+        'HOST=127.0.0.1',
+        image,
+        ...demo.command,
+      ],
+      60_000,
+    );
+    assert.equal(started.code, 0, started.stderr);
+    try {
+      const metrics = await eventually(async () => {
+        const res = await fetch(`http://127.0.0.1:${demoPort}/metrics`, { signal: AbortSignal.timeout(2000) });
+        assert.equal(res.status, 200);
+        return res.text();
+      }, 30_000);
+      assert.match(metrics, /^conduit_model_requests_total\{model="gpt-4o-mini",provider="openai",status="success"\} \d+$/m);
+      const stop = await docker(['stop', '-t', '10', name], 30_000);
+      assert.equal(stop.code, 0);
+      assert.equal((await docker(['inspect', '-f', '{{.State.ExitCode}}', name], 10_000)).stdout.trim(), '0');
+    } finally {
+      await docker(['rm', '-f', name], 30_000);
+    }
+
+    const writer = compose.services['alertmanager-token']!;
+    const volume = `${container}-token`;
+    try {
+      const wrote = await docker(
+        [
+          'run',
+          '--rm',
+          '--network',
+          'none',
+          '--read-only',
+          '--cap-drop',
+          'ALL',
+          '--user',
+          writer.user ?? '',
+          '-v',
+          `${volume}:/token`,
+          '-e',
+          `WEBHOOK_TOKEN=${WEBHOOK_TOKEN}`,
+          image,
+          ...writer.command,
+        ],
+        60_000,
+      );
+      assert.equal(wrote.code, 0, wrote.stdout + wrote.stderr);
+      // Read back as Alertmanager's user (nobody) does.
+      const read = await docker(
+        ['run', '--rm', '--network', 'none', '--user', '65534', '-v', `${volume}:/t:ro`, image, 'cat', '/t/remediator-token'],
+        60_000,
+      );
+      assert.equal(read.code, 0, read.stderr);
+      assert.equal(read.stdout, WEBHOOK_TOKEN);
+    } finally {
+      await docker(['volume', 'rm', '-f', volume], 30_000);
+    }
   });
 });
