@@ -1,36 +1,12 @@
-import { Type, type Static } from '@sinclair/typebox';
-
 /**
  * The one shape of a run. TypeScript types come from these schemas (`Static<>`), the API answers
  * with them, and a test checks the store's row mapping against them.
  */
-export const RUN_STATUSES = [
-  'waiting',
-  'pending_approval',
-  'queued',
-  'running',
-  'succeeded',
-  'failed',
-  'rejected',
-  'expired',
-  'cancelled',
-  'suppressed',
-  'skipped',
-  'dry_run',
-] as const;
-export type RunStatus = (typeof RUN_STATUSES)[number];
-/** The final statuses: a run in one never changes again, and its dependents move on. */
-export const TERMINAL_STATUSES: readonly RunStatus[] = [
-  'succeeded',
-  'failed',
-  'rejected',
-  'expired',
-  'cancelled',
-  'suppressed',
-  'skipped',
-  'dry_run',
-];
-export const isTerminal = (status: RunStatus): boolean => TERMINAL_STATUSES.includes(status);
+import { Type, type Static } from '@sinclair/typebox';
+import { RUN_STATUSES, type RunStatus as StatusName } from './statuses.js';
+
+export { isTerminal, RUN_STATUSES, TERMINAL_STATUSES } from './statuses.js';
+export type RunStatus = StatusName;
 
 const Nullable = <T extends ReturnType<typeof Type.String>>(t: T) => Type.Union([t, Type.Null()]);
 const Obj = Type.Object({}, { additionalProperties: true });

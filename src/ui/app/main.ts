@@ -5,23 +5,12 @@
  * scrolled and what has focus stay as they are.
  */
 import { api, ApiError, session, whenUnauthorized, type Control, type ListedRun, type Me, type Run } from './api.js';
+import { RUN_STATUSES } from '../../schemas/statuses.js';
 import { fill, fmtDuration, h, json, safeLink, time, type Child } from './dom.js';
 
 const REFRESH_MS = 3000;
-const STATUSES = [
-  'pending_approval',
-  'waiting',
-  'queued',
-  'running',
-  'succeeded',
-  'failed',
-  'rejected',
-  'expired',
-  'cancelled',
-  'suppressed',
-  'skipped',
-  'dry_run',
-] as const;
+/** The status filter's choices: what waits for a human first. */
+const STATUSES = ['pending_approval', ...RUN_STATUSES.filter((s) => s !== 'pending_approval')];
 
 interface View {
   el: HTMLElement;
