@@ -1,4 +1,5 @@
 import { join } from 'node:path';
+import { Redis } from 'ioredis';
 import pg from 'pg';
 import { API_TOKENS, WEBHOOK_TOKEN } from './common.js';
 import { sleep, tellJanitor } from './processes.js';
@@ -13,15 +14,19 @@ export interface Group {
   prefix: string;
   databaseUrl: string;
   pool?: pg.Pool;
+  /** Dropped between repetitions. */
+  retired?: boolean;
 }
 
 const groups: Group[] = [];
 
 export function newGroup(name: string): Group {
-  const database = `${runId}_${name}`.toLowerCase();
+  // Every repetition has groups of the same names: a number keeps their databases and prefixes apart.
+  const unique = `${name}${groups.length}`;
+  const database = `${runId}_${unique}`.toLowerCase();
   const url = new URL(PG_ADMIN_URL);
   url.pathname = `/${database}`;
-  const group = { name, database, prefix: `${runId}_${name}`, databaseUrl: url.toString() };
+  const group: Group = { name, database, prefix: `${runId}_${unique}`, databaseUrl: url.toString() };
   groups.push(group);
   tellJanitor(`db ${group.database}`);
   tellJanitor(`prefix ${group.prefix}`);
@@ -98,4 +103,37 @@ export const seriesLike = (series: number) => `${tag}${series.toString(16).padSt
 /** Ends our connections to the groups' databases (the janitor drops the databases). */
 export async function endPools(): Promise<void> {
   for (const g of groups) await g.pool?.end().catch(() => {});
+}
+
+/**
+ * Drops the databases and Redis keys of every group so far (their services have stopped), so that the
+ * next repetition starts on a machine in the same state as the first: no large tables left for
+ * autovacuum and checkpoints to work on. The janitor drops whatever is left at the end.
+ */
+export async function retireGroups(): Promise<void> {
+  const retired = groups.filter((g) => !g.retired);
+  if (retired.length === 0) return;
+  const admin = new pg.Client({ connectionString: PG_ADMIN_URL });
+  admin.on('error', () => {});
+  const redis = new Redis(REDIS_URL, { lazyConnect: true, maxRetriesPerRequest: 1 });
+  redis.on('error', () => {});
+  try {
+    await admin.connect();
+    await redis.connect();
+    for (const g of retired) {
+      await g.pool?.end().catch(() => {});
+      delete g.pool;
+      await admin.query(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(g.database)} WITH (FORCE)`);
+      let cursor = '0';
+      do {
+        const [next, keys] = await redis.scan(cursor, 'MATCH', `${g.prefix}:*`, 'COUNT', 1000);
+        cursor = next;
+        if (keys.length) await redis.unlink(...keys);
+      } while (cursor !== '0');
+      g.retired = true;
+    }
+  } finally {
+    await admin.end().catch(() => {});
+    redis.disconnect();
+  }
 }

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import type { Machine } from './machine.js';
 import { profileMarkdown, summarizeProfile, type CpuProfile } from './profile.js';
 import { profiles } from './profiling.js';
-import { fmtInt, fmtMs, resultsTable, type Row, type Verdict } from './results-table.js';
+import { fmtInt, fmtMs, median, medianTable, resultsTable, type Row, type Table, type Verdict } from './results-table.js';
 import type { OpTiming } from './round-trips.js';
 import type { Scenarios } from './scenarios/results.js';
 import {
@@ -14,6 +14,7 @@ import {
   EXEC_ALERTS,
   EXEC_RATE,
   PROFILE,
+  REPETITIONS,
   ROOT,
   SERVICE_NODE_ARGS,
   STORM_ALERTS,
@@ -30,11 +31,12 @@ import {
 export const NOISY_CORES = 0.3;
 
 /** Scenarios during which something else on the machine used a noticeable share of the CPU. */
-function noise(scenarios: Scenarios): string[] {
+function noise(scenarios: Scenarios, rep: number): string[] {
   const out: string[] = [];
   const check = (id: string, cpu: Record<string, number> | undefined) => {
     const other = cpu?.['other'];
-    if (other !== undefined && other > NOISY_CORES) out.push(`${id}: ${other.toFixed(2)} cores busy with work that is not the bench's`);
+    if (other !== undefined && other > NOISY_CORES)
+      out.push(`repetition ${rep}, ${id}: ${other.toFixed(2)} cores busy with work that is not the bench's`);
   };
   check('1', scenarios.baseline?.sampled.cpu);
   check('2', scenarios.intake?.sampled.cpu);
@@ -47,7 +49,7 @@ function noise(scenarios: Scenarios): string[] {
 }
 
 /** The intake's steps per scenario: calls, mean and max wall time per call, timed inside the service. */
-function stepsTable(scenarios: Scenarios): string[] {
+function stepsTable(scenarios: Scenarios, rep: number): string[] {
   const cols = [
     ['2', scenarios.intake?.sent.timings],
     ['3', scenarios.storm?.sent.timings],
@@ -59,8 +61,9 @@ function stepsTable(scenarios: Scenarios): string[] {
   return [
     "## Where the intake's time goes",
     '',
-    "Wall time per call of the intake's steps, timed inside the service process (calls × mean, and the slowest),",
-    'warm-up included. Concurrent calls overlap; a step that waits for another batch shows in "delivery" only.',
+    `Repetition ${rep} (the one with the median scenario 2 throughput). Wall time per call of the intake's steps, timed inside`,
+    'the service process (calls × mean, and the slowest), warm-up included. Concurrent calls overlap; a step that waits for',
+    'another batch shows in "delivery" only.',
     '',
     `| step | ${cols.map(([id]) => `scenario ${id}`).join(' | ')} |`,
     `|---|${cols.map(() => '---').join('|')}|`,
@@ -80,6 +83,12 @@ function table(rows: Row[]): string {
   ].join('\n');
 }
 
+/** One repetition of every scenario. */
+export interface Repetition {
+  scenarios: Scenarios;
+  errors: Record<string, string>;
+}
+
 /** What a finished run hands to the writers. */
 export interface FinishedRun {
   env: Machine;
@@ -87,42 +96,55 @@ export interface FinishedRun {
   finished: Date;
   /** Cores busy with other work just before the first scenario. */
   quiet: number;
-  scenarios: Scenarios;
-  errors: Record<string, string>;
+  repetitions: Repetition[];
 }
 
 /** What the printed summary computed, for the files written after it. */
 export interface Outcome {
+  /** The median of the repetitions. */
   rows: Row[];
   verdicts: Verdict[];
   figures: Record<string, number>;
+  /** Each repetition's own table. */
+  tables: Table[];
   printed: string;
   command: string;
   noisy: string[];
 }
 
+/** The repetition whose scenario 2 throughput is the median one (its step timings are the ones shown). */
+function medianRepetition(tables: readonly Table[]): number {
+  const rates = tables.map((t) => t.figures['intakeAlertsPerSec'] ?? NaN);
+  const m = median(rates);
+  const i = rates.findIndex((r) => r === m);
+  return i >= 0 ? i : 0;
+}
+
 /** Prints the table, the verdicts and the noise warnings to stdout. */
 export function printResults(run: FinishedRun): Outcome {
-  const { env, finished, quiet, scenarios, errors } = run;
-  const { rows, verdicts, figures } = resultsTable(scenarios, errors);
+  const { env, finished, quiet, repetitions } = run;
+  const tables = repetitions.map((r) => resultsTable(r.scenarios, r.errors));
+  const { rows, verdicts, figures } = medianTable(tables);
   const printed = table(rows);
   const knobs = [
     ...(PROFILE ? ['BENCH_PROFILE=1'] : []),
     ...(SERVICE_NODE_ARGS.length ? [`BENCH_SERVICE_NODE_ARGS='${SERVICE_NODE_ARGS.join(' ')}'`] : []),
     ...(process.env['BENCH_DURATION'] ? [`BENCH_DURATION=${DURATION}`] : []),
     ...(process.env['BENCH_CONNECTIONS'] ? [`BENCH_CONNECTIONS=${CONNECTIONS}`] : []),
+    ...(process.env['BENCH_REPETITIONS'] ? [`BENCH_REPETITIONS=${REPETITIONS}`] : []),
   ];
   const command = [...knobs, 'npm run bench'].join(' ');
   process.stdout.write(`\nconduit-remediator benchmark, ${finished.toISOString()}\n`);
   process.stdout.write(
     `machine: ${env.cores} cores, ${env.cpuModel}, ${env.memoryGiB} GiB, ${env.os}; Node ${env.node}; PostgreSQL ${env.postgres} (${env.postgresSettings}); Redis ${env.redis}\n\n`,
   );
-  process.stdout.write(`${printed}\n\n`);
+  tables.forEach((t, i) => process.stdout.write(`repetition ${i + 1}:\n${table(t.rows)}\n\n`));
+  process.stdout.write(`median of ${tables.length}:\n${printed}\n\n`);
   for (const v of verdicts) process.stdout.write(`${v.met === undefined ? '?' : v.met ? 'met ' : 'GAP '} ${v.id}: ${v.note}\n`);
-  const noisy = noise(scenarios);
+  const noisy = repetitions.flatMap((r, i) => noise(r.scenarios, i + 1));
   if (quiet > NOISY_CORES) noisy.unshift(`before the start: ${quiet.toFixed(2)} cores busy with other work`);
   for (const n of noisy) process.stdout.write(`warning: the machine was not quiet, ${n}; figures may be low. Re-run on a quiet machine.\n`);
-  return { rows, verdicts, figures, printed, command, noisy };
+  return { rows, verdicts, figures, tables, printed, command, noisy };
 }
 
 /** BENCH_PROFILE=1: bench/PROFILE.md instead of the results. */
@@ -147,8 +169,9 @@ export function writeProfileReport(run: FinishedRun, { printed, command }: Outco
   log('wrote bench/PROFILE.md and bench/profiles/*.cpuprofile');
 }
 
-export function writeResults(run: FinishedRun, { rows, verdicts, figures, printed, command, noisy }: Outcome): void {
-  const { env, started, finished, quiet, scenarios, errors } = run;
+export function writeResults(run: FinishedRun, outcome: Outcome): void {
+  const { rows, verdicts, figures, tables, command, noisy } = outcome;
+  const { env, started, finished, quiet, repetitions } = run;
   const json = {
     runId,
     command,
@@ -166,6 +189,7 @@ export function writeResults(run: FinishedRun, { rows, verdicts, figures, printe
       duplicates: DUPLICATES,
       execAlerts: EXEC_ALERTS,
       execRatePerSec: EXEC_RATE,
+      repetitions: REPETITIONS,
     },
     targets: TARGETS,
     figures,
@@ -173,31 +197,30 @@ export function writeResults(run: FinishedRun, { rows, verdicts, figures, printe
     busyCoresBeforeStart: quiet,
     noise: noisy,
     rows,
-    // Per-alert samples of scenario 5 are summarized above; the raw arrays would make the file large.
-    scenarios: JSON.parse(
-      JSON.stringify(scenarios, (key, value: unknown) => (key === 'alerts' && Array.isArray(value) ? `${value.length} samples` : value)),
-    ) as unknown,
-    errors,
+    repetitions: repetitions.map((r, i) => ({
+      figures: tables[i]!.figures,
+      rows: tables[i]!.rows,
+      // Per-alert samples of scenario 5 are summarized above; the raw arrays would make the file large.
+      scenarios: JSON.parse(
+        JSON.stringify(r.scenarios, (key, value: unknown) =>
+          key === 'alerts' && Array.isArray(value) ? `${value.length} samples` : value,
+        ),
+      ) as unknown,
+      errors: r.errors,
+    })),
   };
-  if (!scenarios.intake) {
+  if (!repetitions.some((r) => r.scenarios.intake)) {
     // Nothing of the intake was measured: keep the last good results rather than a table of errors.
-    throw new Error(`the intake scenarios failed (${errors['intake'] ?? 'unknown'}); results not written`);
+    throw new Error(`the intake scenarios failed (${repetitions[0]?.errors['intake'] ?? 'unknown'}); results not written`);
   }
   writeFileSync(join(BENCH, 'results.json'), `${JSON.stringify(json, null, 2)}\n`);
-  writeFileSync(join(BENCH, 'RESULTS.md'), resultsMarkdown(scenarios, env, command, started, finished, printed, verdicts, noisy));
+  writeFileSync(join(BENCH, 'RESULTS.md'), resultsMarkdown(run, outcome));
   log('wrote bench/results.json and bench/RESULTS.md');
 }
 
-function resultsMarkdown(
-  scenarios: Scenarios,
-  env: Machine,
-  command: string,
-  started: Date,
-  finished: Date,
-  printed: string,
-  verdicts: Verdict[],
-  noisy: string[],
-): string {
+function resultsMarkdown(run: FinishedRun, { tables, printed, verdicts, command, noisy }: Outcome): string {
+  const { env, started, finished, repetitions } = run;
+  const mid = medianRepetition(tables);
   return `${[
     '# Benchmark results',
     '',
@@ -209,6 +232,8 @@ function resultsMarkdown(
     `Machine: ${env.cores} cores (${env.cpuModel}), ${env.memoryGiB} GiB, ${env.os}; Node ${env.node}; PostgreSQL ${env.postgres} (${env.postgresSettings}); Redis ${env.redis}.`,
     'The load generator, the service, PostgreSQL and Redis all share these cores.',
     '',
+    `Each figure is the median of ${tables.length} repetitions of every scenario (see "How it is measured"); the repetitions follow.`,
+    '',
     printed,
     '',
     ...(noisy.length > 0
@@ -219,13 +244,20 @@ function resultsMarkdown(
           '',
         ]
       : []),
-    ...stepsTable(scenarios),
-    '## Targets',
+    '## Targets (on the medians)',
     '',
     ...verdicts.map((v) => `- **${v.id}** ${v.met === undefined ? 'not measured' : v.met ? 'met' : 'not met'}: ${v.note}.`),
     '',
+    ...tables.flatMap((t, i) => [`## Repetition ${i + 1}`, '', table(t.rows), '']),
+    ...stepsTable(repetitions[mid]?.scenarios ?? {}, mid + 1),
     '## How it is measured',
     '',
+    `- Every scenario runs ${tables.length} times, one repetition after the other (1, 2, 2b, 3, 4, 5a, 5b, then again), each`,
+    '  repetition with fresh service processes and databases; the databases of a repetition are dropped before the next one.',
+    '  The main table shows the median of the repetitions for every figure. Ratios are taken within a repetition first',
+    "  (scenario 2 and 2b against that repetition's baseline, 4 against that repetition's 2), then their median is the one",
+    "  judged, so the machine's drift between repetitions does not enter a ratio. Failure counts (non-2xx answers, runs",
+    '  created by re-deliveries, alerts never executed, incomplete storm messages) take their worst repetition, not the median.',
     '- Every service process is `node --import tsx bench/service.ts` (the real `createServices` + `buildApp`, as `npm start` runs',
     '  `src/server.ts`), with the `bench.noop` remediation added to the catalogue and the matrix `bench/response-matrix.yaml`',
     '  followed by every rule of the shipped `config/response-matrix.yaml`, so each alert is matched against the real rule set.',

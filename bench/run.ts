@@ -13,19 +13,20 @@
  * BENCH_CONNECTIONS (default 50), BENCH_PROFILE=1 (CPU-profile the intake during scenarios 2-4 into
  * bench/profiles/ and bench/PROFILE.md; the figures of a profiled run are not written to RESULTS.md),
  * BENCH_SERVICE_NODE_ARGS (extra node flags for the service processes only, e.g. `--max-old-space-size=128`),
- * BENCH_QUIET_WAIT_SEC (how long to wait at start for other work on the machine to settle, default 30).
+ * BENCH_QUIET_WAIT_SEC (how long to wait at start for other work on the machine to settle, default 30),
+ * BENCH_REPETITIONS (how many times every scenario runs, default 3; the report shows the median).
  */
-import { endPools } from './groups.js';
+import { endPools, retireGroups } from './groups.js';
 import { machine } from './machine.js';
 import { sampled } from './proc-measurements.js';
 import { interrupted, killAll, markInterrupted, releaseJanitor, sleep } from './processes.js';
-import { NOISY_CORES, printResults, writeProfileReport, writeResults } from './report.js';
+import { NOISY_CORES, printResults, writeProfileReport, writeResults, type Repetition } from './report.js';
 import { scenarioExec } from './scenarios/alert-to-execution.js';
 import { scenarioBaseline } from './scenarios/baseline.js';
 import { scenariosIntake } from './scenarios/intake.js';
 import { scenarioIntakeAll } from './scenarios/intake-with-worker.js';
 import type { Scenarios } from './scenarios/results.js';
-import { HARD_TIMEOUT_MS, PROFILE, log, runId } from './settings.js';
+import { HARD_TIMEOUT_MS, PROFILE, REPETITIONS, log, runId } from './settings.js';
 
 /** Ends our connections and lets the janitor drop the databases and keys; waits for it. */
 async function cleanup(): Promise<void> {
@@ -58,35 +59,43 @@ async function main(): Promise<void> {
   while (quiet > NOISY_CORES && Date.now() < quietDeadline) quiet = (await sampled([], () => sleep(1000))).cpu['other'] ?? 0;
   if (quiet > NOISY_CORES) log(`warning: ${quiet.toFixed(2)} cores busy with other work before the bench starts; the figures will be low`);
 
-  const scenarios: Scenarios = {};
-  const errors: Record<string, string> = {};
-  const steps: Array<[string, () => Promise<void>]> = [
-    ['baseline', () => scenarioBaseline(scenarios)],
-    ['intake', () => scenariosIntake(scenarios)],
-    ['intakeAll', () => scenarioIntakeAll(scenarios)],
-    ['execAll', async () => void (scenarios.execAll = await scenarioExec(false))],
-    ['execSplit', async () => void (scenarios.execSplit = await scenarioExec(true))],
-  ];
-  for (const [name, step] of steps) {
-    if (interrupted) return;
-    if (PROFILE && name !== 'intake') continue;
-    try {
-      await step();
-    } catch (err) {
-      errors[name] = (err as Error).message;
-      log(`${name} failed: ${(err as Error).message}`);
-      killAll();
+  const repetitions: Repetition[] = [];
+  // A profiled run profiles the intake once.
+  const count = PROFILE ? 1 : REPETITIONS;
+  for (let rep = 1; rep <= count && !interrupted; rep++) {
+    const scenarios: Scenarios = {};
+    const errors: Record<string, string> = {};
+    repetitions.push({ scenarios, errors });
+    if (count > 1) log(`repetition ${rep} of ${count}`);
+    const steps: Array<[string, () => Promise<void>]> = [
+      ['baseline', () => scenarioBaseline(scenarios)],
+      ['intake', () => scenariosIntake(scenarios)],
+      ['intakeAll', () => scenarioIntakeAll(scenarios)],
+      ['execAll', async () => void (scenarios.execAll = await scenarioExec(false))],
+      ['execSplit', async () => void (scenarios.execSplit = await scenarioExec(true))],
+    ];
+    for (const [name, step] of steps) {
+      if (interrupted) return;
+      if (PROFILE && name !== 'intake') continue;
+      try {
+        await step();
+      } catch (err) {
+        errors[name] = (err as Error).message;
+        log(`${name} failed: ${(err as Error).message}`);
+        killAll();
+      }
     }
+    await retireGroups().catch((err: Error) => log(`could not drop repetition ${rep}'s databases: ${err.message}`));
   }
   const finished = new Date();
-  const run = { env, started, finished, quiet, scenarios, errors };
+  const run = { env, started, finished, quiet, repetitions };
   const outcome = printResults(run);
   if (PROFILE) {
     writeProfileReport(run, outcome);
     return;
   }
   writeResults(run, outcome);
-  if (Object.keys(errors).length > 0) process.exitCode = 1;
+  if (repetitions.some((r) => Object.keys(r.errors).length > 0)) process.exitCode = 1;
 }
 
 main().then(
