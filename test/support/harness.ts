@@ -39,6 +39,14 @@ export function isolation(label: string) {
     async drop() {
       const admin = new pg.Client({ connectionString: PG_ADMIN_URL });
       await admin.connect();
+      // A pool's end() resolves before its sessions have closed on the server: give them a moment, so
+      // that FORCE terminates only sessions left open, not ones already on their way out (a terminated
+      // session reports an error to a client that may no longer listen for one).
+      for (let i = 0; i < 40; i++) {
+        const { rows } = await admin.query('SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = $1', [database]);
+        if (rows[0].n === 0) break;
+        await new Promise((r) => setTimeout(r, 50));
+      }
       await admin.query(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(database)} WITH (FORCE)`);
       await admin.end();
       const redis = new Redis(REDIS_URL);
