@@ -27,6 +27,9 @@ return out`;
  * The run queue. Job id = run id, so enqueueing a run twice while its job exists is a no-op;
  * the worker's claim in PostgreSQL makes a late second job harmless too.
  */
+/** Job ids looked up by one script call. */
+const LOOKUP_SLICE = 1000;
+
 export function createRunQueue(connection: Redis, opts: RunQueueOptions) {
   const queue = new Queue<RunJobData>(QUEUE_NAME, {
     connection,
@@ -51,13 +54,20 @@ export function createRunQueue(connection: Redis, opts: RunQueueOptions) {
   /** Enqueues those of `runIds` whose job is not in Redis (lost with a Redis restart, or never added). */
   async function enqueueMissing(runIds: readonly string[]): Promise<void> {
     if (runIds.length === 0) return;
-    const keys = runIds.map((id) => queue.toKey(id));
-    const exists = (await on(
-      'Redis',
-      `lookup of ${runIds.length} job(s)`,
-      withTimeout(connection.eval(EXISTS_EACH, keys.length, ...keys), timeoutMs, 'job lookup'),
-    )) as number[];
-    await enqueue(runIds.filter((_, i) => exists[i] === 0));
+    const missing: string[] = [];
+    // In slices: a script's keys are its call's arguments, and spreading tens of thousands of them
+    // overflows the stack.
+    for (let i = 0; i < runIds.length; i += LOOKUP_SLICE) {
+      const slice = runIds.slice(i, i + LOOKUP_SLICE);
+      const keys = slice.map((id) => queue.toKey(id));
+      const exists = (await on(
+        'Redis',
+        `lookup of ${slice.length} job(s)`,
+        withTimeout(connection.eval(EXISTS_EACH, keys.length, ...keys), timeoutMs, 'job lookup'),
+      )) as number[];
+      for (let j = 0; j < slice.length; j++) if (exists[j] === 0) missing.push(slice[j]!);
+    }
+    await enqueue(missing);
   }
 
   /**
