@@ -1,14 +1,16 @@
 /**
  * What an unauthenticated or runaway client can do to the HTTP server: small bodies everywhere but
  * the webhook (read after its token), unknown paths answered before their body is read, bodies that
- * trickle cut off, a cap on alerts per message (413, not retried), security headers, /docs switchable.
+ * trickle cut off, a cap on alerts per message (413, not retried), security headers, /docs switchable;
+ * and the HTTP settings taken from configuration: REQUEST_TIMEOUT, CONNECTION_TIMEOUT,
+ * KEEP_ALIVE_TIMEOUT and MAX_CONNECTIONS.
  */
 import assert from 'node:assert/strict';
-import { connect } from 'node:net';
-import { after, describe, it } from 'node:test';
+import { connect, type Socket } from 'node:net';
+import { after, describe, it, type TestContext } from 'node:test';
 import request from 'supertest';
 import { deliver, webhook } from '../support/api.js';
-import { alertMessage, isolation, startService, TOKENS, WEBHOOK_TOKEN } from '../support/harness.js';
+import { alertMessage, eventually, isolation, startService, TOKENS, WEBHOOK_TOKEN } from '../support/harness.js';
 
 const MATRIX = `
 defaults: { cooldown: 0s }
@@ -43,6 +45,110 @@ function raw(port: number, head: string, body?: Buffer | string, waitMs = 5000):
     if (body !== undefined) socket.write(body);
   });
 }
+
+/**
+ * Writes `head`, then one byte of body every `everyMs` (never idle, never complete), until the server
+ * closes the connection or `maxMs` pass; resolves with what came back and when the server closed.
+ */
+function trickle(port: number, head: string, everyMs: number, maxMs: number): Promise<{ answer: string; closedAfterMs?: number }> {
+  return new Promise((resolve, reject) => {
+    const started = performance.now();
+    const socket = connect(port, '127.0.0.1');
+    let answer = '';
+    let done = false;
+    const finish = (closedAfterMs?: number) => {
+      if (done) return;
+      done = true;
+      clearInterval(drip);
+      clearTimeout(timer);
+      socket.destroy();
+      resolve({ answer, ...(closedAfterMs !== undefined ? { closedAfterMs } : {}) });
+    };
+    const drip = setInterval(() => {
+      if (!socket.destroyed && socket.writable) socket.write('a');
+    }, everyMs);
+    const timer = setTimeout(() => finish(), maxMs);
+    socket.on('data', (d) => (answer += d.toString('latin1')));
+    socket.on('error', (err) => {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ECONNRESET' || code === 'EPIPE') return;
+      if (!done) {
+        done = true;
+        clearInterval(drip);
+        clearTimeout(timer);
+        reject(err);
+      }
+    });
+    socket.on('close', () => finish(performance.now() - started));
+    socket.write(head);
+  });
+}
+
+/** One HTTP/1.1 connection kept open: requests go one after the other on it; `closed` settles when the server closes it. */
+interface Connection {
+  socket: Socket;
+  /** Sends a GET and resolves with the whole answer (head and `content-length` bytes of body). */
+  get(path: string): Promise<{ status: number; head: string; body: string; ms: number }>;
+  /** Resolves, with the time since the last answer ended (or since the connection opened), when the server closes the connection. */
+  closed: Promise<number>;
+}
+
+function openConnection(port: number): Promise<Connection> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(port, '127.0.0.1');
+    let buffer = '';
+    let since = performance.now();
+    let waiting: ((text: string) => void) | undefined;
+    const take = () => {
+      if (!waiting) return;
+      const end = buffer.indexOf('\r\n\r\n');
+      if (end < 0) return;
+      const head = buffer.slice(0, end);
+      const length = Number(/\r\ncontent-length: *(\d+)/i.exec(head)?.[1] ?? 0);
+      if (buffer.length < end + 4 + length) return;
+      const whole = buffer.slice(0, end + 4 + length);
+      buffer = buffer.slice(end + 4 + length);
+      const done = waiting;
+      waiting = undefined;
+      since = performance.now();
+      done(whole);
+    };
+    socket.on('data', (d) => {
+      buffer += d.toString('latin1');
+      take();
+    });
+    const closed = new Promise<number>((res) => socket.on('close', () => res(performance.now() - since)));
+    socket.on('error', (err) => {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code !== 'ECONNRESET' && code !== 'EPIPE') reject(err);
+    });
+    socket.once('connect', () => {
+      since = performance.now();
+      resolve({
+        socket,
+        closed,
+        get(path) {
+          return new Promise((res, rej) => {
+            const started = performance.now();
+            if (socket.destroyed) return rej(new Error('the connection is closed'));
+            const onClose = () => rej(new Error(`the connection closed before the answer to GET ${path}`));
+            socket.once('close', onClose);
+            waiting = (whole) => {
+              socket.off('close', onClose);
+              const end = whole.indexOf('\r\n\r\n');
+              const head = whole.slice(0, end);
+              res({ status: Number(head.split(' ')[1]), head, body: whole.slice(end + 4), ms: performance.now() - started });
+            };
+            socket.write(`GET ${path} HTTP/1.1\r\nHost: x\r\n\r\n`);
+          });
+        },
+      });
+    });
+  });
+}
+
+/** The `q` quantile of `xs` (nearest rank). */
+const quantile = (xs: number[], q: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.ceil(q * xs.length) - 1)]!;
 
 const portOf = (url: string) => Number(new URL(url).port);
 const counter = (metrics: string, name: string, labels: string) =>
@@ -97,10 +203,30 @@ describe('HTTP limits', (s) => {
     global.gc?.();
     const before = process.memoryUsage().rss;
     const head = `POST /no/such/path HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n`;
-    const senders = Array.from({ length: 64 }, () => raw(portOf(svc.url), head, body, 15_000));
-    const health = await fetch(`${svc.url}/health/live`);
-    assert.equal(health.status, 200, 'the health check is answered while 64 clients push 5 MB each');
-    const answers = await Promise.all(senders);
+    let sending = true;
+    const senders = Promise.all(Array.from({ length: 64 }, () => raw(portOf(svc.url), head, body, 15_000))).finally(() => {
+      sending = false;
+    });
+    // The health check, asked again and again on a connection of its own while the 64 clients push.
+    const probe = await openConnection(portOf(svc.url));
+    const latencies: number[] = [];
+    try {
+      while (sending || latencies.length < 20) {
+        const health = await probe.get('/health/live');
+        assert.equal(health.status, 200, 'the health check is answered while 64 clients push 5 MB each');
+        assert.deepEqual(JSON.parse(health.body), { status: 'ok' });
+        latencies.push(health.ms);
+        if (latencies.length >= 2000) break;
+      }
+    } finally {
+      probe.socket.destroy();
+    }
+    const answers = await senders;
+    const p99 = quantile(latencies, 0.99);
+    console.log(
+      `/health/live under 64 unknown-path uploads: ${latencies.length} answers, p50 ${quantile(latencies, 0.5).toFixed(1)} ms, p99 ${p99.toFixed(1)} ms`,
+    );
+    assert.ok(p99 < 500, `/health/live p99 ${p99.toFixed(0)} ms over ${latencies.length} answers (the bound: 500 ms)`);
     // The server closes each connection with the body unread; a client still writing may see the
     // reset before the 404 it was sent, so an answer is either that 404 or nothing.
     assert.ok(
@@ -125,6 +251,20 @@ describe('HTTP limits', (s) => {
     );
     assert.ok(closed, `the connection is closed (after ${Date.now() - started} ms)`);
     assert.match(answer, /^HTTP\/1\.1 408 /, answer);
+  });
+
+  it('a body trickled a byte every 100 ms (never idle) is cut off after REQUEST_TIMEOUT (1s): 408 and closed', async () => {
+    const { answer, closedAfterMs } = await trickle(
+      portOf(svc.url),
+      `POST /webhooks/alertmanager HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${WEBHOOK_TOKEN}\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n`,
+      100,
+      10_000,
+    );
+    assert.ok(closedAfterMs !== undefined, `the server closes the trickling connection (answer: ${JSON.stringify(answer.slice(0, 200))})`);
+    assert.match(answer, /^HTTP\/1\.1 408 /, answer);
+    // Not before the timeout (the client was never idle, its body still arriving), and well within a generous bound after it.
+    assert.ok(closedAfterMs >= 900, `closed after ${closedAfterMs.toFixed(0)} ms, not before REQUEST_TIMEOUT`);
+    assert.ok(closedAfterMs < 6000, `closed after ${closedAfterMs.toFixed(0)} ms (REQUEST_TIMEOUT 1s)`);
   });
 
   it('a message over MAX_ALERTS_PER_MESSAGE is answered 413, stores nothing and is counted', async () => {
@@ -188,5 +328,101 @@ describe('DOCS=false', (s) => {
     await request(svc.url).get('/docs').expect(404);
     await request(svc.url).get('/docs/json').expect(404);
     await request(svc.url).get('/health/live').expect(200);
+  });
+});
+
+describe('HTTP settings from configuration', () => {
+  const iso = isolation('httpsettings');
+  after(() => iso.drop());
+  const start = (t: TestContext, env: Record<string, string>) =>
+    startService(t, { databaseUrl: iso.databaseUrl, prefix: iso.prefix, matrix: MATRIX, env });
+
+  it('KEEP_ALIVE_TIMEOUT=1s: an idle keep-alive connection is closed about 1 s after its last answer', async (t) => {
+    const svc = await start(t, { KEEP_ALIVE_TIMEOUT: '1s', CONNECTION_TIMEOUT: '60s', REQUEST_TIMEOUT: '60s' });
+    const conn = await openConnection(portOf(svc.url));
+    try {
+      const first = await conn.get('/health/live');
+      assert.equal(first.status, 200);
+      assert.match(first.head, /\r\nconnection: keep-alive/i, first.head);
+      assert.match(first.head, /\r\nkeep-alive: timeout=1\b/i, first.head);
+      // Still open within the timeout: a second request on it is answered.
+      await new Promise((r) => setTimeout(r, 300));
+      assert.equal((await conn.get('/health/live')).status, 200, 'the connection is kept alive between requests');
+      const idleMs = await Promise.race([conn.closed, new Promise<number>((r) => setTimeout(() => r(Infinity), 8000))]);
+      assert.ok(idleMs !== Infinity, 'the server closes the idle keep-alive connection');
+      assert.ok(idleMs >= 800 && idleMs < 5000, `closed ${idleMs.toFixed(0)} ms after its last answer (KEEP_ALIVE_TIMEOUT 1s)`);
+    } finally {
+      conn.socket.destroy();
+    }
+  });
+
+  it('CONNECTION_TIMEOUT=1s: a connection that stops sending halfway through its headers is closed after about 1 s', async (t) => {
+    const svc = await start(t, { CONNECTION_TIMEOUT: '1s', KEEP_ALIVE_TIMEOUT: '60s', REQUEST_TIMEOUT: '60s' });
+    const started = performance.now();
+    const { answer, closed } = await raw(portOf(svc.url), 'GET /health/live HTTP/1.1\r\nHost: x\r\n', undefined, 8000);
+    const ms = performance.now() - started;
+    assert.ok(closed, 'the server closes the silent connection');
+    assert.equal(answer, '', 'nothing is answered to an incomplete request');
+    assert.ok(
+      ms >= 800 && ms < 5000,
+      `closed after ${ms.toFixed(0)} ms (CONNECTION_TIMEOUT 1s; REQUEST_TIMEOUT and KEEP_ALIVE_TIMEOUT 60s)`,
+    );
+  });
+
+  it('the defaults do not cut a silent connection within seconds (the timeouts above come from configuration)', async (t) => {
+    const svc = await start(t, {});
+    assert.equal(svc.services.config.requestTimeoutMs, 30_000);
+    assert.equal(svc.services.config.connectionTimeoutMs, 60_000);
+    assert.equal(svc.services.config.keepAliveTimeoutMs, 72_000);
+    assert.equal(svc.services.config.maxConnections, 1024);
+    const { closed } = await raw(portOf(svc.url), 'GET /health/live HTTP/1.1\r\nHost: x\r\n', undefined, 2500);
+    assert.ok(!closed, 'a connection silent for 2.5 s is still open with the default timeouts');
+    const conn = await openConnection(portOf(svc.url));
+    try {
+      const res = await conn.get('/health/live');
+      assert.match(res.head, /\r\nkeep-alive: timeout=72\b/i, res.head);
+    } finally {
+      conn.socket.destroy();
+    }
+  });
+
+  it('MAX_CONNECTIONS=4: the fifth concurrent connection is closed unanswered, the four open ones still answer /health/live', async (t) => {
+    const svc = await start(t, { MAX_CONNECTIONS: '4' });
+    const port = portOf(svc.url);
+    const open: Connection[] = [];
+    try {
+      for (let i = 0; i < 4; i++) {
+        const conn = await openConnection(port);
+        open.push(conn);
+        assert.equal((await conn.get('/health/live')).status, 200, `connection ${i + 1} of 4 is served`);
+      }
+      const fifth = await raw(port, 'GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n', undefined, 5000);
+      assert.ok(fifth.closed, 'the fifth connection is closed by the server');
+      assert.equal(fifth.answer, '', 'and answered nothing');
+      for (const [i, conn] of open.entries()) {
+        const res = await conn.get('/health/live');
+        assert.equal(res.status, 200, `connection ${i + 1} still answers /health/live`);
+        assert.deepEqual(JSON.parse(res.body), { status: 'ok' });
+      }
+      // A place freed is taken again: the cap counts open connections, it does not refuse for good.
+      open.pop()!.socket.destroy();
+      const again = await eventually(
+        async () => {
+          const conn = await openConnection(port);
+          const res = await conn.get('/health/live').catch(() => undefined);
+          if (!res) {
+            conn.socket.destroy();
+            return undefined;
+          }
+          open.push(conn);
+          return res;
+        },
+        5000,
+        'a new connection served once one of the four closed',
+      );
+      assert.equal(again.status, 200);
+    } finally {
+      for (const conn of open) conn.socket.destroy();
+    }
   });
 });
