@@ -14,9 +14,20 @@ export interface ConduitTarget {
   apiKey: string;
 }
 
+export interface NotifyOptions {
+  signal: AbortSignal;
+  timeoutMs: number;
+  /** The run posting and its rule: the service folds a rule's posts within a short window into one. */
+  runId?: string;
+  rule?: string;
+}
+
+/** The webhook's HTTP status, or `folded`: the text goes with others of its rule in one message shortly. */
+export type NotifyAnswer = { status: number } | { folded: true };
+
 export interface NotifyTarget {
   /** Posts `{ "text": ... }` to the Slack-compatible webhook, whose URL (a secret) the target keeps to itself. */
-  post(text: string, opts: { signal: AbortSignal; timeoutMs: number }): Promise<{ status: number }>;
+  post(text: string, opts: NotifyOptions): Promise<NotifyAnswer>;
 }
 
 /** Where the service keeps its own state; host and port as DATABASE_URL names them, for messages. */
@@ -53,6 +64,8 @@ export interface Targets {
 
 export interface ExecutionContext {
   runId: string;
+  /** The matrix rule the run belongs to. */
+  rule?: string;
   /** Aborted when the run times out or the process shuts down: stop between steps and pass it to every request. */
   signal: AbortSignal;
   /** Per-request timeout in milliseconds, for clients that take one. */
@@ -126,7 +139,9 @@ export type RemediationErrorCode =
   /** A revert found its target changed since the run it undoes: someone else's change is never undone. */
   | 'changed_since'
   /** The target answered, and its answer is that the check failed (a provider's connection test). */
-  | 'test_failed';
+  | 'test_failed'
+  /** Not attempted: over a cap of the service's own (notices a minute). */
+  | 'rate_limited';
 
 /**
  * A failure with a stable code. `retryable` failures (5xx, network errors, timeouts, conflicts)

@@ -247,7 +247,8 @@ export async function createServices(config: Config, opts: ServiceOptions) {
     streak,
     queue,
     catalogue,
-    targets: built.targets,
+    // notify.webhook posts share the notices' cap and windows (a flood of alerts is a handful of posts).
+    targets: built.targets.notify ? { ...built.targets, notify: notifier.webhookTarget() } : built.targets,
     configured: built.configured,
     metrics,
     notifier,

@@ -18,8 +18,23 @@ export default defineRemediation({
   execute: async (p, ctx): Promise<RemediationResult> => {
     const target = ctx.targets.notify;
     if (!target) throw new RemediationError('target_not_configured', 'notification webhook is not configured (NOTIFY_WEBHOOK_URL)');
-    const { status } = await target.post(p.text, { signal: ctx.signal, timeoutMs: ctx.timeoutMs });
+    const answer = await target.post(p.text, {
+      signal: ctx.signal,
+      timeoutMs: ctx.timeoutMs,
+      runId: ctx.runId,
+      ...(ctx.rule ? { rule: ctx.rule } : {}),
+    });
     const chars = p.text.length;
+    if ('folded' in answer) {
+      ctx.log.info({ chars }, 'notification folded into the next notice of its rule');
+      return {
+        posted: false,
+        folded: true,
+        chars,
+        summary: `Folded the notice (${count(chars, 'character')}) into one message with the others of its rule, posted within seconds`,
+      };
+    }
+    const { status } = answer;
     ctx.log.info({ chars }, 'notification posted');
     return {
       posted: true,

@@ -256,6 +256,7 @@ export function createExecutor(deps: ExecutorDeps) {
       result = await Promise.race([
         remediation.execute(run.params, {
           runId: run.id,
+          rule: run.rule,
           signal: controller.signal,
           timeoutMs: deps.timeoutMs,
           targets: deps.targets,

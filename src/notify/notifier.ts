@@ -174,6 +174,35 @@ export function aggregateText(entries: readonly NoticeEntry[], kind: Notificatio
   return lines.join('\n');
 }
 
+/**
+ * One message for the `notify.webhook` posts of one rule that arrived within a window: the first
+ * `listed` texts, each a bullet, the rest counted with the query that lists their runs. The texts are
+ * the matrix's, with alert data already escaped and kept on one line (the remediation's `textParams`).
+ */
+export function relayedText(texts: readonly string[], rule: string, publicUrl: string, listed = LISTED_RUNS): string {
+  const shown = texts.slice(0, listed);
+  const lines = [`[conduit-remediator] ${texts.length} notices of rule ${field(rule)}:`];
+  for (const text of shown) lines.push(`• ${text.replace(/\n/g, '\n    ')}`);
+  if (texts.length > shown.length) {
+    const query = `rule=${encodeURIComponent(rule)}&amp;remediation=notify.webhook`;
+    lines.push(`And ${texts.length - shown.length} more: GET ${base(publicUrl)}/api/runs?${query}`);
+  }
+  return lines.join('\n');
+}
+
+/** A `notify.webhook` post folded into the message its rule's window posts when it closes. */
+interface Relayed {
+  text: string;
+  runId: string | undefined;
+}
+
+interface RelayWindow {
+  key: string;
+  rule: string;
+  entries: Relayed[];
+  timer: NodeJS.Timeout;
+}
+
 interface Window {
   key: string;
   kind: NotificationKind;
@@ -197,6 +226,13 @@ const EVENT_BATCH = 10;
  * a single notice saying how many were dropped goes when the minute allows again. `drain()` posts
  * what the windows hold. `remediator_notifications_total{result}` counts runs: `sent` in a notice of
  * their own, `aggregated` in one listing several, `dropped`, `failed`.
+ *
+ * `webhookTarget()` is the target `notify.webhook` runs post through, under the same cap and with
+ * windows of their own per rule: the first post goes at once (the run has its answer); those within
+ * the window after it are folded into one message listing them, posted when it closes, best effort as
+ * the service's notices (`notified`, `notification_failed` or `notification_dropped` in each run's
+ * timeline); a post while the cap is reached fails its run (`rate_limited`, not retried) and is
+ * counted in the notice of dropped notices.
  */
 export function createNotifier(deps: {
   /** Where notices go; one that also takes Block Kit messages (`notifyTarget`) gets the interactive ones. */
@@ -226,6 +262,7 @@ export function createNotifier(deps: {
   const now = deps.now ?? (() => Date.now());
   const pending = new Set<Promise<void>>();
   const windows = new Map<string, Window>();
+  const relays = new Map<string, RelayWindow>();
   /** When the notices of the last minute were posted, oldest first. */
   const posted: number[] = [];
   const dropped = { notices: 0, runs: 0 };
@@ -326,6 +363,76 @@ export function createNotifier(deps: {
     track(deliver(entries, w.kind));
   }
 
+  /** Whether the cap of notices a minute is reached (nothing is counted). */
+  function full(): boolean {
+    const t = now();
+    while (posted.length > 0 && posted[0]! <= t - 60_000) posted.shift();
+    return posted.length >= maxPerMinute;
+  }
+
+  function overCap(): RemediationError {
+    return new RemediationError(
+      'rate_limited',
+      `the notice was not posted: over the cap of ${maxPerMinute} notices a minute (a later notice counts the dropped ones)`,
+    );
+  }
+
+  async function relayEvents(entries: readonly Relayed[], type: string, detail: Record<string, unknown>): Promise<void> {
+    const ids = entries.map((e) => e.runId).filter((id): id is string => id !== undefined);
+    for (let i = 0; i < ids.length; i += EVENT_BATCH) {
+      await Promise.all(ids.slice(i, i + EVENT_BATCH).map((id) => deps.runs.addEvent(id, type, detail).catch(() => {})));
+    }
+  }
+
+  /** The message a closing window holds: best effort, as the service's own notices. */
+  async function relayFolded(entries: readonly Relayed[], rule: string): Promise<void> {
+    const runs = entries.length;
+    const detail = { kind: 'webhook', runs };
+    if (!admit()) {
+      dropped.notices += 1;
+      dropped.runs += runs;
+      deps.metrics?.notifications.inc({ result: 'dropped' }, runs);
+      deps.log.warn({ rule, runs, maxPerMinute }, 'notify.webhook notices dropped: over the cap of notices a minute');
+      scheduleSummary();
+      await relayEvents(entries, 'notification_dropped', { ...detail, reason: 'rate_limited', maxPerMinute });
+      return;
+    }
+    const text =
+      runs === 1
+        ? entries[0]!.text
+        : relayedText(
+            entries.map((e) => e.text),
+            rule,
+            deps.publicUrl,
+          );
+    try {
+      await deps.target!.post(text, { signal: new AbortController().signal, timeoutMs: deps.timeoutMs ?? 5000 });
+    } catch (err) {
+      deps.metrics?.notifications.inc({ result: 'failed' }, runs);
+      deps.log.warn({ rule, runs, err: (err as Error).message }, 'notify.webhook notices failed');
+      await relayEvents(entries, 'notification_failed', { ...detail, error: (err as Error).message });
+      return;
+    }
+    deps.metrics?.notifications.inc({ result: runs === 1 ? 'sent' : 'aggregated' }, runs);
+    await relayEvents(entries, 'notified', detail);
+  }
+
+  function openRelay(key: string, rule: string): RelayWindow {
+    const w: RelayWindow = { key, rule, entries: [], timer: setTimeout(() => closeRelay(w), windowMs) };
+    w.timer.unref();
+    relays.set(key, w);
+    return w;
+  }
+
+  function closeRelay(w: RelayWindow): void {
+    clearTimeout(w.timer);
+    relays.delete(w.key);
+    if (w.entries.length === 0) return;
+    const entries = w.entries;
+    if (!draining) openRelay(w.key, w.rule);
+    track(relayFolded(entries, w.rule));
+  }
+
   function summaryText(): string {
     const url = base(deps.publicUrl);
     return [
@@ -373,10 +480,44 @@ export function createNotifier(deps: {
       if (!draining) open(key, kind);
       track(deliver([entry], kind));
     },
+    /** The target `notify.webhook` runs post through (see above); none without NOTIFY_WEBHOOK_URL. */
+    webhookTarget(): NotifyTarget | undefined {
+      const target = deps.target;
+      if (!target) return undefined;
+      return {
+        async post(text, opts) {
+          const rule = opts.rule ?? '';
+          const key = `webhook\u0000${rule}`;
+          if (full()) {
+            deps.metrics?.notifications.inc({ result: 'dropped' });
+            dropped.notices += 1;
+            dropped.runs += 1;
+            scheduleSummary();
+            throw overCap();
+          }
+          const w = relays.get(key);
+          if (w) {
+            w.entries.push({ text, runId: opts.runId });
+            return { folded: true };
+          }
+          if (!draining) openRelay(key, rule);
+          admit();
+          try {
+            const answer = await target.post(text, opts);
+            deps.metrics?.notifications.inc({ result: 'sent' });
+            return answer;
+          } catch (err) {
+            deps.metrics?.notifications.inc({ result: 'failed' });
+            throw err;
+          }
+        },
+      };
+    },
     /** Posts what the windows hold and waits for notifications in flight, at shutdown. */
     async drain(): Promise<void> {
       draining = true;
       for (const w of [...windows.values()]) close(w);
+      for (const w of [...relays.values()]) closeRelay(w);
       if (summaryTimer) {
         clearTimeout(summaryTimer);
         summaryTimer = undefined;

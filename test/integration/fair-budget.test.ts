@@ -166,7 +166,7 @@ rules:
     const [over, overNotice] = await deliver(svc, alertMessage([{ labels: { alertname: 'Outage', key: 'outage-11' } }]));
     assert.equal(outcome(await final(svc, over!.id)), 'suppressed:global_budget');
     assert.equal(outcome(await final(svc, overNotice!.id)), 'succeeded', 'a notice is never stopped by the budget');
-    await eventually(async () => sink.messages.some((m) => m.text === 'outage outage-11') || undefined, 5000, 'the last outage notice');
+    await eventually(async () => sink.received('outage outage-11') || undefined, 5000, 'the last outage notice');
   });
 });
 

@@ -9,6 +9,11 @@ export interface NotifySink {
   secret: string;
   /** Every accepted message, in order of arrival. */
   messages: Array<{ text: string; body: unknown }>;
+  /**
+   * Whether `text` arrived: a message of its own, or a bullet of a message listing a rule's notices
+   * posted within a few seconds of each other (`notify.webhook` posts folded into one).
+   */
+  received(text: string): boolean;
   /** Every request, accepted or not. */
   requests: Array<{ method: string; path: string; headers: IncomingMessage['headers']; body: unknown }>;
   /** The next `count` requests answer `status` without recording a message. */
@@ -68,6 +73,7 @@ export async function startNotifySink(opts: { secret?: string } = {}): Promise<N
   return {
     url: `http://127.0.0.1:${port}${path}`,
     secret,
+    received: (text) => messages.some((m) => m.text === text || `\n${m.text}\n`.includes(`\n• ${text.replace(/\n/g, '\n    ')}\n`)),
     messages,
     requests,
     failNext: (count, status = 500) => faults.failNext(count, status),

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { describe, it, type TestContext } from 'node:test';
 import { Counter, Registry } from 'prom-client';
 import webhook from '../../remediations/notify/webhook.js';
-import type { NotifyTarget } from '../../remediations/types.js';
+import { RemediationError, type NotifyTarget } from '../../remediations/types.js';
 import { compileParams, type TemplateScope } from '../../src/matrix/template.js';
 import type { Metrics } from '../../src/metrics.js';
 import { notifyTarget } from '../../src/notify/client.js';
@@ -357,6 +357,111 @@ describe('the notifier', () => {
     await notifier.drain();
     assert.deepEqual(store.events, []);
     assert.equal(await count.value('sent'), 0);
+  });
+});
+
+describe('the target notify.webhook runs post through', () => {
+  async function setup(t: TestContext, opts: { windowMs?: number; maxPerMinute?: number } = {}) {
+    const sink = await startNotifySink();
+    t.after(() => sink.close());
+    const store = eventStore();
+    const count = counter();
+    const notifier = createNotifier({
+      target: notifyTarget(sink.url),
+      runs: store.runs,
+      log: memoryLog(),
+      publicUrl: PUBLIC_URL,
+      metrics: count.metrics,
+      ...opts,
+    });
+    t.after(() => notifier.drain());
+    const target = notifier.webhookTarget()!;
+    const post = (text: string, rule: string, runId: string) =>
+      target.post(text, { signal: new AbortController().signal, timeoutMs: 2000, rule, runId });
+    return { sink, store, count, notifier, post };
+  }
+
+  it('the first post of a rule goes at once with its answer; those within the window go as one message listing them', async (t) => {
+    const { sink, store, count, post } = await setup(t, { windowMs: 300 });
+    assert.deepEqual(await post('Error rate high on d0', 'high-error-rate', 'r0'), { status: 200 });
+    assert.equal(sink.messages.length, 1);
+    assert.equal(sink.messages[0]!.text, 'Error rate high on d0');
+    const folded = await Promise.all(
+      Array.from({ length: 25 }, (_, i) => post(`Error rate high on d${i + 1}`, 'high-error-rate', `r${i + 1}`)),
+    );
+    assert.ok(folded.every((a) => 'folded' in a));
+    // Another rule has a window of its own.
+    assert.deepEqual(await post('Provider openai down', 'provider-down', 'p0'), { status: 200 });
+    assert.equal(sink.messages.length, 2);
+    await eventuallyTrue(() => sink.messages.length === 3, 3000);
+    const text = sink.messages[2]!.text;
+    const lines = text.split('\n');
+    assert.equal(lines[0], '[conduit-remediator] 25 notices of rule high-error-rate:');
+    assert.deepEqual(
+      lines.slice(1, 21),
+      Array.from({ length: 20 }, (_, i) => `• Error rate high on d${i + 1}`),
+    );
+    assert.equal(lines[21], `And 5 more: GET ${PUBLIC_URL}/api/runs?rule=high-error-rate&amp;remediation=notify.webhook`);
+    assert.equal(lines.length, 22);
+    await eventuallyTrue(() => store.of('notified').length === 25);
+    assert.deepEqual(
+      store
+        .of('notified')
+        .map((e) => e.id)
+        .sort(),
+      Array.from({ length: 25 }, (_, i) => `r${i + 1}`).sort(),
+    );
+    assert.deepEqual(store.of('notified')[0]!.detail, { kind: 'webhook', runs: 25 });
+    assert.equal(await count.value('sent'), 2);
+    assert.equal(await count.value('aggregated'), 25);
+  });
+
+  it('a window holding one post sends its text as it is', async (t) => {
+    const { sink, store, post } = await setup(t, { windowMs: 100 });
+    await post('first', 'r', 'a');
+    assert.deepEqual(await post('second', 'r', 'b'), { folded: true });
+    await eventuallyTrue(() => sink.messages.length === 2);
+    assert.equal(sink.messages[1]!.text, 'second');
+    await eventuallyTrue(() => store.of('notified').length === 1);
+    assert.deepEqual(store.of('notified')[0], { id: 'b', type: 'notified', detail: { kind: 'webhook', runs: 1 } });
+  });
+
+  it('shares the cap of notices a minute with the service notices: over it, a post fails rate_limited and is counted in the later notice', async (t) => {
+    const { sink, count, notifier, post } = await setup(t, { windowMs: 50, maxPerMinute: 3 });
+    notifier.notify(pending('approvals', 0), 'pending_approval');
+    await post('one', 'a', 'x1');
+    await post('two', 'b', 'x2');
+    await eventuallyTrue(() => sink.messages.length === 3);
+    await assert.rejects(post('three', 'c', 'x3'), (err: RemediationError) => {
+      assert.equal(err.code, 'rate_limited');
+      assert.equal(err.retryable, false);
+      assert.match(err.message, /over the cap of 3 notices a minute/);
+      return true;
+    });
+    assert.equal(sink.messages.length, 3);
+    assert.equal(await count.value('dropped'), 1);
+    await notifier.drain();
+    // The count of dropped notices goes at shutdown.
+    assert.match(
+      sink.messages.at(-1)!.text,
+      /^\[conduit-remediator\] 1 notice \(about 1 run\) dropped: over the cap of 3 notices a minute/,
+    );
+  });
+
+  it('a folded message the webhook refuses records notification_failed in the timelines of its runs', async (t) => {
+    const { sink, store, count, post } = await setup(t, { windowMs: 100 });
+    await post('lead', 'r', 'l');
+    sink.failNext(1, 500);
+    await post('f1', 'r', 'f1');
+    await post('f2', 'r', 'f2');
+    await eventuallyTrue(() => store.of('notification_failed').length === 2, 3000);
+    assert.match(String(store.of('notification_failed')[0]!.detail['error']), /answered 500/);
+    assert.equal(await count.value('failed'), 2);
+  });
+
+  it('without a webhook there is no target', () => {
+    const notifier = createNotifier({ target: undefined, runs: eventStore().runs, log: memoryLog(), publicUrl: PUBLIC_URL });
+    assert.equal(notifier.webhookTarget(), undefined);
   });
 });
 
