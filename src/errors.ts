@@ -22,6 +22,10 @@ export const ERROR_CODES = {
   UNSUPPORTED_MEDIA_TYPE: { statusCode: 415, meaning: 'the body is not application/json' },
   INTERNAL: { statusCode: 500, meaning: 'a bug; the details are in the service log, never in the answer' },
   UNAVAILABLE: { statusCode: 503, meaning: 'PostgreSQL or Redis cannot serve the request now (the message names which); retry' },
+  CONSOLE_NOT_BUILT: {
+    statusCode: 503,
+    meaning: 'GET /ui: the console was not built (npm run build bundles it); the API works without it',
+  },
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

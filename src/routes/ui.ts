@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import fastifyStatic from '@fastify/static';
 import type { FastifyPluginAsync } from 'fastify';
+import { ApiError } from '../errors.js';
 
 /**
  * The browser console at /ui: one HTML page and its hashed script and style sheet under /ui/assets/,
@@ -44,10 +45,9 @@ export const uiRoutes: FastifyPluginAsync = async (app) => {
   const page = { summary: 'The browser console (HTML; sign in with an API token)', tags: ['console'] };
   if (!assets) {
     app.log.warn('the console is not built (npm run build bundles it into dist/src/ui/console); /ui answers 503');
-    const missing = async (_req: unknown, reply: import('fastify').FastifyReply) =>
-      reply
-        .code(503)
-        .send({ statusCode: 503, code: 'CONSOLE_NOT_BUILT', error: 'Service Unavailable', message: 'the console was not built' });
+    const missing = async () => {
+      throw new ApiError('CONSOLE_NOT_BUILT', 'the console was not built (npm run build bundles it into dist/src/ui/console)');
+    };
     app.get('/ui', { schema: page }, missing);
     app.get('/ui/', { schema: { ...page, hide: true } }, missing);
     return;
