@@ -154,6 +154,16 @@ export function createIntake(deps: IntakeDeps) {
     for (const run of created) byKey.set(dedupId(dedupKeyOf(run)), { run, created: true });
     // Observed before the enqueue: a notice about a stored pending approval must go out even if Redis then fails.
     for (const run of created) observeStatus(run, deps.metrics, deps.notifier);
+    // The log's audit trail starts here for a run that will not move soon on its own (ended at once:
+    // suppressed, failed out of scope...; or waiting for a human or a predecessor). A queued one's
+    // next line is its start.
+    for (const run of created) {
+      if (run.status === 'queued') continue;
+      deps.log.info(
+        { runId: run.id, rule: run.rule, remediation: run.remediation, from: null, to: run.status, reason: run.reason },
+        'run status changed',
+      );
+    }
     await track(
       'Redis',
       Promise.all([

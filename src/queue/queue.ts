@@ -29,6 +29,8 @@ return out`;
  */
 /** Job ids looked up by one script call. */
 const LOOKUP_SLICE = 1000;
+/** Jobs added by one `addBulk` (one MULTI). */
+const ENQUEUE_SLICE = 1000;
 
 export function createRunQueue(connection: Redis, opts: RunQueueOptions) {
   const queue = new Queue<RunJobData>(QUEUE_NAME, {
@@ -47,8 +49,13 @@ export function createRunQueue(connection: Redis, opts: RunQueueOptions) {
 
   async function enqueue(runIds: readonly string[]): Promise<void> {
     if (runIds.length === 0) return;
-    const jobs = runIds.map((runId) => ({ name: 'run', data: { runId }, opts: { jobId: runId } }));
-    await on('Redis', `enqueue of ${runIds.length} run(s)`, withTimeout(queue.addBulk(jobs), timeoutMs, 'enqueue'));
+    // In slices, each with the timeout: a large group (thousands of runs) is several calls that each
+    // take milliseconds, not one whose time grows with its size.
+    for (let i = 0; i < runIds.length; i += ENQUEUE_SLICE) {
+      const slice = runIds.slice(i, i + ENQUEUE_SLICE);
+      const jobs = slice.map((runId) => ({ name: 'run', data: { runId }, opts: { jobId: runId } }));
+      await on('Redis', `enqueue of ${slice.length} run(s)`, withTimeout(queue.addBulk(jobs), timeoutMs, 'enqueue'));
+    }
   }
 
   /** Enqueues those of `runIds` whose job is not in Redis (lost with a Redis restart, or never added). */

@@ -5,9 +5,10 @@
  */
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
+import { Redis } from 'ioredis';
 import pg from 'pg';
 import { webhook } from '../support/api.js';
-import { alertMessage, isolation, startService } from '../support/harness.js';
+import { alertMessage, isolation, REDIS_URL, startService } from '../support/harness.js';
 
 const MATRIX = `
 defaults: { cooldown: 0s }
@@ -90,5 +91,100 @@ describe('large alert groups', (s) => {
     let total = 0;
     for (const b of ['c0', 'c1', 'c2', 'c3']) total += await runsOf(b);
     assert.equal(total, 20_000);
+  });
+});
+
+/** Three executing (not dry-run) actions per alert: a 5,000-alert message is one batch of 15,000 runs. */
+const TRIPLE_MATRIX = `
+defaults: { cooldown: 0s }
+rules:
+  - name: triple
+    matchers: ['suite="triple"']
+    actions:
+      - remediation: test.count
+        params: { key: 'a-{{ labels.instance }}' }
+      - remediation: test.count
+        params: { key: 'b-{{ labels.instance }}' }
+      - remediation: test.count
+        params: { key: 'c-{{ labels.instance }}' }
+`;
+
+const tripleGroup = (n: number) =>
+  alertMessage(
+    Array.from({ length: n }, (_, i) => ({
+      labels: { alertname: 'ConduitProviderDown', suite: 'triple', instance: `t-${i}` },
+    })),
+  );
+
+describe('one batch of 15,000 queued runs, delivered again with jobs lost from Redis', (s) => {
+  const iso = isolation('large_batch');
+  after(() => iso.drop());
+  // API only: no worker takes the jobs, and the sweeper (which re-adds lost jobs too) does not run
+  // within the test, so only the re-delivery can bring the deleted jobs back.
+  const svc = startService(s, {
+    databaseUrl: iso.databaseUrl,
+    prefix: iso.prefix,
+    matrix: TRIPLE_MATRIX,
+    env: { ROLE: 'api', TARGET_REDIS_URL: REDIS_URL, SWEEP_INTERVAL: '1h', REQUEUE_AFTER: '1h', INTAKE_TIMEOUT: '60s' },
+  });
+
+  it('5,000 alerts x 3 actions: 200 twice, 15,000 runs, the deleted jobs re-added by the re-delivery', { timeout: 60_000 }, async () => {
+    const message = tripleGroup(5000);
+    const first = await webhook(svc).send(message);
+    assert.equal(first.status, 200, JSON.stringify(first.body).slice(0, 500));
+    const runs = first.body.runs as Array<{ id: string; status: string; duplicate: boolean }>;
+    assert.equal(runs.length, 15_000);
+    assert.ok(
+      runs.every((r) => r.status === 'queued' && !r.duplicate),
+      'every run is new and queued',
+    );
+
+    const db = new pg.Client({ connectionString: iso.databaseUrl });
+    await db.connect();
+    const redis = new Redis(REDIS_URL);
+    try {
+      const stored = await db.query("SELECT count(*)::int AS n, count(*) FILTER (WHERE status = 'queued')::int AS queued FROM runs");
+      assert.deepEqual(stored.rows[0], { n: 15_000, queued: 15_000 });
+
+      const jobKey = (id: string) => `${iso.prefix}:runs:${id}`;
+      const existing = async (ids: string[]) => {
+        let n = 0;
+        for (let i = 0; i < ids.length; i += 1000) {
+          const slice = ids.slice(i, i + 1000);
+          n += await redis.exists(...slice.map(jobKey));
+        }
+        return n;
+      };
+      const ids = runs.map((r) => r.id);
+      assert.equal(await existing(ids), 15_000, 'every run has its job in Redis');
+
+      // Lose the jobs of every fifth run (as a Redis restart without persistence would): 3,000 of them.
+      const lost = ids.filter((_, i) => i % 5 === 0);
+      for (let i = 0; i < lost.length; i += 1000) await redis.del(...lost.slice(i, i + 1000).map(jobKey));
+      assert.equal(await existing(lost), 0, 'the jobs are gone');
+
+      const again = await webhook(svc).send(message);
+      assert.equal(again.status, 200, JSON.stringify(again.body).slice(0, 500));
+      const rerun = again.body.runs as Array<{ id: string; duplicate: boolean }>;
+      assert.equal(rerun.length, 15_000);
+      assert.ok(
+        rerun.every((r) => r.duplicate),
+        'every run of the re-delivery is a duplicate',
+      );
+      assert.deepEqual(new Set(rerun.map((r) => r.id)), new Set(ids), 'the re-delivery names the same runs');
+
+      const afterwards = await db.query('SELECT count(*)::int AS n FROM runs');
+      assert.equal(afterwards.rows[0].n, 15_000, 'no run added by the re-delivery');
+      assert.equal(await existing(lost), lost.length, 'every lost job is back in Redis');
+      assert.equal(await existing(ids), 15_000);
+      // The re-added jobs are the runs' own: BullMQ's job hash names the run it executes.
+      for (const id of lost.slice(0, 50)) {
+        const data = await redis.hget(jobKey(id), 'data');
+        assert.deepEqual(JSON.parse(data ?? 'null'), { runId: id });
+      }
+    } finally {
+      redis.disconnect();
+      await db.end();
+    }
   });
 });

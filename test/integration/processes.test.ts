@@ -77,6 +77,18 @@ describe('service processes', () => {
         changes.some((l) => l['from'] === 'waiting' && l['to'] === 'skipped' && l['reason'] === 'predecessor_failed' && l['runId']),
         JSON.stringify(changes),
       );
+      // A run that ended as it was created has its line too.
+      assert.ok(
+        changes.some(
+          (l) =>
+            l['from'] === null &&
+            l['to'] === 'failed' &&
+            l['reason'] === 'target_not_configured' &&
+            l['remediation'] === 'conduit.disable-provider' &&
+            l['rule'] === 'provider-down',
+        ),
+        JSON.stringify(changes),
+      );
       assert.ok(!one.output().includes(WEBHOOK_TOKEN), 'the webhook token is never printed when it was given');
       for (const token of Object.values(TOKENS)) assert.ok(!one.output().includes(token), 'no API token in any line');
       assert.ok(!one.output().includes('pw-in-the-url-0123'), 'no password of a URL in any line');
