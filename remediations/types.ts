@@ -37,12 +37,22 @@ export interface OwnDatabase {
   port: number;
 }
 
+/**
+ * A Kubernetes configuration loaded on first use: the client library is imported then, not at start.
+ * Loads once; every later call answers the same configuration (or the same failure).
+ */
+export interface KubeConfigSource {
+  lazy: true;
+  load(): Promise<KubeConfig>;
+}
+
 /** The clients of everything a remediation may act on. Built once per process from configuration. */
 export interface Targets {
   conduit?: ConduitTarget;
   targetDatabase?: pg.Pool;
   targetRedis?: Redis;
-  kubernetes?: KubeConfig;
+  /** A loaded configuration (tests), or one loaded on the first Kubernetes run (the service). */
+  kubernetes?: KubeConfig | KubeConfigSource;
   notify?: NotifyTarget;
   settings: {
     /** Tables `postgres.archive-old-data` may touch (ARCHIVE_TABLES). */

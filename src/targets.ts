@@ -1,10 +1,11 @@
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import type { KubeConfig } from '@kubernetes/client-node';
 import { Redis } from 'ioredis';
 import pg from 'pg';
-import type { OwnDatabase, TargetKind, Targets } from '../remediations/types.js';
+import { parse } from 'yaml';
+import type { KubeConfigSource, OwnDatabase, TargetKind, Targets } from '../remediations/types.js';
 import type { Config } from './config.js';
 import { notifyTarget } from './notify/client.js';
 
@@ -15,20 +16,33 @@ export interface BuiltTargets {
 }
 
 /**
- * KUBECONFIG, then in-cluster, then ~/.kube/config, as kubectl looks. The client library is
- * imported only when one of them exists: it is large, and a service without a cluster needs none of it.
+ * KUBECONFIG, then in-cluster, then ~/.kube/config, as kubectl looks. Only which of them applies is
+ * decided at start (and a kubeconfig file read and checked to be YAML): the client library, which is
+ * large, is imported and the configuration loaded on the first Kubernetes run (remediations/kubernetes/
+ * client.ts `kubeClients`), so a service that never touches the cluster does not carry it.
  */
-async function kubeConfig(config: Config): Promise<KubeConfig | undefined> {
+function kubeConfig(config: Config): KubeConfigSource | undefined {
   const home = join(homedir(), '.kube', 'config');
   const inCluster = Boolean(process.env['KUBERNETES_SERVICE_HOST']);
   if (!config.kubeconfig && !inCluster && !existsSync(home)) return undefined;
-  const { KubeConfig } = await import('@kubernetes/client-node');
-  const kc = new KubeConfig();
-  if (config.kubeconfig) kc.loadFromFile(config.kubeconfig);
-  else if (inCluster) kc.loadFromCluster();
-  else kc.loadFromFile(home);
-  return kc;
+  const file = config.kubeconfig ?? (inCluster ? undefined : home);
+  // A missing or unreadable file, or one that is not a YAML mapping, stops the start as it always did.
+  if (file && !isMapping(parse(readFileSync(file, 'utf8')))) throw new Error(`kubeconfig ${file} is not a YAML mapping`);
+  let loaded: Promise<KubeConfig> | undefined;
+  return {
+    lazy: true,
+    load: () =>
+      (loaded ??= (async () => {
+        const { KubeConfig } = await import('@kubernetes/client-node');
+        const kc = new KubeConfig();
+        if (file) kc.loadFromFile(file);
+        else kc.loadFromCluster();
+        return kc;
+      })()),
+  };
 }
+
+const isMapping = (v: unknown): boolean => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 /**
  * The database DATABASE_URL names, resolved as pg resolves it (a URL without a path means the user's
@@ -72,7 +86,7 @@ export async function buildTargets(config: Config): Promise<BuiltTargets> {
     targets.targetRedis = redis;
     configured.add('targetRedis');
   }
-  const kc = await kubeConfig(config);
+  const kc = kubeConfig(config);
   if (kc) {
     targets.kubernetes = kc;
     configured.add('kubernetes');

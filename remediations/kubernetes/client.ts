@@ -55,9 +55,16 @@ export interface Kube {
 }
 
 export async function kubeClients(ctx: ExecutionContext): Promise<Kube> {
-  const kc: KubeConfig | undefined = ctx.targets.kubernetes;
-  if (!kc) throw new RemediationError('target_not_configured', 'Kubernetes is not configured (KUBECONFIG or in-cluster service account)');
+  const source = ctx.targets.kubernetes;
+  if (!source)
+    throw new RemediationError('target_not_configured', 'Kubernetes is not configured (KUBECONFIG or in-cluster service account)');
   const k8s = await loadClientNode();
+  let kc: KubeConfig;
+  try {
+    kc = 'lazy' in source ? await source.load() : source;
+  } catch (err) {
+    throw new RemediationError('target_not_configured', `the Kubernetes configuration could not be loaded: ${(err as Error).message}`);
+  }
   return {
     apps: kc.makeApiClient(k8s.AppsV1Api),
     core: kc.makeApiClient(k8s.CoreV1Api),
