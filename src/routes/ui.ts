@@ -1,8 +1,7 @@
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { extname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import fastifyStatic from '@fastify/static';
 import type { FastifyPluginAsync } from 'fastify';
 import { ApiError } from '../errors.js';
 
@@ -16,6 +15,16 @@ import { ApiError } from '../errors.js';
 export const UI_CSP =
   "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; " +
   "frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
+
+/** What the console's build writes under assets/, by extension. */
+const ASSET_TYPES: Record<string, string> = {
+  '.js': 'text/javascript; charset=utf-8',
+  '.css': 'text/css; charset=utf-8',
+  '.map': 'application/json; charset=utf-8',
+  '.svg': 'image/svg+xml',
+  '.png': 'image/png',
+  '.woff2': 'font/woff2',
+};
 
 interface Assets {
   assetsDir: string;
@@ -52,17 +61,14 @@ export const uiRoutes: FastifyPluginAsync = async (app) => {
     app.get('/ui/', { schema: { ...page, hide: true } }, missing);
     return;
   }
-  await app.register(fastifyStatic, {
-    root: assets.assetsDir,
-    prefix: '/ui/assets/',
-    decorateReply: false,
-    index: false,
-    list: false,
-    dotfiles: 'deny',
-    // The names carry their content's hash: app.ts's onSend hook lets them be cached for good.
-    cacheControl: false,
-    wildcard: false,
-  });
+  // The hashed script and style sheet, a few KiB, answered from memory: one route per file, so an
+  // unknown name is the application's own 404. app.ts's onSend hook lets them be cached for good.
+  for (const file of readdirSync(assets.assetsDir)) {
+    const type = ASSET_TYPES[extname(file)];
+    if (!type || file.startsWith('.')) continue;
+    const body = readFileSync(join(assets.assetsDir, file));
+    app.get(`/ui/assets/${file}`, { schema: { hide: true } }, async (_req, reply) => reply.type(type).send(body));
+  }
   const index = async (_req: unknown, reply: import('fastify').FastifyReply) => reply.type('text/html; charset=utf-8').send(assets.index);
   app.get('/ui', { schema: page }, index);
   app.get('/ui/', { schema: { ...page, hide: true } }, index);
