@@ -1,10 +1,9 @@
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError } from 'fastify';
-import swagger from '@fastify/swagger';
-import swaggerUi from '@fastify/swagger-ui';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { API_BODY_LIMIT } from './config.js';
 import { notFound, toApiError } from './errors.js';
 import { controlRoutes } from './routes/control.js';
+import { docsRoutes } from './routes/docs.js';
 import { healthRoutes } from './routes/health.js';
 import { reloadRoutes } from './routes/reload.js';
 import { runRoutes } from './routes/runs.js';
@@ -85,13 +84,16 @@ export async function buildApp(services: Services, opts: AppOptions) {
   });
 
   if (config.docs) {
+    // Imported only when /docs is served (DOCS): it records every route's schema as routes are added.
+    const { default: swagger } = await import('@fastify/swagger');
     await app.register(swagger, {
       openapi: {
         info: { title: 'conduit-remediator', version: '0.1.0', description: 'Alert-driven auto-remediation for ConduitLLM' },
         components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
       },
     });
-    await app.register(swaggerUi, { routePrefix: '/docs' });
+    // The UI (@fastify/swagger-ui and its assets) is loaded on the first request for it.
+    await app.register(docsRoutes);
   }
 
   await app.register(healthRoutes(services));
