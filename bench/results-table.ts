@@ -211,6 +211,26 @@ export function resultsTable(scenarios: Scenarios, errors: Record<string, string
     });
   } else rows.push(errorRow('6', 'memory', errors['intake']));
 
+  const rest = scenarios.atRest;
+  if (rest) {
+    figures['restRssMiB'] = rest.withoutKube.atRestMiB;
+    figures['restKubeRssMiB'] = rest.withKube.atRestMiB;
+    const one = (r: typeof rest.withoutKube) =>
+      `${r.atRestMiB.toFixed(0)} MiB at rest (${r.afterStartMiB.toFixed(0)} MiB 2 s after start, at most ${r.maxMiB.toFixed(0)} MiB)`;
+    rows.push({
+      id: '6r',
+      scenario: `memory at rest: RSS of an idle ROLE=all process after ${rest.seconds} s, without / with a kubeconfig`,
+      rate: '—',
+      p50: '—',
+      p99: '—',
+      max: `${rest.withoutKube.atRestMiB.toFixed(0)} / ${rest.withKube.atRestMiB.toFixed(0)} MiB`,
+      detail: `without Kubernetes: ${one(rest.withoutKube)}; with a kubeconfig: ${one(rest.withKube)}`,
+      target: TARGET_TEXT['6r']!,
+      result: 'info',
+      values: { max: Math.max(rest.withoutKube.atRestMiB, rest.withKube.atRestMiB), unit: 'MiB' },
+    });
+  } else rows.push(errorRow('6r', 'memory at rest', errors['atRest']));
+
   const verdicts = judge(figures);
   for (const row of rows) {
     const v = verdicts.find((x) => x.id === row.id);
@@ -226,6 +246,7 @@ const TARGET_TEXT: Record<string, string> = {
   '5a': `p99 < ${TARGETS.execP99Ms} ms`,
   '5b': `p99 < ${TARGETS.execP99Ms} ms`,
   '6': `< ${TARGETS.rssMiB} MiB`,
+  '6r': `< ${TARGETS.restRssMiB} MiB each`,
 };
 
 /** The verdicts, from the figures alone (one repetition's, or the median of all of them). */
@@ -309,6 +330,17 @@ export function judge(f: Record<string, number>): Verdict[] {
     push('6', met, met ? `peak ${peak.toFixed(0)} MiB` : `peak ${peak.toFixed(0)} MiB, ${(peak - TARGETS.rssMiB).toFixed(0)} MiB over`);
   } else push('6', undefined, 'not measured: the scenario failed (see errors)');
 
+  if (has('restRssMiB', 'restKubeRssMiB')) {
+    const plain = f['restRssMiB']!;
+    const kube = f['restKubeRssMiB']!;
+    const met = plain < TARGETS.restRssMiB && kube < TARGETS.restRssMiB;
+    push(
+      '6r',
+      met,
+      `at rest ${plain.toFixed(0)} MiB without Kubernetes, ${kube.toFixed(0)} MiB with a kubeconfig, against ${TARGETS.restRssMiB} MiB`,
+    );
+  } else push('6r', undefined, 'not measured: the scenario failed (see errors)');
+
   return verdicts.sort((a, b) => a.id.localeCompare(b.id));
 }
 
@@ -338,6 +370,10 @@ const HEADLINES: Record<string, Array<[string, string, (n: number) => string]>> 
   '5a': [['p99 ms', 'execAllP99Ms', fmtMs]],
   '5b': [['p99 ms', 'execSplitP99Ms', fmtMs]],
   '6': [['peak MiB', 'peakRssMiB', (n) => n.toFixed(0)]],
+  '6r': [
+    ['at rest MiB', 'restRssMiB', (n) => n.toFixed(0)],
+    ['with a kubeconfig', 'restKubeRssMiB', (n) => n.toFixed(0)],
+  ],
 };
 
 /**
@@ -374,7 +410,12 @@ export function medianTable(tables: readonly Table[]): Table {
       rate: Number.isFinite(rateV) && unit !== 'MiB' ? `${fmtInt(rateV)} ${unit ?? ''}`.trim() : '—',
       p50: fmtMs(col('p50')),
       p99: fmtMs(col('p99')),
-      max: unit === 'MiB' ? `${col('max').toFixed(0)} MiB` : fmtMs(col('max')),
+      max:
+        id === '6r'
+          ? `${(figures['restRssMiB'] ?? NaN).toFixed(0)} / ${(figures['restKubeRssMiB'] ?? NaN).toFixed(0)} MiB`
+          : unit === 'MiB'
+            ? `${col('max').toFixed(0)} MiB`
+            : fmtMs(col('max')),
       detail: `median of ${measured.length}${missingReps ? ` (${missingReps} repetitions failed)` : ''}; repetitions ${tables.map((_, i) => i + 1).join(' / ')}: ${perRep}`,
       target: first.target,
       result: first.result === 'info' && !v ? 'info' : v?.met === undefined ? 'error' : v.met ? 'PASS' : 'FAIL',

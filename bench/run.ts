@@ -22,6 +22,7 @@ import { sampled } from './proc-measurements.js';
 import { interrupted, killAll, markInterrupted, releaseJanitor, sleep } from './processes.js';
 import { NOISY_CORES, printResults, writeProfileReport, writeResults, type Repetition } from './report.js';
 import { scenarioExec } from './scenarios/alert-to-execution.js';
+import { scenarioAtRest } from './scenarios/at-rest.js';
 import { scenarioBaseline } from './scenarios/baseline.js';
 import { scenariosIntake } from './scenarios/intake.js';
 import { scenarioIntakeAll } from './scenarios/intake-with-worker.js';
@@ -73,6 +74,7 @@ async function main(): Promise<void> {
       ['intakeAll', () => scenarioIntakeAll(scenarios)],
       ['execAll', async () => void (scenarios.execAll = await scenarioExec(false))],
       ['execSplit', async () => void (scenarios.execSplit = await scenarioExec(true))],
+      ['atRest', async () => void (scenarios.atRest = await scenarioAtRest())],
     ];
     for (const [name, step] of steps) {
       if (interrupted) return;

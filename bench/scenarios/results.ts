@@ -26,6 +26,22 @@ export interface Scenarios {
   memory?: { vmHwm: number; peakSampled: number; perScenario: Record<string, number>; process?: MemReport };
   execAll?: ExecResult;
   execSplit?: ExecResult;
+  atRest?: AtRestResult;
+}
+
+/** RSS of an idle ROLE=all process, without and with a kubeconfig (MiB). */
+export interface AtRestResult {
+  seconds: number;
+  withoutKube: RestRss;
+  withKube: RestRss;
+}
+
+export interface RestRss {
+  /** 2 s after both processes were ready. */
+  afterStartMiB: number;
+  /** After `seconds` of idling: the figure judged. */
+  atRestMiB: number;
+  maxMiB: number;
 }
 
 /** process.memoryUsage() of the service at the end of scenario 4, before and after a full GC. */
