@@ -196,19 +196,12 @@ interface Relayed {
   runId: string | undefined;
 }
 
-interface RelayWindow {
+/** Notices that arrive while a window is open, posted as one (`flush`) when it closes. */
+interface Window<E> {
   key: string;
-  rule: string;
-  entries: Relayed[];
+  entries: E[];
   timer: NodeJS.Timeout;
-}
-
-interface Window {
-  key: string;
-  kind: NotificationKind;
-  /** Notices that arrived while the window was open, posted as one when it closes. */
-  entries: NoticeEntry[];
-  timer: NodeJS.Timeout;
+  flush(entries: E[]): Promise<void>;
 }
 
 /** Timeline events written at once for the runs of one notice. */
@@ -261,8 +254,8 @@ export function createNotifier(deps: {
   const maxPerMinute = deps.maxPerMinute ?? 20;
   const now = deps.now ?? (() => Date.now());
   const pending = new Set<Promise<void>>();
-  const windows = new Map<string, Window>();
-  const relays = new Map<string, RelayWindow>();
+  /** By kind (or `webhook`) and rule. */
+  const windows = new Map<string, Window<never>>();
   /** When the notices of the last minute were posted, oldest first. */
   const posted: number[] = [];
   const dropped = { notices: 0, runs: 0 };
@@ -283,9 +276,12 @@ export function createNotifier(deps: {
     return true;
   }
 
-  async function events(entries: readonly NoticeEntry[], type: string, detail: Record<string, unknown>): Promise<void> {
-    for (let i = 0; i < entries.length; i += EVENT_BATCH) {
-      await Promise.all(entries.slice(i, i + EVENT_BATCH).map((e) => deps.runs.addEvent(e.run.id, type, detail).catch(() => {})));
+  const runIds = (entries: readonly NoticeEntry[]) => entries.map((e) => e.run.id);
+
+  async function events(ids: readonly (string | undefined)[], type: string, detail: Record<string, unknown>): Promise<void> {
+    const known = ids.filter((id): id is string => id !== undefined);
+    for (let i = 0; i < known.length; i += EVENT_BATCH) {
+      await Promise.all(known.slice(i, i + EVENT_BATCH).map((id) => deps.runs.addEvent(id, type, detail).catch(() => {})));
     }
   }
 
@@ -319,7 +315,7 @@ export function createNotifier(deps: {
       deps.metrics?.notifications.inc({ result: 'dropped' }, runs);
       deps.log.warn({ kind, rule: first.run.rule, runs, maxPerMinute }, 'notification dropped: over the cap of notices a minute');
       scheduleSummary();
-      await events(entries, 'notification_dropped', { kind, reason: 'rate_limited', maxPerMinute, ...(runs > 1 ? { runs } : {}) });
+      await events(runIds(entries), 'notification_dropped', { kind, reason: 'rate_limited', maxPerMinute, ...(runs > 1 ? { runs } : {}) });
       return;
     }
     try {
@@ -339,29 +335,32 @@ export function createNotifier(deps: {
       const error = (err as Error).message;
       deps.metrics?.notifications.inc({ result: 'failed' }, runs);
       deps.log.warn({ runId: first.run.id, kind, runs, err: error }, 'notification failed');
-      await events(entries, 'notification_failed', { kind, error, ...(runs > 1 ? { runs } : {}) });
+      await events(runIds(entries), 'notification_failed', { kind, error, ...(runs > 1 ? { runs } : {}) });
       return;
     }
     deps.metrics?.notifications.inc({ result: runs === 1 ? 'sent' : 'aggregated' }, runs);
-    await events(entries, 'notified', { kind, ...(runs > 1 ? { runs } : {}) });
+    await events(runIds(entries), 'notified', { kind, ...(runs > 1 ? { runs } : {}) });
   }
 
-  function open(key: string, kind: NotificationKind): Window {
-    const w: Window = { key, kind, entries: [], timer: setTimeout(() => close(w), windowMs) };
+  function open<E>(key: string, flush: (entries: E[]) => Promise<void>): Window<E> {
+    const w: Window<E> = { key, entries: [], flush, timer: setTimeout(() => close(w), windowMs) };
     w.timer.unref();
-    windows.set(key, w);
+    windows.set(key, w as unknown as Window<never>);
     return w;
   }
 
   /** A window closes: what it collected goes as one notice, and the next window opens; an empty one just ends. */
-  function close(w: Window): void {
+  function close<E>(w: Window<E>): void {
     clearTimeout(w.timer);
     windows.delete(w.key);
     if (w.entries.length === 0) return;
     const entries = w.entries;
-    if (!draining) open(w.key, w.kind);
-    track(deliver(entries, w.kind));
+    if (!draining) open(w.key, w.flush);
+    track(w.flush(entries));
   }
+
+  /** The open window of `key`, if any, to add to. */
+  const windowOf = <E>(key: string): Window<E> | undefined => windows.get(key) as Window<E> | undefined;
 
   /** Whether the cap of notices a minute is reached (nothing is counted). */
   function full(): boolean {
@@ -377,13 +376,6 @@ export function createNotifier(deps: {
     );
   }
 
-  async function relayEvents(entries: readonly Relayed[], type: string, detail: Record<string, unknown>): Promise<void> {
-    const ids = entries.map((e) => e.runId).filter((id): id is string => id !== undefined);
-    for (let i = 0; i < ids.length; i += EVENT_BATCH) {
-      await Promise.all(ids.slice(i, i + EVENT_BATCH).map((id) => deps.runs.addEvent(id, type, detail).catch(() => {})));
-    }
-  }
-
   /** The message a closing window holds: best effort, as the service's own notices. */
   async function relayFolded(entries: readonly Relayed[], rule: string): Promise<void> {
     const runs = entries.length;
@@ -394,7 +386,11 @@ export function createNotifier(deps: {
       deps.metrics?.notifications.inc({ result: 'dropped' }, runs);
       deps.log.warn({ rule, runs, maxPerMinute }, 'notify.webhook notices dropped: over the cap of notices a minute');
       scheduleSummary();
-      await relayEvents(entries, 'notification_dropped', { ...detail, reason: 'rate_limited', maxPerMinute });
+      await events(
+        entries.map((e) => e.runId),
+        'notification_dropped',
+        { ...detail, reason: 'rate_limited', maxPerMinute },
+      );
       return;
     }
     const text =
@@ -410,27 +406,19 @@ export function createNotifier(deps: {
     } catch (err) {
       deps.metrics?.notifications.inc({ result: 'failed' }, runs);
       deps.log.warn({ rule, runs, err: (err as Error).message }, 'notify.webhook notices failed');
-      await relayEvents(entries, 'notification_failed', { ...detail, error: (err as Error).message });
+      await events(
+        entries.map((e) => e.runId),
+        'notification_failed',
+        { ...detail, error: (err as Error).message },
+      );
       return;
     }
     deps.metrics?.notifications.inc({ result: runs === 1 ? 'sent' : 'aggregated' }, runs);
-    await relayEvents(entries, 'notified', detail);
-  }
-
-  function openRelay(key: string, rule: string): RelayWindow {
-    const w: RelayWindow = { key, rule, entries: [], timer: setTimeout(() => closeRelay(w), windowMs) };
-    w.timer.unref();
-    relays.set(key, w);
-    return w;
-  }
-
-  function closeRelay(w: RelayWindow): void {
-    clearTimeout(w.timer);
-    relays.delete(w.key);
-    if (w.entries.length === 0) return;
-    const entries = w.entries;
-    if (!draining) openRelay(w.key, w.rule);
-    track(relayFolded(entries, w.rule));
+    await events(
+      entries.map((e) => e.runId),
+      'notified',
+      detail,
+    );
   }
 
   function summaryText(): string {
@@ -472,12 +460,12 @@ export function createNotifier(deps: {
       if (!deps.target) return;
       const entry = { run, context };
       const key = `${kind}\u0000${run.rule}`;
-      const w = windows.get(key);
+      const w = windowOf<NoticeEntry>(key);
       if (w) {
         w.entries.push(entry);
         return;
       }
-      if (!draining) open(key, kind);
+      if (!draining) open<NoticeEntry>(key, (entries) => deliver(entries, kind));
       track(deliver([entry], kind));
     },
     /** The target `notify.webhook` runs post through (see above); none without NOTIFY_WEBHOOK_URL. */
@@ -495,12 +483,12 @@ export function createNotifier(deps: {
             scheduleSummary();
             throw overCap();
           }
-          const w = relays.get(key);
+          const w = windowOf<Relayed>(key);
           if (w) {
             w.entries.push({ text, runId: opts.runId });
             return { folded: true };
           }
-          if (!draining) openRelay(key, rule);
+          if (!draining) open<Relayed>(key, (entries) => relayFolded(entries, rule));
           admit();
           try {
             const answer = await target.post(text, opts);
@@ -517,7 +505,6 @@ export function createNotifier(deps: {
     async drain(): Promise<void> {
       draining = true;
       for (const w of [...windows.values()]) close(w);
-      for (const w of [...relays.values()]) closeRelay(w);
       if (summaryTimer) {
         clearTimeout(summaryTimer);
         summaryTimer = undefined;

@@ -206,24 +206,25 @@ function pending(rule: string, i: number): Run {
   });
 }
 
-describe('the notifier', () => {
-  async function setup(t: TestContext, opts: { windowMs?: number; maxPerMinute?: number } = {}) {
-    const sink = await startNotifySink();
-    t.after(() => sink.close());
-    const store = eventStore();
-    const count = counter();
-    const notifier = createNotifier({
-      target: notifyTarget(sink.url),
-      runs: store.runs,
-      log: memoryLog(),
-      publicUrl: PUBLIC_URL,
-      metrics: count.metrics,
-      ...opts,
-    });
-    t.after(() => notifier.drain());
-    return { sink, store, count, notifier };
-  }
+/** A notifier posting to a real sink, with its timeline events and metrics recorded. */
+async function setup(t: TestContext, opts: { windowMs?: number; maxPerMinute?: number } = {}) {
+  const sink = await startNotifySink();
+  t.after(() => sink.close());
+  const store = eventStore();
+  const count = counter();
+  const notifier = createNotifier({
+    target: notifyTarget(sink.url),
+    runs: store.runs,
+    log: memoryLog(),
+    publicUrl: PUBLIC_URL,
+    metrics: count.metrics,
+    ...opts,
+  });
+  t.after(() => notifier.drain());
+  return { sink, store, count, notifier };
+}
 
+describe('the notifier', () => {
   it('posts escaped text to the sink, and records notified', async (t) => {
     const { sink, store, notifier } = await setup(t);
     const run = hostileRun(PHISH);
@@ -361,28 +362,16 @@ describe('the notifier', () => {
 });
 
 describe('the target notify.webhook runs post through', () => {
-  async function setup(t: TestContext, opts: { windowMs?: number; maxPerMinute?: number } = {}) {
-    const sink = await startNotifySink();
-    t.after(() => sink.close());
-    const store = eventStore();
-    const count = counter();
-    const notifier = createNotifier({
-      target: notifyTarget(sink.url),
-      runs: store.runs,
-      log: memoryLog(),
-      publicUrl: PUBLIC_URL,
-      metrics: count.metrics,
-      ...opts,
-    });
-    t.after(() => notifier.drain());
-    const target = notifier.webhookTarget()!;
+  async function setupRelay(t: TestContext, opts: { windowMs?: number; maxPerMinute?: number } = {}) {
+    const set = await setup(t, opts);
+    const target = set.notifier.webhookTarget()!;
     const post = (text: string, rule: string, runId: string) =>
       target.post(text, { signal: new AbortController().signal, timeoutMs: 2000, rule, runId });
-    return { sink, store, count, notifier, post };
+    return { ...set, post };
   }
 
   it('the first post of a rule goes at once with its answer; those within the window go as one message listing them', async (t) => {
-    const { sink, store, count, post } = await setup(t, { windowMs: 300 });
+    const { sink, store, count, post } = await setupRelay(t, { windowMs: 300 });
     assert.deepEqual(await post('Error rate high on d0', 'high-error-rate', 'r0'), { status: 200 });
     assert.equal(sink.messages.length, 1);
     assert.equal(sink.messages[0]!.text, 'Error rate high on d0');
@@ -417,7 +406,7 @@ describe('the target notify.webhook runs post through', () => {
   });
 
   it('a window holding one post sends its text as it is', async (t) => {
-    const { sink, store, post } = await setup(t, { windowMs: 100 });
+    const { sink, store, post } = await setupRelay(t, { windowMs: 100 });
     await post('first', 'r', 'a');
     assert.deepEqual(await post('second', 'r', 'b'), { folded: true });
     await eventuallyTrue(() => sink.messages.length === 2);
@@ -427,7 +416,7 @@ describe('the target notify.webhook runs post through', () => {
   });
 
   it('shares the cap of notices a minute with the service notices: over it, a post fails rate_limited and is counted in the later notice', async (t) => {
-    const { sink, count, notifier, post } = await setup(t, { windowMs: 50, maxPerMinute: 3 });
+    const { sink, count, notifier, post } = await setupRelay(t, { windowMs: 50, maxPerMinute: 3 });
     notifier.notify(pending('approvals', 0), 'pending_approval');
     await post('one', 'a', 'x1');
     await post('two', 'b', 'x2');
@@ -449,7 +438,7 @@ describe('the target notify.webhook runs post through', () => {
   });
 
   it('a folded message the webhook refuses records notification_failed in the timelines of its runs', async (t) => {
-    const { sink, store, count, post } = await setup(t, { windowMs: 100 });
+    const { sink, store, count, post } = await setupRelay(t, { windowMs: 100 });
     await post('lead', 'r', 'l');
     sink.failNext(1, 500);
     await post('f1', 'r', 'f1');
