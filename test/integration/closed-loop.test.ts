@@ -770,7 +770,9 @@ rules:
     const back = await settled(svc, unverified.revertedBy!, 'succeeded');
     assert.deepEqual([back.phase, back.remediation, back.revertOf], ['revert', 'conduit.enable-provider', run!.id]);
     assert.equal(conduit!.providers.find((p) => p.providerName === 'openai')!.isEnabled, true);
-    const types = unverified.events.map((e) => e.type);
+    // Read again now the revert has run: the revert run is stored before the original's revert_created
+    // event, so the read that first saw revertedBy may have come between the two.
+    const types = (await getRun(svc, run!.id)).events.map((e) => e.type);
     for (const type of ['condition_checked', 'succeeded', 'verification_pending', 'unverified', 'revert_created'])
       assert.ok(types.includes(type), `${type} in ${types.join(',')}`);
     assert.equal(await metric(svc, 'remediator_reverts_total', { remediation: 'conduit.disable-provider' }), 1);
