@@ -269,11 +269,24 @@ export function createNotifier(deps: {
 
   /** Whether one more notice fits in the last minute; if it does, it is counted. */
   function admit(): boolean {
+    if (full()) return false;
+    posted.push(now());
+    return true;
+  }
+
+  /** Whether the cap of notices a minute is reached (nothing is counted). */
+  function full(): boolean {
     const t = now();
     while (posted.length > 0 && posted[0]! <= t - 60_000) posted.shift();
-    if (posted.length >= maxPerMinute) return false;
-    posted.push(t);
-    return true;
+    return posted.length >= maxPerMinute;
+  }
+
+  /** A notice (of `runs` runs) over the cap: counted for the metric and the later notice of dropped ones. */
+  function countDropped(runs: number): void {
+    dropped.notices += 1;
+    dropped.runs += runs;
+    deps.metrics?.notifications.inc({ result: 'dropped' }, runs);
+    scheduleSummary();
   }
 
   const runIds = (entries: readonly NoticeEntry[]) => entries.map((e) => e.run.id);
@@ -310,11 +323,8 @@ export function createNotifier(deps: {
     const runs = entries.length;
     const first = entries[0]!;
     if (!admit()) {
-      dropped.notices += 1;
-      dropped.runs += runs;
-      deps.metrics?.notifications.inc({ result: 'dropped' }, runs);
+      countDropped(runs);
       deps.log.warn({ kind, rule: first.run.rule, runs, maxPerMinute }, 'notification dropped: over the cap of notices a minute');
-      scheduleSummary();
       await events(runIds(entries), 'notification_dropped', { kind, reason: 'rate_limited', maxPerMinute, ...(runs > 1 ? { runs } : {}) });
       return;
     }
@@ -362,13 +372,6 @@ export function createNotifier(deps: {
   /** The open window of `key`, if any, to add to. */
   const windowOf = <E>(key: string): Window<E> | undefined => windows.get(key) as Window<E> | undefined;
 
-  /** Whether the cap of notices a minute is reached (nothing is counted). */
-  function full(): boolean {
-    const t = now();
-    while (posted.length > 0 && posted[0]! <= t - 60_000) posted.shift();
-    return posted.length >= maxPerMinute;
-  }
-
   function overCap(): RemediationError {
     return new RemediationError(
       'rate_limited',
@@ -381,11 +384,8 @@ export function createNotifier(deps: {
     const runs = entries.length;
     const detail = { kind: 'webhook', runs };
     if (!admit()) {
-      dropped.notices += 1;
-      dropped.runs += runs;
-      deps.metrics?.notifications.inc({ result: 'dropped' }, runs);
+      countDropped(runs);
       deps.log.warn({ rule, runs, maxPerMinute }, 'notify.webhook notices dropped: over the cap of notices a minute');
-      scheduleSummary();
       await events(
         entries.map((e) => e.runId),
         'notification_dropped',
@@ -477,10 +477,7 @@ export function createNotifier(deps: {
           const rule = opts.rule ?? '';
           const key = `webhook\u0000${rule}`;
           if (full()) {
-            deps.metrics?.notifications.inc({ result: 'dropped' });
-            dropped.notices += 1;
-            dropped.runs += 1;
-            scheduleSummary();
+            countDropped(1);
             throw overCap();
           }
           const w = windowOf<Relayed>(key);
