@@ -524,7 +524,16 @@ rules:${VERIFY_CHAIN('Errors', '8s', 'escalate')}${VERIFY_CHAIN('Quiet', '3s', '
     assert.equal(events(ended, 'verified').length, 0);
     assert.equal(events(ended, 'unverified').length, 1);
     assert.deepEqual(detailOf(ended, 'unverified')['withinMs'], 8000);
-    assert.deepEqual(detailOf(ended, 'escalation_armed'), { reason: 'unverified' });
+    // Armed right after the verification is stored: the read that saw `unverified` may precede it.
+    const armed = await eventually(
+      async () => {
+        const r = await getRun(svc, scale!.id);
+        return events(r, 'escalation_armed').length > 0 ? r : undefined;
+      },
+      5_000,
+      'escalation_armed',
+    );
+    assert.deepEqual(detailOf(armed, 'escalation_armed'), { reason: 'unverified' });
     assert.equal(ended.status, 'succeeded', 'the run itself stays succeeded');
 
     const notice = await eventually(async () => notices(query)[0], 5_000, 'the unverified notice');
