@@ -16,6 +16,7 @@ import type { AlertSnapshot, Run, RunRef } from '../schemas/runs.js';
 import type { RunStore } from '../store/runs.js';
 import type { Chains } from '../execution/chains.js';
 import { observeStatus } from '../execution/observe.js';
+import { createAnswers, DEFAULT_ANSWERS, type Answer, type AnswersOptions } from './answers.js';
 import { createBatcher } from './batcher.js';
 import { capAlert, DEFAULT_ALERT_CAPS, type AlertCaps } from './caps.js';
 
@@ -36,6 +37,8 @@ export interface IntakeDeps {
   timeoutMs?: number;
   /** How much of an alert a run stores (MAX_LABELS, MAX_LABEL_VALUE, MAX_ALERT_SIZE); the defaults when absent. */
   caps?: AlertCaps;
+  /** The recent answers a re-delivery is answered from (see answers.ts); the defaults when absent. */
+  answers?: AnswersOptions;
 }
 
 export interface IntakeResult {
@@ -55,6 +58,9 @@ export function toSnapshot(alert: WebhookAlert): AlertSnapshot {
     annotations: alert.annotations,
   };
 }
+
+/** Runs a step of a batch, recording which dependency the batch now waits on. */
+type Track = <T>(dependency: 'PostgreSQL' | 'Redis', promise: Promise<T>) => Promise<T>;
 
 interface Matched {
   message: number;
@@ -76,6 +82,7 @@ interface Matched {
 export function createIntake(deps: IntakeDeps) {
   const unmatchedName = boundedLabel(MAX_ALERTNAMES);
   const caps = deps.caps ?? DEFAULT_ALERT_CAPS;
+  const answers = createAnswers(deps.answers ?? DEFAULT_ANSWERS);
   /** What each batch in flight is waiting on, so a delivery past its deadline can name the dependency that held it up. */
   const waitingOn = new Map<number, { dependency: 'PostgreSQL' | 'Redis'; since: number }>();
   let batches = 0;
@@ -83,7 +90,7 @@ export function createIntake(deps: IntakeDeps) {
   async function processBatch(messages: WebhookMessage[]): Promise<IntakeResult[]> {
     const id = ++batches;
     const started = performance.now();
-    const track = <T>(dependency: 'PostgreSQL' | 'Redis', promise: Promise<T>): Promise<T> => {
+    const track: Track = (dependency, promise) => {
       waitingOn.set(id, { dependency, since: started });
       return promise;
     };
@@ -94,42 +101,12 @@ export function createIntake(deps: IntakeDeps) {
     }
   }
 
-  async function processTracked(
-    messages: WebhookMessage[],
-    track: <T>(dependency: 'PostgreSQL' | 'Redis', promise: Promise<T>) => Promise<T>,
-  ): Promise<IntakeResult[]> {
-    const matched: Matched[] = [];
-    const resolved: AlertSnapshot[] = [];
-    messages.forEach((message, index) => {
-      for (const alert of message.alerts) {
-        // Matched as Alertmanager sent it; runs store (and render their params from) the capped alert.
-        const sent = toSnapshot(alert);
-        const { alert: snapshot, truncated } = capAlert(sent, caps);
-        if (truncated) deps.metrics.alertsTruncated.inc();
-        const actions = matchAlert(deps.matrix.current, sent);
-        deps.metrics.alertsReceived.inc({ status: alert.status });
-        // A resolution of a rule without onResolved triggers nothing, but it matched.
-        if (actions.length === 0 && !matchesAnyRule(deps.matrix.current, sent)) {
-          deps.metrics.alertsUnmatched.inc({ alertname: unmatchedName(snapshot.labels['alertname'] ?? '') });
-        }
-        if (alert.status === 'resolved') resolved.push(snapshot);
-        for (const action of actions) {
-          const key = dedupKey(action.rule, action.key, snapshot);
-          matched.push({ message: index, alert: snapshot, action, key, id: dedupId(key) });
-        }
-      }
-    });
-
-    if (resolved.length > 0) {
-      const cancelledRuns = await track('PostgreSQL', deps.runs.resolveEpisodes(resolved));
-      for (const run of cancelledRuns) {
-        deps.metrics.runs.inc({ rule: run.rule, remediation: run.remediation, status: 'cancelled' });
-        if (run.approval.required) deps.metrics.approvalWait.observe((Date.parse(run.updatedAt) - Date.parse(run.createdAt)) / 1000);
-      }
-      await track('PostgreSQL', deps.chains.release(cancelledRuns));
-    }
-    if (matched.length === 0) return messages.map((m) => ({ received: m.alerts.length, runs: [] }));
-
+  /**
+   * The dedup lookup and what follows for the matched actions not answered from memory: the new
+   * runs decided, stored and enqueued, the known queued ones whose job is missing enqueued again.
+   * Returns every run by dedup key, and whether this batch created it.
+   */
+  async function lookUpAndStore(matched: Matched[], track: Track): Promise<Map<string, { run: Run | RunRef; created: boolean }>> {
     const { existing, paused } = await track('PostgreSQL', deps.runs.findByKeys(matched.map((m) => m.key)));
     // One decision per dedup key, even when several deliveries in the batch carry the same alert.
     const fresh = new Map<string, Matched>();
@@ -173,6 +150,66 @@ export function createIntake(deps: IntakeDeps) {
     );
     // Dependents whose predecessor is final already (created final here, or finished before this resolution) move on now.
     await track('PostgreSQL', deps.chains.settle(created));
+    return byKey;
+  }
+
+  async function processTracked(messages: WebhookMessage[], track: Track): Promise<IntakeResult[]> {
+    const matched: Matched[] = [];
+    const resolved: AlertSnapshot[] = [];
+    messages.forEach((message, index) => {
+      for (const alert of message.alerts) {
+        // Matched as Alertmanager sent it; runs store (and render their params from) the capped alert.
+        const sent = toSnapshot(alert);
+        const { alert: snapshot, truncated } = capAlert(sent, caps);
+        if (truncated) deps.metrics.alertsTruncated.inc();
+        const actions = matchAlert(deps.matrix.current, sent);
+        deps.metrics.alertsReceived.inc({ status: alert.status });
+        // A resolution of a rule without onResolved triggers nothing, but it matched.
+        if (actions.length === 0 && !matchesAnyRule(deps.matrix.current, sent)) {
+          deps.metrics.alertsUnmatched.inc({ alertname: unmatchedName(snapshot.labels['alertname'] ?? '') });
+        }
+        if (alert.status === 'resolved') resolved.push(snapshot);
+        for (const action of actions) {
+          const key = dedupKey(action.rule, action.key, snapshot);
+          matched.push({ message: index, alert: snapshot, action, key, id: dedupId(key) });
+        }
+      }
+    });
+
+    if (resolved.length > 0) {
+      const cancelledRuns = await track('PostgreSQL', deps.runs.resolveEpisodes(resolved));
+      for (const run of cancelledRuns) {
+        deps.metrics.runs.inc({ rule: run.rule, remediation: run.remediation, status: 'cancelled' });
+        if (run.approval.required) deps.metrics.approvalWait.observe((Date.parse(run.updatedAt) - Date.parse(run.createdAt)) / 1000);
+      }
+      await track('PostgreSQL', deps.chains.release(cancelledRuns));
+    }
+    if (matched.length === 0) return messages.map((m) => ({ received: m.alerts.length, runs: [] }));
+
+    // Re-deliveries answered from memory: a final run as it was, a queued one once Redis says its job still waits.
+    const recalled = new Map<string, Answer>();
+    for (const m of matched) {
+      const answer = answers.recall(m.id);
+      if (answer) recalled.set(m.id, answer);
+    }
+    const queuedRecalls = [...recalled].filter(([, a]) => a.status === 'queued');
+    if (queuedRecalls.length > 0) {
+      const waiting = await track('Redis', deps.queue.untaken(queuedRecalls.map(([, a]) => a.id)));
+      queuedRecalls.forEach(([key], i) => {
+        if (waiting[i]) return;
+        recalled.delete(key);
+        answers.forget(key);
+      });
+    }
+    const byKey = new Map<string, { run: Answer; created: boolean }>();
+    for (const [key, run] of recalled) byKey.set(key, { run, created: false });
+    const rest = recalled.size === 0 ? matched : matched.filter((m) => !recalled.has(m.id));
+    if (rest.length > 0) {
+      for (const [key, entry] of await lookUpAndStore(rest, track)) {
+        byKey.set(key, entry);
+        answers.remember(key, entry.run);
+      }
+    }
 
     // The first delivery in the batch to name a run it created answers `duplicate: false`; every other one, true.
     const claimed = new Set<string>();

@@ -23,6 +23,13 @@ const EXISTS_EACH = `local out = {}
 for i, key in ipairs(KEYS) do out[i] = redis.call('EXISTS', key) end
 return out`;
 
+/** For each job key, 1 if the job is there and no worker has taken it yet (BullMQ sets `processedOn` when one does). */
+const UNTAKEN_EACH = `local out = {}
+for i, key in ipairs(KEYS) do
+  if redis.call('HEXISTS', key, 'processedOn') == 0 and redis.call('EXISTS', key) == 1 then out[i] = 1 else out[i] = 0 end
+end
+return out`;
+
 /**
  * The run queue. Job id = run id, so enqueueing a run twice while its job exists is a no-op;
  * the worker's claim in PostgreSQL makes a late second job harmless too.
@@ -58,23 +65,37 @@ export function createRunQueue(connection: Redis, opts: RunQueueOptions) {
     }
   }
 
-  /** Enqueues those of `runIds` whose job is not in Redis (lost with a Redis restart, or never added). */
-  async function enqueueMissing(runIds: readonly string[]): Promise<void> {
-    if (runIds.length === 0) return;
-    const missing: string[] = [];
+  /** One script call per slice of `runIds`, with each run's job key; the script's answer per key, in order. */
+  async function perJob(script: string, what: string, runIds: readonly string[]): Promise<number[]> {
+    const out: number[] = [];
     // In slices: a script's keys are its call's arguments, and spreading tens of thousands of them
     // overflows the stack.
     for (let i = 0; i < runIds.length; i += LOOKUP_SLICE) {
-      const slice = runIds.slice(i, i + LOOKUP_SLICE);
-      const keys = slice.map((id) => queue.toKey(id));
-      const exists = (await on(
+      const keys = runIds.slice(i, i + LOOKUP_SLICE).map((id) => queue.toKey(id));
+      const answers = (await on(
         'Redis',
-        `lookup of ${slice.length} job(s)`,
-        withTimeout(connection.eval(EXISTS_EACH, keys.length, ...keys), timeoutMs, 'job lookup'),
+        `${what} of ${keys.length} job(s)`,
+        withTimeout(connection.eval(script, keys.length, ...keys), timeoutMs, `job ${what}`),
       )) as number[];
-      for (let j = 0; j < slice.length; j++) if (exists[j] === 0) missing.push(slice[j]!);
+      out.push(...answers);
     }
-    await enqueue(missing);
+    return out;
+  }
+
+  /** Enqueues those of `runIds` whose job is not in Redis (lost with a Redis restart, or never added). */
+  async function enqueueMissing(runIds: readonly string[]): Promise<void> {
+    if (runIds.length === 0) return;
+    const exists = await perJob(EXISTS_EACH, 'lookup', runIds);
+    await enqueue(runIds.filter((_, i) => exists[i] === 0));
+  }
+
+  /**
+   * For each of `runIds`, whether its job is in Redis and still waits for a worker: such a run is
+   * still `queued`, since only a worker that took its job moves a queued run on.
+   */
+  async function untaken(runIds: readonly string[]): Promise<boolean[]> {
+    if (runIds.length === 0) return [];
+    return (await perJob(UNTAKEN_EACH, 'check', runIds)).map((v) => v === 1);
   }
 
   /**
@@ -108,7 +129,7 @@ export function createRunQueue(connection: Redis, opts: RunQueueOptions) {
     return queue.getJobCounts('waiting', 'active', 'delayed', 'completed', 'failed', 'paused', 'prioritized');
   }
 
-  return { queue, enqueue, enqueueMissing, requeue, markExecuted, executedResult, counts, close: () => queue.close() };
+  return { queue, enqueue, enqueueMissing, untaken, requeue, markExecuted, executedResult, counts, close: () => queue.close() };
 }
 
 export type RunQueue = ReturnType<typeof createRunQueue>;
