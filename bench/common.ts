@@ -8,6 +8,8 @@ export const API_TOKENS = 'bench:admin:bench-admin-token-0123456789abcdef';
 export const WEBHOOK_PATH = '/webhooks/alertmanager';
 /** The alertname the bench rule matches; no shipped rule matches it. */
 export const BENCH_ALERTNAME = 'BenchNoop';
+/** The alertname of the bench's chain rule (a no-op and a dependent no-op); no other rule matches it. */
+export const CHAIN_ALERTNAME = 'BenchChain';
 
 /** Disjoint fingerprint spaces per use, so no scenario dedups against another by accident. */
 export const SERIES = {
@@ -16,10 +18,13 @@ export const SERIES = {
   intakeWarmup: 0x20,
   intake: 0x21,
   storm: 0x30,
+  bigMessage: 0x31,
   intakeAllWarmup: 0x40,
   intakeAll: 0x41,
   execWarmup: 0x50,
   exec: 0x51,
+  chainWarmup: 0x70,
+  chain: 0x71,
 } as const;
 
 /** Epoch milliseconds with sub-millisecond resolution; comparable across processes of one machine. */
@@ -34,12 +39,12 @@ export function fingerprint(tag: string, series: number, index: number): string 
 }
 
 /** One alert shaped as Alertmanager 0.27 sends it, with a realistic label and annotation set. */
-function alert(fp: string, startsAt: string) {
+function alert(fp: string, startsAt: string, alertname: string) {
   const n = parseInt(fp.slice(-4), 16);
   return {
     status: 'firing',
     labels: {
-      alertname: BENCH_ALERTNAME,
+      alertname,
       severity: 'warning',
       namespace: 'conduit',
       service: 'conduit-api',
@@ -61,17 +66,17 @@ function alert(fp: string, startsAt: string) {
 }
 
 /** An Alertmanager v4 webhook message carrying one alert per fingerprint, as a JSON string. */
-export function alertMessage(fingerprints: readonly string[], startsAt: string): string {
+export function alertMessage(fingerprints: readonly string[], startsAt: string, alertname: string = BENCH_ALERTNAME): string {
   return JSON.stringify({
     receiver: 'remediator',
     status: 'firing',
-    alerts: fingerprints.map((fp) => alert(fp, startsAt)),
-    groupLabels: { alertname: BENCH_ALERTNAME },
-    commonLabels: { alertname: BENCH_ALERTNAME, severity: 'warning', namespace: 'conduit', service: 'conduit-api', job: 'conduit-api' },
+    alerts: fingerprints.map((fp) => alert(fp, startsAt, alertname)),
+    groupLabels: { alertname },
+    commonLabels: { alertname, severity: 'warning', namespace: 'conduit', service: 'conduit-api', job: 'conduit-api' },
     commonAnnotations: { runbook_url: 'https://runbooks.example/conduit/bench-noop' },
     externalURL: 'http://alertmanager-0:9093',
     version: '4',
-    groupKey: `{}/{severity=~"warning|critical"}:{alertname="${BENCH_ALERTNAME}"}`,
+    groupKey: `{}/{severity=~"warning|critical"}:{alertname="${alertname}"}`,
     truncatedAlerts: 0,
   });
 }
@@ -130,6 +135,8 @@ export interface PacedSpec {
   tag: string;
   series: number;
   startsAt: string;
+  /** The alerts' alertname; default BENCH_ALERTNAME. */
+  alertname?: string;
 }
 
 export type LoadSpec = CannonSpec | StormSpec | PacedSpec;

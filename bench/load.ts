@@ -3,7 +3,8 @@
  * `node --import tsx bench/load.ts <spec.json> <result.json>`. Modes:
  * - cannon: autocannon at fixed concurrency for a duration or an amount, every request its own body;
  * - storm: sequential large messages, time to the complete 200 of each;
- * - paced: single-alert messages at a steady open-loop rate, recording when each 200 arrived.
+ * - paced: single-alert messages at a steady open-loop rate, recording when each 200 arrived (of the
+ *   bench rule's alertname, or the spec's `alertname`).
  * Latencies are recorded per response with sub-millisecond resolution (autocannon's own histogram
  * rounds to whole milliseconds).
  */
@@ -188,7 +189,7 @@ async function paced(spec: PacedSpec): Promise<PacedResult> {
     if (wait > 0) await new Promise((r) => setTimeout(r, wait));
     const fp = fingerprint(spec.tag, spec.series, i);
     pending.push(
-      post(spec.url, alertMessage([fp], spec.startsAt)).then(
+      post(spec.url, alertMessage([fp], spec.startsAt, spec.alertname)).then(
         (r) => void alerts.push({ fingerprint: fp, status: r.status, sentAt: r.start, okAt: r.headersAt, ms: r.headersAt - r.start }),
         () => void alerts.push({ fingerprint: fp, status: 0, sentAt: due, okAt: NaN, ms: NaN }),
       ),

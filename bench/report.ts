@@ -3,16 +3,20 @@ import { join } from 'node:path';
 import type { Machine } from './machine.js';
 import { profileMarkdown, summarizeProfile, type CpuProfile } from './profile.js';
 import { profiles } from './profiling.js';
-import { fmtInt, fmtMs, median, medianTable, resultsTable, type Row, type Table, type Verdict } from './results-table.js';
+import { STEP_ROWS, fmtInt, fmtMs, median, medianTable, resultsTable, type Row, type Table, type Verdict } from './results-table.js';
 import type { OpTiming } from './round-trips.js';
 import type { Scenarios } from './scenarios/results.js';
 import {
   BENCH,
+  BIG_MESSAGE_ALERTS,
+  CHAIN_ALERTS,
+  CHAIN_RATE,
   CONNECTIONS,
   DUPLICATES,
   DURATION,
   EXEC_ALERTS,
   EXEC_RATE,
+  ONLY,
   PROFILE,
   REPETITIONS,
   ROOT,
@@ -43,9 +47,12 @@ function noise(scenarios: Scenarios, rep: number): string[] {
   check('2', scenarios.intake?.sampled.cpu);
   check('2b', scenarios.intakeAll?.sampled.cpu);
   check('3', scenarios.storm?.sampled.cpu);
+  check('3b', scenarios.bigMessage?.sampled.cpu);
   check('4', scenarios.duplicates?.sampled.cpu);
   check('5a', scenarios.execAll?.cpu);
   check('5b', scenarios.execSplit?.cpu);
+  check('7', scenarios.chainAll?.cpu);
+  check('7b', scenarios.chainSplit?.cpu);
   return out;
 }
 
@@ -54,6 +61,7 @@ function stepsTable(scenarios: Scenarios, rep: number): string[] {
   const cols = [
     ['2', scenarios.intake?.sent.timings],
     ['3', scenarios.storm?.sent.timings],
+    ['3b', scenarios.bigMessage?.sent.timings],
     ['4', scenarios.duplicates?.sent.timings],
   ] as const;
   const ops = [...new Set(cols.flatMap(([, t]) => Object.keys(t ?? {})))];
@@ -98,6 +106,8 @@ export interface FinishedRun {
   /** Cores busy with other work just before the first scenario. */
   quiet: number;
   repetitions: Repetition[];
+  /** The steps of run.ts that ran (BENCH_ONLY may leave some out): only their rows are shown. */
+  steps: readonly string[];
 }
 
 /** What the printed summary computed, for the files written after it. */
@@ -121,11 +131,17 @@ function medianRepetition(tables: readonly Table[]): number {
   return i >= 0 ? i : 0;
 }
 
+/** A table with the rows (and verdicts) of the steps that ran only. */
+function onlyShown(t: Table, shown: ReadonlySet<string>): Table {
+  return { ...t, rows: t.rows.filter((r) => shown.has(r.id)), verdicts: t.verdicts.filter((v) => shown.has(v.id)) };
+}
+
 /** Prints the table, the verdicts and the noise warnings to stdout. */
 export function printResults(run: FinishedRun): Outcome {
   const { env, finished, quiet, repetitions } = run;
-  const tables = repetitions.map((r) => resultsTable(r.scenarios, r.errors));
-  const { rows, verdicts, figures } = medianTable(tables);
+  const shown = new Set(run.steps.flatMap((step) => STEP_ROWS[step] ?? []));
+  const tables = repetitions.map((r) => onlyShown(resultsTable(r.scenarios, r.errors), shown));
+  const { rows, verdicts, figures } = onlyShown(medianTable(tables), shown);
   const printed = table(rows);
   const knobs = [
     ...(PROFILE ? ['BENCH_PROFILE=1'] : []),
@@ -133,6 +149,7 @@ export function printResults(run: FinishedRun): Outcome {
     ...(process.env['BENCH_DURATION'] ? [`BENCH_DURATION=${DURATION}`] : []),
     ...(process.env['BENCH_CONNECTIONS'] ? [`BENCH_CONNECTIONS=${CONNECTIONS}`] : []),
     ...(process.env['BENCH_REPETITIONS'] ? [`BENCH_REPETITIONS=${REPETITIONS}`] : []),
+    ...(ONLY.length ? [`BENCH_ONLY=${ONLY.join(',')}`] : []),
   ];
   const command = [...knobs, 'npm run bench'].join(' ');
   process.stdout.write(`\nconduit-remediator benchmark, ${finished.toISOString()}\n`);
@@ -187,9 +204,12 @@ export function writeResults(run: FinishedRun, outcome: Outcome): void {
       connections: CONNECTIONS,
       stormMessages: STORM_MESSAGES,
       stormAlerts: STORM_ALERTS,
+      bigMessageAlerts: BIG_MESSAGE_ALERTS,
       duplicates: DUPLICATES,
       execAlerts: EXEC_ALERTS,
       execRatePerSec: EXEC_RATE,
+      chainAlerts: CHAIN_ALERTS,
+      chainRatePerSec: CHAIN_RATE,
       repetitions: REPETITIONS,
     },
     targets: TARGETS,
@@ -201,7 +221,7 @@ export function writeResults(run: FinishedRun, outcome: Outcome): void {
     repetitions: repetitions.map((r, i) => ({
       figures: tables[i]!.figures,
       rows: tables[i]!.rows,
-      // Per-alert samples of scenario 5 are summarized above; the raw arrays would make the file large.
+      // Per-alert samples of scenarios 5 and 7 are summarized above; the raw arrays would make the file large.
       scenarios: JSON.parse(
         JSON.stringify(r.scenarios, (key, value: unknown) =>
           key === 'alerts' && Array.isArray(value) ? `${value.length} samples` : value,
@@ -253,26 +273,30 @@ function resultsMarkdown(run: FinishedRun, { tables, printed, verdicts, command,
     ...stepsTable(repetitions[mid]?.scenarios ?? {}, mid + 1),
     '## How it is measured',
     '',
-    `- Every scenario runs ${tables.length} times, one repetition after the other (1, 2, 2b, 3, 4, 5a, 5b, then again), each`,
-    '  repetition with fresh service processes and databases; the databases of a repetition are dropped before the next one.',
+    `- Every scenario runs ${tables.length} times, one repetition after the other (1; 2, 3, 3b, 4 and 6; 2b; 5a; 5b; 7; 7b;`,
+    '  6r; then again), each repetition with fresh service processes and databases; the databases of a repetition are',
+    '  dropped before the next one.',
     '  The main table shows the median of the repetitions for every figure. Ratios are taken within a repetition first',
     "  (scenario 2 and 2b against that repetition's baseline, 4 against that repetition's 2), then their median is the one",
     "  judged, so the machine's drift between repetitions does not enter a ratio. Failure counts (non-2xx answers, runs",
-    '  created by re-deliveries, alerts never executed, incomplete storm messages) take their worst repetition, not the median.',
+    '  created by re-deliveries, alerts never executed, incomplete storm messages, chains that did not complete) take their',
+    '  worst repetition, not the median.',
     '- Every service process is `node --import tsx bench/service.ts` (the real `createServices` + `buildApp`, as `npm start` runs',
     '  `src/server.ts`), with the `bench.noop` remediation added to the catalogue and the matrix `bench/response-matrix.yaml`',
     '  followed by every rule of the shipped `config/response-matrix.yaml`, so each alert is matched against the real rule set.',
-    "  The bench matrix has no global budget, and the bench rule's target is per alert, so no unique alert is suppressed.",
-    '- The load always comes from another process (`bench/load.ts`: autocannon, or a keep-alive `http` client for 3 and 5) over',
+    "  The bench matrix has no global budget, and its rules' targets are per alert, so no unique alert is suppressed.",
+    '- The load always comes from another process (`bench/load.ts`: autocannon, or a keep-alive `http` client for 3, 3b, 5 and 7) over',
     '  loopback; this process only orchestrates and reads `/proc/<pid>` for RSS (VmRSS sampled every 50 ms, VmHWM) and CPU.',
     '- Each service group gets a fresh database and its own `QUEUE_PREFIX`, dropped and deleted at the end, so no scenario sees',
-    "  another one's backlog: 2, 3, 4 and 6 share one `ROLE=api` process (no worker competing; its queued runs stay queued, so",
-    '  REQUEUE_AFTER is 1 h there to keep the sweeper from re-adding them); 2b is one `ROLE=all` process; 5a one `ROLE=all`',
-    '  process; 5b one `ROLE=api` plus one `ROLE=worker` process.',
+    "  another one's backlog: 2, 3, 3b, 4 and 6 share one `ROLE=api` process (no worker competing; its queued runs stay queued,",
+    '  so REQUEUE_AFTER is 1 h there to keep the sweeper from re-adding them); 2b is one `ROLE=all` process; 5a and 7 one',
+    '  `ROLE=all` process each; 5b and 7b one `ROLE=api` plus one `ROLE=worker` process each.',
     `- 1, 2, 2b: ${CONNECTIONS} connections for ${DURATION} s after a ${WARMUP_SEC} s warm-up (not counted), every request a`,
     '  single-alert message with a new fingerprint; latency is per response, from the request being written to the response.',
     `- 3: ${STORM_MESSAGES} messages of ${STORM_ALERTS} new alerts each, one after another; time to the complete 200 of each;`,
     '  alerts/s is alerts over the summed response times.',
+    `- 3b: right after 3, on its process, one message of ${BIG_MESSAGE_ALERTS} new alerts (within MAX_ALERTS_PER_MESSAGE's`,
+    '  default and the webhook body limit); time to its complete 200, which comes once every run is stored and enqueued.',
     `- 4: the single-alert bodies of scenario 2 again (the first ${DUPLICATES} runs it stored), ${DUPLICATES} requests at`,
     `  ${CONNECTIONS} connections; runs are counted in PostgreSQL before and after. Those runs are still \`queued\` (no worker`,
     "  in this group) and their jobs are waiting, so each re-delivery meets the intake's handling of still-queued runs.",
@@ -280,12 +304,21 @@ function resultsMarkdown(run: FinishedRun, { tables, printed, verdicts, command,
     "  200 to the moment `bench.noop` started (it stores `performance.timeOrigin + performance.now()` in the run's result;",
     '  same machine clock). The job is enqueued before the 200 is written, so a worker can start before the client reads the',
     '  200: such samples are negative.',
-    '- 6: the highest of VmHWM and the sampled VmRSS of the `ROLE=api` process at the end of scenario 4 (includes start-up);',
+    '- 6: the highest of VmHWM and the sampled VmRSS of the `ROLE=api` process at the end of scenario 4 (includes start-up',
+    '  and 3b);',
     '  then `process.memoryUsage()`, the V8 heap spaces and the anonymous share of the RSS, before and after a full GC.',
     `- 6r: two idle \`ROLE=all\` processes (the default role) of a group of their own, one with no Kubernetes configuration`,
     '  (HOME without ~/.kube, no in-cluster variables) and one with a kubeconfig naming a cluster it never contacts, sent',
     `  nothing; VmRSS read every second once both are ready. "At rest" is the reading after ${AT_REST_SEC} s (V8 returns the`,
     "  start-up's garbage and shrinks its young generation only after some idle seconds); the reading after 2 s is shown too.",
+    `- 7: ${CHAIN_ALERTS} single-alert messages at ${CHAIN_RATE}/s (after 20 warm-up alerts) of the bench's chain rule: each`,
+    '  alert makes a `bench.noop` run (`id: first`) and a dependent `bench.noop` run (`after: first`, `when: succeeded`),',
+    `  stored \`waiting\` and released when the first succeeds: ${CHAIN_RATE * 2} runs a second execute, as in 5. Per chain,`,
+    "  from the moment the predecessor's `succeeded` event was stored (`run_events.at`, PostgreSQL's `clock_timestamp()` as",
+    "  the executor wrote the outcome) to the moment the dependent's `bench.noop` started (its stored result; same machine",
+    '  clock). Measured once every run of every chain is final; a chain whose runs did not both succeed counts as missing.',
+    '  7 runs on one `ROLE=all` process (the default role: the process that takes the alerts also executes the runs and',
+    '  releases the dependents), 7b on a `ROLE=api` plus a `ROLE=worker` process.',
     '- "runs table: N sequential scans": from pg_stat_user_tables, read 1.5 s after the load. Any sequential scan of the',
     '  runs table in the intake is a plan gone wrong (the table only grows); it costs time proportional to the table.',
     '- "per alert": PostgreSQL statements sent through the service\'s pool and commands sent on its main Redis connection',

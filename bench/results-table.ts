@@ -7,7 +7,20 @@ import type { CannonResult } from './common.js';
 import type { TableStats } from './groups.js';
 import type { Counters } from './round-trips.js';
 import type { MemReport, Scenarios } from './scenarios/results.js';
-import { CONNECTIONS, DUPLICATES, DURATION, EXEC_ALERTS, EXEC_RATE, MiB, STORM_ALERTS, STORM_MESSAGES, TARGETS } from './settings.js';
+import {
+  BIG_MESSAGE_ALERTS,
+  CHAIN_ALERTS,
+  CHAIN_RATE,
+  CONNECTIONS,
+  DUPLICATES,
+  DURATION,
+  EXEC_ALERTS,
+  EXEC_RATE,
+  MiB,
+  STORM_ALERTS,
+  STORM_MESSAGES,
+  TARGETS,
+} from './settings.js';
 
 export const fmtInt = (n: number) => (Number.isFinite(n) ? Math.round(n).toLocaleString('en-US') : '—');
 export const fmtMs = (n: number | undefined) =>
@@ -63,7 +76,28 @@ const WORST_OF = new Set([
   'duplicateFailures',
   'execAllMissing',
   'execSplitMissing',
+  'bigMessageIncomplete',
+  'chainAllMissing',
+  'chainSplitMissing',
 ]);
+
+/**
+ * The rows each step of run.ts (by its name, as BENCH_ONLY names it) measures: a run of only some
+ * steps shows only their rows.
+ */
+export const STEP_ROWS: Readonly<Record<string, readonly string[]>> = {
+  baseline: ['1'],
+  intake: ['2', '3', '3b', '4', '6'],
+  intakeAll: ['2b'],
+  execAll: ['5a'],
+  execSplit: ['5b'],
+  chains: ['7'],
+  chainsSplit: ['7b'],
+  atRest: ['6r'],
+};
+
+/** Labels of scenario 6's sampled peaks (keys of `memory.perScenario`). */
+const PEAK_LABELS: Record<string, string> = { bigMessage: `storm 3b (one ${BIG_MESSAGE_ALERTS.toLocaleString('en-US')}-alert message)` };
 
 export function resultsTable(scenarios: Scenarios, errors: Record<string, string>): Table {
   const rows: Row[] = [];
@@ -75,6 +109,7 @@ export function resultsTable(scenarios: Scenarios, errors: Record<string, string
 
   const b = scenarios.baseline;
   const baseRps = b ? rate(b.load) : NaN;
+  const ofBaseline = (r: number) => (b ? `${fmtX(r / baseRps)} baseline` : 'no baseline in this run');
   if (b) {
     figures['baselineRps'] = baseRps;
     rows.push({
@@ -101,7 +136,7 @@ export function resultsTable(scenarios: Scenarios, errors: Record<string, string
       scenario: `intake: unique single-alert messages, auto bench.noop, ROLE=api, c=${CONNECTIONS}, ${DURATION} s`,
       rate: `${fmtInt(s2Rate)} alerts/s`,
       ...lat(s2.load.latencyMs),
-      detail: `${fmtX(s2Rate / baseRps)} baseline; ${fmtInt(s2.runsStored)} runs stored${failures(s2.load)}; ${perAlert(s2.sent, s2.alertsSent)}${seqScans(s2.scans)}; ${cpuOf(s2.sampled, 'svc-api')}`,
+      detail: `${ofBaseline(s2Rate)}; ${fmtInt(s2.runsStored)} runs stored${failures(s2.load)}; ${perAlert(s2.sent, s2.alertsSent)}${seqScans(s2.scans)}; ${cpuOf(s2.sampled, 'svc-api')}`,
       target: TARGET_TEXT['2']!,
       result: 'info',
       values: { rate: s2Rate, unit: 'alerts/s', ...s2.load.latencyMs },
@@ -119,7 +154,7 @@ export function resultsTable(scenarios: Scenarios, errors: Record<string, string
       scenario: `intake as 2, worker in the same process (ROLE=all)`,
       rate: `${fmtInt(r)} alerts/s`,
       ...lat(s2b.load.latencyMs),
-      detail: `${fmtX(r / baseRps)} baseline; ${fmtInt(s2b.executedDuring)} runs executed meanwhile${failures(s2b.load)}; ${cpuOf(s2b.sampled, 'svc-all')}`,
+      detail: `${ofBaseline(r)}; ${fmtInt(s2b.executedDuring)} runs executed meanwhile${failures(s2b.load)}; ${cpuOf(s2b.sampled, 'svc-all')}`,
       target: 'info',
       result: 'info',
       values: { rate: r, unit: 'alerts/s', ...s2b.load.latencyMs },
@@ -147,6 +182,26 @@ export function resultsTable(scenarios: Scenarios, errors: Record<string, string
       values: { rate: alerts / busy, unit: 'alerts/s', ...s3.load.latencyMs },
     });
   } else rows.push(errorRow('3', 'storm', errors['intake']));
+
+  const s3b = scenarios.bigMessage;
+  if (s3b) {
+    const m = s3b.load.messages;
+    const incomplete = m.filter((x) => x.status !== 200 || x.received !== BIG_MESSAGE_ALERTS || x.runs !== BIG_MESSAGE_ALERTS);
+    const ms = s3b.load.latencyMs.max;
+    const alertsPerSec = (m.filter((x) => x.status === 200).length * BIG_MESSAGE_ALERTS) / (ms / 1000);
+    figures['bigMessageMs'] = ms;
+    figures['bigMessageIncomplete'] = incomplete.length;
+    rows.push({
+      id: '3b',
+      scenario: `big message: one message of ${fmtInt(BIG_MESSAGE_ALERTS)} unique alerts, ROLE=api, right after 3 on its process`,
+      rate: `${fmtInt(alertsPerSec)} alerts/s`,
+      ...lat(s3b.load.latencyMs),
+      detail: `time to the complete 200; ${incomplete.length === 0 ? 'answered 200 with every run' : `not answered 200 with every run: ${JSON.stringify(incomplete)}`}, ${fmtInt(s3b.runsStored)} runs stored; ${perAlert(s3b.sent, s3b.alertsSent, m.length)}${seqScans(s3b.scans)}; ${cpuOf(s3b.sampled, 'svc-api')}`,
+      target: TARGET_TEXT['3b']!,
+      result: 'info',
+      values: { rate: alertsPerSec, unit: 'alerts/s', ...s3b.load.latencyMs },
+    });
+  } else rows.push(errorRow('3b', 'big message', errors['intake']));
 
   const s4 = scenarios.duplicates;
   if (s4) {
@@ -197,13 +252,13 @@ export function resultsTable(scenarios: Scenarios, errors: Record<string, string
     figures['peakRssMiB'] = peak / MiB;
     rows.push({
       id: '6',
-      scenario: 'memory: peak RSS of the ROLE=api service process over scenarios 2-4',
+      scenario: 'memory: peak RSS of the ROLE=api service process over scenarios 2-4 (3b included)',
       rate: '—',
       p50: '—',
       p99: '—',
       max: fmtMiB(peak),
       detail: `${fmtMiB(peak)} (VmHWM); sampled peaks: ${Object.entries(mem.perScenario)
-        .map(([k, v]) => `${k} ${fmtMiB(v)}`)
+        .map(([k, v]) => `${PEAK_LABELS[k] ?? k} ${fmtMiB(v)}`)
         .join(', ')}${memDetail(mem.process)}`,
       target: TARGET_TEXT['6']!,
       result: 'info',
@@ -231,6 +286,30 @@ export function resultsTable(scenarios: Scenarios, errors: Record<string, string
     });
   } else rows.push(errorRow('6r', 'memory at rest', errors['atRest']));
 
+  for (const [id, ch, key, step] of [
+    ['7', scenarios.chainAll, 'chainAll', 'chains'],
+    ['7b', scenarios.chainSplit, 'chainSplit', 'chainsSplit'],
+  ] as const) {
+    if (!ch) {
+      rows.push(errorRow(id, `chains (${id === '7' ? 'ROLE=all' : 'api + worker'})`, errors[step]));
+      continue;
+    }
+    figures[`${key}P99Ms`] = ch.chainMs.p99;
+    figures[`${key}P50Ms`] = ch.chainMs.p50;
+    figures[`${key}Missing`] = ch.missing;
+    const others = Object.entries(ch.otherStatuses);
+    rows.push({
+      id,
+      scenario: `chains: ${CHAIN_ALERTS} alerts at ${CHAIN_RATE}/s, each a bench.noop and a dependent (after, when: succeeded), ${ch.role}`,
+      rate: '—',
+      ...lat(ch.chainMs),
+      detail: `predecessor's success stored → dependent's bench.noop start; ${ch.completed}/${CHAIN_ALERTS} chains completed${others.length ? ` (${others.map(([k, n]) => `${n} ${k}`).join(', ')})` : ''}; webhook 200 → predecessor start p50 ${fmtMs(ch.firstMs.p50)} / p99 ${fmtMs(ch.firstMs.p99)} ms; webhook itself p50 ${fmtMs(ch.webhookMs.p50)} / p99 ${fmtMs(ch.webhookMs.p99)} ms; other CPU ${(ch.cpu['other'] ?? 0).toFixed(2)} cores`,
+      target: TARGET_TEXT[id]!,
+      result: 'info',
+      values: { ...ch.chainMs },
+    });
+  }
+
   const verdicts = judge(figures);
   for (const row of rows) {
     const v = verdicts.find((x) => x.id === row.id);
@@ -242,11 +321,14 @@ export function resultsTable(scenarios: Scenarios, errors: Record<string, string
 const TARGET_TEXT: Record<string, string> = {
   '2': `≥ ${TARGETS.intakeRatio}× baseline, p99 < ${TARGETS.intakeP99Ms} ms`,
   '3': `each message < ${TARGETS.stormMaxMs} ms`,
+  '3b': `< ${fmtInt(TARGETS.bigMessageMs)} ms`,
   '4': `≥ ${TARGETS.duplicateFactor}× scenario 2, 0 runs created`,
   '5a': `p99 < ${TARGETS.execP99Ms} ms`,
   '5b': `p99 < ${TARGETS.execP99Ms} ms`,
   '6': `< ${TARGETS.rssMiB} MiB`,
   '6r': `< ${TARGETS.restRssMiB} MiB each`,
+  '7': `p99 < ${TARGETS.chainP99Ms} ms`,
+  '7b': `p99 < ${TARGETS.chainP99Ms} ms`,
 };
 
 /** The verdicts, from the figures alone (one repetition's, or the median of all of them). */
@@ -274,7 +356,9 @@ export function judge(f: Record<string, number>): Verdict[] {
         ...(clean ? [] : [`${f['intakeFailures']} non-2xx answers or errors under load`]),
       ].join('; '),
     );
-  } else push('2', undefined, 'not measured: the scenario failed (see errors)');
+  } else if (has('intakeP99Ms', 'intakeFailures'))
+    push('2', undefined, `throughput not judged: no baseline (scenario 1) in this run; p99 ${fmtMs(f['intakeP99Ms'])} ms`);
+  else push('2', undefined, 'not measured: the scenario failed (see errors)');
 
   if (has('stormMaxMs', 'stormIncomplete')) {
     const max = f['stormMaxMs']!;
@@ -286,6 +370,16 @@ export function judge(f: Record<string, number>): Verdict[] {
       `slowest message ${fmtMs(max)} ms, median message ${fmtMs(f['stormP50Ms'])} ms against ${TARGETS.stormMaxMs} ms (${fmtX(max / TARGETS.stormMaxMs)} the target)${complete ? '' : `; ${f['stormIncomplete']} messages not answered 200 with every run`}`,
     );
   } else push('3', undefined, 'not measured: the scenario failed (see errors)');
+
+  if (has('bigMessageMs', 'bigMessageIncomplete')) {
+    const ms = f['bigMessageMs']!;
+    const complete = f['bigMessageIncomplete'] === 0;
+    push(
+      '3b',
+      complete && ms < TARGETS.bigMessageMs,
+      `the ${fmtInt(BIG_MESSAGE_ALERTS)}-alert message took ${fmtMs(ms)} ms against ${fmtInt(TARGETS.bigMessageMs)} ms (${fmtX(ms / TARGETS.bigMessageMs)} the target)${complete ? '' : '; not answered 200 with every run'}`,
+    );
+  } else push('3b', undefined, 'not measured: the scenario failed (see errors)');
 
   if (has('duplicateFactor', 'duplicateRunsCreated', 'duplicateFailures')) {
     const factor = f['duplicateFactor']!;
@@ -341,6 +435,24 @@ export function judge(f: Record<string, number>): Verdict[] {
     );
   } else push('6r', undefined, 'not measured: the scenario failed (see errors)');
 
+  for (const [id, key] of [
+    ['7', 'chainAll'],
+    ['7b', 'chainSplit'],
+  ] as const) {
+    if (!has(`${key}P99Ms`, `${key}Missing`)) {
+      push(id, undefined, 'not measured: the scenario failed (see errors)');
+      continue;
+    }
+    const p99 = f[`${key}P99Ms`]!;
+    const missing = f[`${key}Missing`]!;
+    const met = p99 < TARGETS.chainP99Ms && missing === 0;
+    push(
+      id,
+      met,
+      `dependent started p99 ${fmtMs(p99)} ms (p50 ${fmtMs(f[`${key}P50Ms`])} ms) after its predecessor's success was stored${met ? '' : `, against ${TARGETS.chainP99Ms} ms`}${missing ? `; ${missing} chains did not complete` : ''}`,
+    );
+  }
+
   return verdicts.sort((a, b) => a.id.localeCompare(b.id));
 }
 
@@ -363,6 +475,7 @@ const HEADLINES: Record<string, Array<[string, string, (n: number) => string]>> 
     ['p99 ms', 'intakeAllP99Ms', fmtMs],
   ],
   '3': [['slowest message ms', 'stormMaxMs', fmtMs]],
+  '3b': [['message ms', 'bigMessageMs', fmtMs]],
   '4': [
     ['× scenario 2', 'duplicateFactor', (n) => n.toFixed(2)],
     ['runs created', 'duplicateRunsCreated', fmtInt],
@@ -373,6 +486,14 @@ const HEADLINES: Record<string, Array<[string, string, (n: number) => string]>> 
   '6r': [
     ['at rest MiB', 'restRssMiB', (n) => n.toFixed(0)],
     ['with a kubeconfig', 'restKubeRssMiB', (n) => n.toFixed(0)],
+  ],
+  '7': [
+    ['p99 ms', 'chainAllP99Ms', fmtMs],
+    ['chains missing', 'chainAllMissing', fmtInt],
+  ],
+  '7b': [
+    ['p99 ms', 'chainSplitP99Ms', fmtMs],
+    ['chains missing', 'chainSplitMissing', fmtInt],
   ],
 };
 

@@ -14,7 +14,11 @@
  * bench/profiles/ and bench/PROFILE.md; the figures of a profiled run are not written to RESULTS.md),
  * BENCH_SERVICE_NODE_ARGS (extra node flags for the service processes only, e.g. `--max-old-space-size=128`),
  * BENCH_QUIET_WAIT_SEC (how long to wait at start for other work on the machine to settle, default 30),
- * BENCH_REPETITIONS (how many times every scenario runs, default 3; the report shows the median).
+ * BENCH_REPETITIONS (how many times every scenario runs, default 3; the report shows the median),
+ * BENCH_ONLY (a comma-separated list of steps to run, e.g. `chains` or `intake,chains`; the steps, in
+ * order: baseline (scenario 1), intake (2, 3, 3b, 4, 6), intakeAll (2b), execAll (5a), execSplit (5b),
+ * chains (7), chainsSplit (7b), atRest (6r); a BENCH_ONLY run prints the rows of its steps only and
+ * writes neither bench/results.json nor bench/RESULTS.md).
  */
 import { endPools, retireGroups } from './groups.js';
 import { machine } from './machine.js';
@@ -24,10 +28,11 @@ import { NOISY_CORES, printResults, writeProfileReport, writeResults, type Repet
 import { scenarioExec } from './scenarios/alert-to-execution.js';
 import { scenarioAtRest } from './scenarios/at-rest.js';
 import { scenarioBaseline } from './scenarios/baseline.js';
+import { scenarioChains } from './scenarios/chains.js';
 import { scenariosIntake } from './scenarios/intake.js';
 import { scenarioIntakeAll } from './scenarios/intake-with-worker.js';
 import type { Scenarios } from './scenarios/results.js';
-import { HARD_TIMEOUT_MS, PROFILE, REPETITIONS, log, runId } from './settings.js';
+import { HARD_TIMEOUT_MS, ONLY, PROFILE, REPETITIONS, log, runId } from './settings.js';
 
 /** Ends our connections and lets the janitor drop the databases and keys; waits for it. */
 async function cleanup(): Promise<void> {
@@ -48,7 +53,30 @@ process.on('SIGINT', () => void shutdown(130, 'interrupted; cleaning up'));
 process.on('SIGTERM', () => void shutdown(143, 'terminated; cleaning up'));
 setTimeout(() => void shutdown(1, `the bench took longer than ${HARD_TIMEOUT_MS / 1000} s; stopped`), HARD_TIMEOUT_MS).unref();
 
+/** The steps of a repetition, in order, by the names BENCH_ONLY uses (and results-table.ts's STEP_ROWS). */
+function stepsOf(scenarios: Scenarios): Array<[string, () => Promise<void>]> {
+  return [
+    ['baseline', () => scenarioBaseline(scenarios)],
+    ['intake', () => scenariosIntake(scenarios)],
+    ['intakeAll', () => scenarioIntakeAll(scenarios)],
+    ['execAll', async () => void (scenarios.execAll = await scenarioExec(false))],
+    ['execSplit', async () => void (scenarios.execSplit = await scenarioExec(true))],
+    ['chains', async () => void (scenarios.chainAll = await scenarioChains(false))],
+    ['chainsSplit', async () => void (scenarios.chainSplit = await scenarioChains(true))],
+    ['atRest', async () => void (scenarios.atRest = await scenarioAtRest())],
+  ];
+}
+const STEP_NAMES = stepsOf({}).map(([name]) => name);
+// A profiled run profiles the intake only.
+const selected = STEP_NAMES.filter((name) => (!PROFILE || name === 'intake') && (ONLY.length === 0 || ONLY.includes(name)));
+
 async function main(): Promise<void> {
+  const unknown = ONLY.filter((name) => !STEP_NAMES.includes(name));
+  if (unknown.length > 0) {
+    log(`BENCH_ONLY names no step ${unknown.join(', ')}; the steps are ${STEP_NAMES.join(', ')}`);
+    process.exitCode = 2;
+    return;
+  }
   const started = new Date();
   const env = await machine();
   log(`run ${runId} on ${env.cores} × ${env.cpuModel}, Node ${env.node}, PostgreSQL ${env.postgres}, Redis ${env.redis}`);
@@ -68,17 +96,9 @@ async function main(): Promise<void> {
     const errors: Record<string, string> = {};
     repetitions.push({ scenarios, errors });
     if (count > 1) log(`repetition ${rep} of ${count}`);
-    const steps: Array<[string, () => Promise<void>]> = [
-      ['baseline', () => scenarioBaseline(scenarios)],
-      ['intake', () => scenariosIntake(scenarios)],
-      ['intakeAll', () => scenarioIntakeAll(scenarios)],
-      ['execAll', async () => void (scenarios.execAll = await scenarioExec(false))],
-      ['execSplit', async () => void (scenarios.execSplit = await scenarioExec(true))],
-      ['atRest', async () => void (scenarios.atRest = await scenarioAtRest())],
-    ];
-    for (const [name, step] of steps) {
+    for (const [name, step] of stepsOf(scenarios)) {
       if (interrupted) return;
-      if (PROFILE && name !== 'intake') continue;
+      if (!selected.includes(name)) continue;
       try {
         await step();
       } catch (err) {
@@ -90,13 +110,15 @@ async function main(): Promise<void> {
     await retireGroups().catch((err: Error) => log(`could not drop repetition ${rep}'s databases: ${err.message}`));
   }
   const finished = new Date();
-  const run = { env, started, finished, quiet, repetitions };
+  const run = { env, started, finished, quiet, repetitions, steps: selected };
   const outcome = printResults(run);
   if (PROFILE) {
     writeProfileReport(run, outcome);
     return;
   }
-  writeResults(run, outcome);
+  // The files hold the figures of every scenario: a run of some steps only leaves them as they are.
+  if (ONLY.length > 0) log(`BENCH_ONLY=${ONLY.join(',')}: bench/results.json and bench/RESULTS.md not written`);
+  else writeResults(run, outcome);
   if (repetitions.some((r) => Object.keys(r.errors).length > 0)) process.exitCode = 1;
 }
 

@@ -19,24 +19,42 @@ export const SERVICE_NODE_ARGS = (process.env['BENCH_SERVICE_NODE_ARGS'] ?? '--m
 export const WARMUP_SEC = 2;
 export const STORM_MESSAGES = 20;
 export const STORM_ALERTS = 1000;
+/** Scenario 3b: the alerts of its one message (within MAX_ALERTS_PER_MESSAGE's default, 5,000). */
+export const BIG_MESSAGE_ALERTS = 5000;
 export const DUPLICATES = 10_000;
 export const EXEC_ALERTS = 200;
 export const EXEC_RATE = 50;
+/**
+ * Scenario 7: chains (one alert each: a predecessor and its dependent), sent at CHAIN_RATE alerts a
+ * second: two runs each, so as many runs a second execute as in scenario 5.
+ */
+export const CHAIN_ALERTS = 200;
+export const CHAIN_RATE = EXEC_RATE / 2;
 /** How long the at-rest processes idle before their RSS is read (6r). */
 export const AT_REST_SEC = 60;
 /** Every scenario runs this many times; the report shows the median (BENCH_REPETITIONS, default 3). */
 export const REPETITIONS = Math.max(1, Number(process.env['BENCH_REPETITIONS'] ?? 3));
-export const HARD_TIMEOUT_MS = Number(process.env['BENCH_TIMEOUT_SEC'] ?? 240 + 260 * REPETITIONS) * 1000;
+/**
+ * BENCH_ONLY: the steps to run (comma-separated names, see run.ts); empty: all of them. A BENCH_ONLY
+ * run prints the rows of its steps but writes neither RESULTS.md nor results.json.
+ */
+export const ONLY = (process.env['BENCH_ONLY'] ?? '')
+  .split(',')
+  .map((s) => s.trim())
+  .filter(Boolean);
+export const HARD_TIMEOUT_MS = Number(process.env['BENCH_TIMEOUT_SEC'] ?? 240 + 330 * REPETITIONS) * 1000;
 export const MiB = 1024 * 1024;
 
 export const TARGETS = {
   intakeRatio: 0.2,
   intakeP99Ms: 50,
   stormMaxMs: 250,
+  bigMessageMs: 1000,
   duplicateFactor: 3,
   execP99Ms: 100,
   rssMiB: 150,
   restRssMiB: 80,
+  chainP99Ms: 100,
 };
 
 export const tag = randomBytes(3).toString('hex');

@@ -4,11 +4,22 @@ import { procStatus, sampled, type Sampled } from '../proc-measurements.js';
 import { runLoad, startChild } from '../processes.js';
 import { profiled } from '../profiling.js';
 import { counted } from '../round-trips.js';
-import { CONNECTIONS, DUPLICATES, DURATION, STORM_ALERTS, STORM_MESSAGES, WARMUP_SEC, log, startsAt, tag } from '../settings.js';
+import {
+  BIG_MESSAGE_ALERTS,
+  CONNECTIONS,
+  DUPLICATES,
+  DURATION,
+  STORM_ALERTS,
+  STORM_MESSAGES,
+  WARMUP_SEC,
+  log,
+  startsAt,
+  tag,
+} from '../settings.js';
 import { strip, type MemReport, type Scenarios } from './results.js';
 import { cannonSpec } from './unique-alert-load.js';
 
-/** Scenarios 2, 3, 4 and 6 on one ROLE=api service process (no worker competing). */
+/** Scenarios 2, 3, 3b, 4 and 6 on one ROLE=api service process (no worker competing). */
 export async function scenariosIntake(into: Scenarios): Promise<void> {
   const group = newGroup('a');
   // No worker drains this group's queue by design; a 1 h REQUEUE_AFTER keeps the sweeper from
@@ -74,6 +85,37 @@ export async function scenariosIntake(into: Scenarios): Promise<void> {
       scans: scans3,
       alertsSent: STORM_MESSAGES * STORM_ALERTS,
       runsStored: await countRuns(group, 'fingerprint LIKE $1', [seriesLike(SERIES.storm)]),
+    };
+
+    log(`3b big message: one message of ${BIG_MESSAGE_ALERTS} unique alerts`);
+    const {
+      value: { value: s3b, sent: sent3b },
+      scans: scans3b,
+    } = await scanned(group, () =>
+      counted(svc, () =>
+        sampled([svc], () =>
+          profiled(svc, 'big-message', () =>
+            runLoad<StormResult>({
+              mode: 'storm',
+              url: svc.url,
+              messages: 1,
+              alertsPerMessage: BIG_MESSAGE_ALERTS,
+              tag,
+              series: SERIES.bigMessage,
+              startsAt,
+            }),
+          ),
+        ),
+      ),
+    );
+    track('bigMessage', s3b);
+    into.bigMessage = {
+      load: s3b.value,
+      sampled: strip(s3b),
+      sent: sent3b,
+      scans: scans3b,
+      alertsSent: BIG_MESSAGE_ALERTS,
+      runsStored: await countRuns(group, 'fingerprint LIKE $1', [seriesLike(SERIES.bigMessage)]),
     };
 
     const { rows } = await poolOf(group).query<{ fingerprint: string }>(

@@ -13,6 +13,8 @@ export interface Scenarios {
   intake?: { load: Loaded<CannonResult>; sampled: Stripped; runsStored: number; sent: Counters; alertsSent: number; scans: TableStats };
   intakeAll?: { load: Loaded<CannonResult>; sampled: Stripped; runsStored: number; executedDuring: number };
   storm?: { load: Loaded<StormResult>; sampled: Stripped; runsStored: number; sent: Counters; alertsSent: number; scans: TableStats };
+  /** Scenario 3b: one message of BIG_MESSAGE_ALERTS new alerts, on scenario 3's process right after it. */
+  bigMessage?: { load: Loaded<StormResult>; sampled: Stripped; runsStored: number; sent: Counters; alertsSent: number; scans: TableStats };
   duplicates?: {
     load: Loaded<CannonResult>;
     sampled: Stripped;
@@ -26,6 +28,8 @@ export interface Scenarios {
   memory?: { vmHwm: number; peakSampled: number; perScenario: Record<string, number>; process?: MemReport };
   execAll?: ExecResult;
   execSplit?: ExecResult;
+  chainAll?: ChainResult;
+  chainSplit?: ChainResult;
   atRest?: AtRestResult;
 }
 
@@ -62,6 +66,27 @@ export interface ExecResult {
   execMs: Summary;
   executed: number;
   missing: number;
+  peakRss: Record<string, number>;
+  cpu: Record<string, number>;
+}
+
+export interface ChainResult {
+  role: string;
+  load: Loaded<PacedResult>;
+  webhookMs: Summary;
+  /**
+   * Per chain: the moment the predecessor's `succeeded` event was stored (PostgreSQL's clock) to the
+   * moment the dependent's bench.noop started (the service's clock), ms.
+   */
+  chainMs: Summary;
+  /** Webhook 200 (client clock) to the predecessor's bench.noop start (service clock), ms. */
+  firstMs: Summary;
+  /** Chains whose predecessor and dependent both succeeded. */
+  completed: number;
+  /** Chains without a latency: a webhook that did not answer 200, or a run that did not succeed. */
+  missing: number;
+  /** Final statuses of the dependents other than `succeeded` (`skipped: 2`), and of predecessors as `first <status>`. */
+  otherStatuses: Record<string, number>;
   peakRss: Record<string, number>;
   cpu: Record<string, number>;
 }
