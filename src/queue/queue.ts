@@ -9,6 +9,12 @@ export interface RunJobData {
   runId: string;
 }
 
+/** Finished jobs kept in Redis (the worker removes older ones as jobs finish): a day of completed ones, a week of failed. */
+export const KEEP_JOBS = {
+  removeOnComplete: { age: 24 * 3600, count: 10_000 },
+  removeOnFail: { age: 7 * 24 * 3600 },
+} as const;
+
 export interface RunQueueOptions {
   prefix: string;
   /** Attempts per execution, retries use exponential backoff from `backoffMs`. */
@@ -46,8 +52,8 @@ export function createRunQueue(connection: Redis, opts: RunQueueOptions) {
     defaultJobOptions: {
       attempts: opts.attempts,
       backoff: { type: 'exponential', delay: opts.backoffMs },
-      removeOnComplete: { age: 24 * 3600, count: 10_000 },
-      removeOnFail: { age: 7 * 24 * 3600 },
+      // How long finished jobs are kept is the worker's setting (KEEP_JOBS), not each job's: options a job
+      // carries are packed into it and handled by its add script, about a third of that script's time.
     },
   });
   // Errors surface on the calls that hit them; the emitter must not crash the process.

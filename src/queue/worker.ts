@@ -1,8 +1,8 @@
-import { DelayedError, Worker, type Job } from 'bullmq';
+import { DelayedError, Worker, type Job, type KeepJobs } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Log } from '../kernel/log.js';
 import type { Executor } from '../execution/executor.js';
-import { QUEUE_NAME, type RunJobData } from './queue.js';
+import { KEEP_JOBS, QUEUE_NAME, type RunJobData } from './queue.js';
 
 export interface RunWorkerOptions {
   prefix: string;
@@ -11,6 +11,8 @@ export interface RunWorkerOptions {
   stalledIntervalMs: number;
   /** While the kill switch is on, a job fetched anyway is put back for this long. */
   pauseRecheckMs?: number;
+  /** Finished jobs kept; KEEP_JOBS by default. */
+  keepJobs?: { removeOnComplete: KeepJobs; removeOnFail: KeepJobs };
 }
 
 /**
@@ -39,6 +41,7 @@ export function createRunWorker(connection: Redis, executor: Executor, log: Log,
       lockDuration: opts.stalledIntervalMs,
       stalledInterval: opts.stalledIntervalMs,
       maxStalledCount: 2,
+      ...(opts.keepJobs ?? KEEP_JOBS),
       autorun: true,
     },
   );
