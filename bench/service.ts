@@ -99,6 +99,7 @@ function timeCalls(target: object, method: string, label: string): void {
 timeCalls(services, 'intake', 'delivery (intake call, batching wait included)');
 timeCalls(services.runs, 'findByKeys', 'runs.findByKeys');
 timeCalls(services.runs, 'insert', 'runs.insert');
+timeCalls(services.runs, 'insertOrFind', 'runs.insertOrFind (lookup and insert)');
 timeCalls(services.runs, 'resolveEpisodes', 'runs.resolveEpisodes');
 timeCalls(services.killSwitch, 'state', 'killSwitch.state');
 timeCalls(services.counters, 'peek', 'counters.peek (gates)');

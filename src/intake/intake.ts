@@ -13,7 +13,7 @@ import type { Notifier } from '../notify/notifier.js';
 import type { RunQueue } from '../queue/queue.js';
 import type { WebhookAlert, WebhookMessage } from '../schemas/alertmanager.js';
 import type { AlertSnapshot, Run, RunRef } from '../schemas/runs.js';
-import type { RunStore } from '../store/runs.js';
+import type { RunStore, StoredRun } from '../store/runs.js';
 import type { Chains } from '../execution/chains.js';
 import { observeStatus } from '../execution/observe.js';
 import { createAnswers, DEFAULT_ANSWERS, type Answer, type AnswersOptions } from './answers.js';
@@ -107,13 +107,24 @@ export function createIntake(deps: IntakeDeps) {
    * Returns every run by dedup key, and whether this batch created it.
    */
   async function lookUpAndStore(matched: Matched[], track: Track): Promise<Map<string, { run: Run | RunRef; created: boolean }>> {
-    const { existing, paused } = await track('PostgreSQL', deps.runs.findByKeys(matched.map((m) => m.key)));
     // One decision per dedup key, even when several deliveries in the batch carry the same alert.
-    const fresh = new Map<string, Matched>();
-    for (const m of matched) if (!existing.has(m.id) && !fresh.has(m.id)) fresh.set(m.id, m);
-    const gateContext = { counters: deps.counters, paused, dryRun: deps.dryRun, configured: deps.configured };
-    const decided = await track('Redis', decideAll([...fresh.values()], gateContext));
-    const stored = await track('PostgreSQL', deps.runs.insert(decided));
+    const unique = new Map<string, Matched>();
+    for (const m of matched) if (!unique.has(m.id)) unique.set(m.id, m);
+    const gateContext = { counters: deps.counters, paused: false, dryRun: deps.dryRun, configured: deps.configured };
+    // Decided before the lookup, so that the lookup and the insert are one statement: a key that
+    // exists costs only its gate peek (read-only), and re-deliveries mostly come from `answers`.
+    const decided = await track('Redis', decideAll([...unique.values()], gateContext));
+    const first = await track('PostgreSQL', deps.runs.insertOrFind(decided));
+    let stored: StoredRun[];
+    if (first.paused) {
+      // The kill switch is on: the new keys are decided again, paused, and stored so.
+      const { existing } = first;
+      const fresh = [...unique.values()].filter((m) => !existing.has(m.id));
+      const paused = await track('Redis', decideAll(fresh, { ...gateContext, paused: true }));
+      const inserted = await track('PostgreSQL', deps.runs.insert(paused));
+      const byId = new Map(inserted.map((s) => [dedupId(dedupKeyOf(s.run)), s]));
+      stored = [...unique.keys()].map((id) => byId.get(id) ?? { run: existing.get(id)!, duplicate: true as const });
+    } else stored = first.stored;
 
     const inserted = stored.flatMap((s) => (s.duplicate ? [] : [s.run]));
     // A resolution that raced these firing runs (another message of the batch, another replica): cancel them now.
@@ -125,7 +136,7 @@ export function createIntake(deps: IntakeDeps) {
     );
     const cancelled = new Map(late.map((r) => [r.id, r]));
     const created = inserted.map((r) => cancelled.get(r.id) ?? r);
-    const known = [...existing.values(), ...stored.flatMap((s) => (s.duplicate ? [s.run] : []))];
+    const known = stored.flatMap((s) => (s.duplicate ? [s.run] : []));
     const byKey = new Map<string, { run: Run | RunRef; created: boolean }>();
     for (const run of known) byKey.set(dedupId(dedupKeyOf(run)), { run, created: false });
     for (const run of created) byKey.set(dedupId(dedupKeyOf(run)), { run, created: true });

@@ -55,7 +55,8 @@ interface PredecessorRow {
 
 export type StoredRun = { run: Run; duplicate: false } | { run: RunRef; duplicate: true };
 
-const INSERT_SQL = `
+/** The new runs of `$1` (a JSON array of insert rows), stored with their first timeline events, unless `condition` says not to. */
+const insertingSql = (condition: string) => `
 WITH input AS (
   SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(
     id uuid, rule text, action text, phase text, remediation text, target text, params jsonb, status text,
@@ -70,6 +71,7 @@ WITH input AS (
          -- A pending approval expires approvalTimeout from PostgreSQL's now: the clock that expires it.
          CASE WHEN status = 'pending_approval' THEN now() + (gates->>'approvalTimeoutMs')::bigint * interval '1 millisecond' END,
          dry_run, gates, plan, error, after_action, after_ref, after_when, revert_of FROM input
+  WHERE ${condition}
   ON CONFLICT ON CONSTRAINT runs_dedup_key DO NOTHING
   RETURNING id, seq, created_at, updated_at, expires_at
 ), events AS (
@@ -77,21 +79,38 @@ WITH input AS (
   SELECT i.id, e.value->>'type', ${PENDING_DETAIL('e.value', 'i.expires_at')}
   FROM inserted i JOIN input x ON x.id = i.id, jsonb_array_elements(x.events) WITH ORDINALITY AS e(value, n)
   ORDER BY i.seq, e.n
-)
+)`;
+
+const INSERT_SQL = `${insertingSql('true')}
 SELECT * FROM inserted`;
 
-// Each key one probe of an index: the keys come as arrays through unnest, whose length the planner
-// sees. As a JSON recordset (which it counts as 100 rows) it hashes a scan of the whole table
-// instead, and while the table's statistics are older than a burst of new runs that is every batch.
-// The kill switch comes in the same round trip, as an extra row with a null id.
-const EXISTING_SQL = `
-SELECT r.id, r.rule, r.action, r.remediation, r.status, r.fingerprint, r.starts_at, false AS paused
-FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS x(rule, action, fingerprint, starts_at)
+// The existing runs of the dedup keys in parameters `first` .. `first + 3` (rule, action, fingerprint
+// and startsAt arrays). Each key one probe of an index: the keys come as arrays through unnest, whose
+// length the planner sees. As a JSON recordset (which it counts as 100 rows) it hashes a scan of the
+// whole table instead, and while the table's statistics are older than a burst of new runs that is
+// every batch.
+const probeSql = (first: number) => `
+FROM unnest($${first}::text[], $${first + 1}::text[], $${first + 2}::text[], $${first + 3}::text[]) AS x(rule, action, fingerprint, starts_at)
 CROSS JOIN LATERAL (
   SELECT * FROM runs
   WHERE rule = x.rule AND action = x.action AND fingerprint = x.fingerprint AND starts_at = x.starts_at
-) r
+) r`;
+
+// The kill switch comes in the same round trip, as an extra row with a null id.
+const EXISTING_SQL = `
+SELECT r.id, r.rule, r.action, r.remediation, r.status, r.fingerprint, r.starts_at, false AS paused ${probeSql(1)}
 UNION ALL SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, paused FROM control`;
+
+// The dedup lookup, the kill switch and the insert in one statement. The lookup reads the runs as
+// they were before the statement, so it finds the existing runs and not the ones it inserts; while
+// the kill switch is on, nothing is inserted. One row per inserted run (kind 'new'), per existing
+// run ('old'), and the kill switch ('control').
+const INSERT_OR_FIND_SQL = `${insertingSql('NOT (SELECT paused FROM control)')}
+SELECT 'new' AS kind, id, NULL AS rule, NULL AS action, NULL AS remediation, NULL AS status, NULL AS fingerprint,
+       NULL AS starts_at, created_at, updated_at, expires_at, NULL::boolean AS paused FROM inserted
+UNION ALL
+SELECT 'old', r.id, r.rule, r.action, r.remediation, r.status, r.fingerprint, r.starts_at, NULL, NULL, NULL, NULL ${probeSql(2)}
+UNION ALL SELECT 'control', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, paused FROM control`;
 
 /** A bound of the creation time: a time (RFC 3339, as PostgreSQL reads it) or this long before PostgreSQL's now. */
 export type TimeBound = { at: string } | { agoMs: number };
@@ -112,6 +131,41 @@ export interface RunFilter {
   cursor?: string;
 }
 
+interface InsertedRow {
+  id: string;
+  created_at: Date;
+  updated_at: Date;
+  expires_at: Date | null;
+}
+
+interface ExistingRow {
+  id: string;
+  rule: string;
+  action: string;
+  remediation: string;
+  status: RunStatus;
+  fingerprint: string;
+  starts_at: string;
+  paused: boolean;
+}
+
+/** Dedup keys as the four arrays `probeSql` reads. */
+const keyColumns = (keys: readonly DedupKey[]) => [
+  keys.map((k) => k.rule),
+  keys.map((k) => k.action),
+  keys.map((k) => k.fingerprint),
+  keys.map((k) => k.startsAt),
+];
+
+const toRef = (row: ExistingRow): RunRef => ({
+  id: row.id,
+  rule: row.rule,
+  action: row.action,
+  remediation: row.remediation,
+  status: row.status,
+  alert: { fingerprint: row.fingerprint, startsAt: row.starts_at },
+});
+
 /** Runs as they are stored, found and listed: every read of `runs`, and the insert of new ones. */
 export function createRunRecords(db: Db) {
   /**
@@ -120,16 +174,49 @@ export function createRunRecords(db: Db) {
    */
   async function insert(runs: NewRun[]): Promise<StoredRun[]> {
     if (runs.length === 0) return [];
-    const ordered = [...runs].sort((x, y) => compareDedupKeys(dedupKeyOf(x), dedupKeyOf(y)));
-    const payload = ordered.map(toInsertRow);
-    const { rows } = await db.query<{ id: string; created_at: Date; updated_at: Date; expires_at: Date | null }>({
-      name: 'runs-insert',
-      text: INSERT_SQL,
-      values: [JSON.stringify(payload)],
-    });
+    const { rows } = await db.query<InsertedRow>({ name: 'runs-insert', text: INSERT_SQL, values: [insertPayload(runs)] });
+    return assemble(runs, rows, new Map());
+  }
+
+  /**
+   * `insert` and the dedup lookup in one statement, for runs decided before their keys were looked
+   * up: those of `runs` whose key exists come back as the existing run (`duplicate: true`). While the
+   * kill switch is on nothing is stored and `stored` is null: the caller decides the runs again,
+   * paused, and inserts those whose key is not in `existing`.
+   */
+  async function insertOrFind(
+    runs: NewRun[],
+  ): Promise<{ stored: StoredRun[]; paused: false } | { stored: null; paused: true; existing: Map<string, RunRef> }> {
+    if (runs.length === 0) return { stored: [], paused: false };
+    // Unnamed, like findByKeys: its lookup must be planned for the table as it is now.
+    const { rows } = await db.query<InsertedRow & ExistingRow & { kind: 'new' | 'old' | 'control' }>(INSERT_OR_FIND_SQL, [
+      insertPayload(runs),
+      ...keyColumns(runs.map(dedupKeyOf)),
+    ]);
+    const inserted: InsertedRow[] = [];
+    const existing = new Map<string, RunRef>();
+    let paused = false;
+    for (const row of rows) {
+      if (row.kind === 'new') inserted.push(row);
+      else if (row.kind === 'old') {
+        const ref = toRef(row);
+        existing.set(dedupId(dedupKeyOf(ref)), ref);
+      } else paused = row.paused;
+    }
+    if (paused) return { stored: null, paused, existing };
+    return { stored: await assemble(runs, inserted, existing), paused };
+  }
+
+  /** The JSON array of insert rows for `runs`, in dedup-key order: inserts in this order wait on each other instead of deadlocking. */
+  function insertPayload(runs: NewRun[]): string {
+    return JSON.stringify([...runs].sort((x, y) => compareDedupKeys(dedupKeyOf(x), dedupKeyOf(y))).map(toInsertRow));
+  }
+
+  /** Each of `runs` as inserted (`rows`), or as the run of its key found before (`known`) or now. */
+  async function assemble(runs: NewRun[], rows: InsertedRow[], known: Map<string, RunRef>): Promise<StoredRun[]> {
     // What was inserted is what was sent: only the ids and timestamps come back.
     const sent = new Map(runs.map((r) => [r.id, r]));
-    const byKey = new Map<string, Run | RunRef>();
+    const byKey = new Map<string, Run | RunRef>(known);
     for (const row of rows) {
       const run = fromNewRun(sent.get(row.id)!, row.created_at, row.updated_at, row.expires_at);
       byKey.set(dedupId(dedupKeyOf(run)), run);
@@ -154,31 +241,14 @@ export function createRunRecords(db: Db) {
     const found = new Map<string, RunRef>();
     // Unnamed on purpose: a named statement's cached generic plan, made while the table was empty,
     // keeps scanning it whole long after it has grown.
-    const columns = [keys.map((k) => k.rule), keys.map((k) => k.action), keys.map((k) => k.fingerprint), keys.map((k) => k.startsAt)];
-    const { rows } = await db.query<{
-      id: string | null;
-      rule: string;
-      action: string;
-      remediation: string;
-      status: RunStatus;
-      fingerprint: string;
-      starts_at: string;
-      paused: boolean;
-    }>(EXISTING_SQL, columns);
+    const { rows } = await db.query<ExistingRow & { id: string | null }>(EXISTING_SQL, keyColumns(keys));
     let paused = false;
     for (const row of rows) {
       if (row.id === null) {
         paused = row.paused;
         continue;
       }
-      const ref: RunRef = {
-        id: row.id,
-        rule: row.rule,
-        action: row.action,
-        remediation: row.remediation,
-        status: row.status,
-        alert: { fingerprint: row.fingerprint, startsAt: row.starts_at },
-      };
+      const ref = toRef(row);
       found.set(dedupId(dedupKeyOf(ref)), ref);
     }
     return { existing: found, paused };
@@ -306,5 +376,5 @@ export function createRunRecords(db: Db) {
     return Number(rows[0]?.n ?? 0);
   }
 
-  return { insert, findByKeys, getForExecution, get, list, pendingOfEpisode, readyDependents, countByStatus };
+  return { insert, insertOrFind, findByKeys, getForExecution, get, list, pendingOfEpisode, readyDependents, countByStatus };
 }

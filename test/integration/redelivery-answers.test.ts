@@ -4,8 +4,9 @@
  */
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
-import { deliver, settled } from '../support/api.js';
-import { alertMessage, isolation, REDIS_URL, startService, type TestService } from '../support/harness.js';
+import request from 'supertest';
+import { deliver, getRun, settled } from '../support/api.js';
+import { alertMessage, isolation, REDIS_URL, startService, TOKENS, type TestService } from '../support/harness.js';
 
 const MATRIX = `
 defaults: { cooldown: 0s }
@@ -17,14 +18,18 @@ rules:
         params: { key: '{{ labels.k }}' }
 `;
 
-/** Counts the intake's dedup lookups in PostgreSQL from now on. */
+/** Counts the statements that look runs up by dedup key (alone, or with the insert) from now on. */
 function countLookups(svc: TestService): { readonly n: number } {
   const runs = svc.services.runs;
-  const original = runs.findByKeys.bind(runs);
   const counter = { n: 0 };
+  const { findByKeys, insertOrFind } = runs;
   runs.findByKeys = (keys) => {
     counter.n++;
-    return original(keys);
+    return findByKeys(keys);
+  };
+  runs.insertOrFind = (decided) => {
+    counter.n++;
+    return insertOrFind(decided);
   };
   return counter;
 }
@@ -80,6 +85,34 @@ describe('re-deliveries of queued runs (ROLE=api: nothing executes)', (s) => {
     assert.equal(runs[1]!.duplicate, false);
     assert.equal(runs[1]!.status, 'queued');
     assert.notEqual(runs[1]!.id, old!.id);
+  });
+
+  it('while paused, another replica answers a known alert with its run and stores a new one suppressed', async (t) => {
+    const known = alertOf('e1');
+    const [old] = await deliver(svc, known);
+    const admin = { Authorization: `Bearer ${TOKENS.admin}` };
+    await request(svc.url).post('/api/control/pause').set(admin).send({ reason: 'test' }).expect(200);
+    try {
+      const other = await startService(t, {
+        databaseUrl: iso.databaseUrl,
+        prefix: iso.prefix,
+        matrix: MATRIX,
+        env: { ROLE: 'api', TARGET_REDIS_URL: REDIS_URL },
+      });
+      const mixed = alertMessage([{ labels: { alertname: 'X', k: 'e1' } }, { labels: { alertname: 'X', k: 'e2' } }]);
+      const runs = await deliver(other, mixed);
+      assert.deepEqual(
+        runs.map((r) => [r.status, r.duplicate]),
+        [
+          ['queued', true],
+          ['suppressed', false],
+        ],
+      );
+      assert.equal(runs[0]!.id, old!.id);
+      assert.equal((await getRun(other, runs[1]!.id)).reason, 'paused');
+    } finally {
+      await request(svc.url).post('/api/control/resume').set(admin).send({}).expect(200);
+    }
   });
 });
 
