@@ -1,5 +1,8 @@
 import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
 import { describe, it } from 'node:test';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { createAnswers, type Answer } from '../../src/intake/answers.js';
 import type { RunStatus } from '../../src/schemas/runs.js';
 
@@ -43,16 +46,33 @@ describe('recent answers', () => {
     assert.equal(answers.size(), 0);
   });
 
-  it('holds at most max answers, dropping the oldest; an answer given again counts as new', () => {
-    const answers = createAnswers({ max: 3, ttlMs: 1000 });
+  it('holds at most max answers, dropping the older half first; an answer given again counts as new', () => {
+    const answers = createAnswers({ max: 4, ttlMs: 60_000 });
     for (const k of ['a', 'b', 'c']) answers.remember(k, run(k, 'queued'));
     answers.remember('a', run('a', 'succeeded'));
-    answers.remember('d', run('d', 'queued'));
-    assert.equal(answers.size(), 3);
+    for (const k of ['d', 'e']) answers.remember(k, run(k, 'queued'));
+    assert.ok(answers.size() <= 4);
     assert.equal(answers.recall('b'), undefined);
     assert.deepEqual(
-      ['a', 'c', 'd'].map((k) => answers.recall(k)?.id),
-      ['a', 'c', 'd'],
+      ['a', 'c', 'd', 'e'].map((k) => answers.recall(k)?.id),
+      ['a', 'c', 'd', 'e'],
     );
+    assert.equal(answers.recall('a')?.status, 'succeeded');
+  });
+
+  it('holds 20,000 answers with randomUUID ids in under 400 bytes each (an id made by concatenation alone is about 500)', () => {
+    setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as () => void;
+    const answers = createAnswers({ max: 50_000, ttlMs: 60_000 });
+    gc();
+    const before = process.memoryUsage().heapUsed;
+    for (let i = 0; i < 20_000; i++) {
+      const key = JSON.stringify(['bench-noop', 'firing:0', i.toString(16).padStart(16, '0'), '2026-12-02T18:00:00.123456789Z']);
+      answers.remember(key, run(randomUUID(), 'queued'));
+    }
+    gc();
+    const perAnswer = (process.memoryUsage().heapUsed - before) / 20_000;
+    assert.equal(answers.size(), 20_000);
+    assert.ok(perAnswer < 400, `${perAnswer.toFixed(0)} bytes per answer`);
   });
 });
