@@ -131,6 +131,33 @@ describe('capAlert: what of an alert a run stores', () => {
     assert.match(capped.generatorURL!, /truncated \d+ bytes\]$/);
   });
 
+  it('around the caps: an alert is kept as it is exactly when it fits, and every stored alert fits', () => {
+    const caps: AlertCaps = { maxLabels: 4, maxValueBytes: 100, maxAlertBytes: 700 };
+    // A deterministic stream of sizes around the caps, with multi-byte and escaped characters.
+    let seed = 7;
+    const next = (n: number) => ((seed = (seed * 1103515245 + 12345) % 2 ** 31), seed % n);
+    const chars = ['a', 'é', '€', '"', '\n', '😀'];
+    const text = (n: number) => Array.from({ length: n }, () => chars[next(chars.length)]).join('');
+    let kept = 0;
+    for (let i = 0; i < 2000; i++) {
+      const labels = Object.fromEntries(Array.from({ length: 1 + next(5) }, (_, j) => [`l${j}`, text(next(60))]));
+      const annotations = Object.fromEntries(Array.from({ length: next(4) }, (_, j) => [`a${j}`, text(next(70))]));
+      const alert = base(labels, annotations);
+      const fits =
+        Object.keys(labels).length <= caps.maxLabels &&
+        Object.keys(annotations).length <= caps.maxLabels &&
+        [...Object.values(labels), ...Object.values(annotations), alert.generatorURL!].every((v) => bytes(v) <= caps.maxValueBytes) &&
+        storedAlertBytes(alert) <= caps.maxAlertBytes;
+      const capped = capAlert(alert, caps);
+      assert.equal(capped.truncated, !fits, `alert ${i}`);
+      if (fits) assert.equal(capped.alert, alert);
+      if (fits) kept++;
+      assert.ok(storedAlertBytes(capped.alert) <= caps.maxAlertBytes, `alert ${i}: ${storedAlertBytes(capped.alert)} bytes`);
+    }
+    // Both sides of the caps were met.
+    assert.ok(kept > 200 && kept < 1800, `${kept} of 2000 kept as they were`);
+  });
+
   it('names the marker with the bytes dropped', () => {
     assert.equal(truncationMarker(4190), '…[truncated 4190 bytes]');
   });
