@@ -31,7 +31,7 @@ export interface IntakeDeps {
   log: Log;
   dryRun: boolean;
   configured: ReadonlySet<TargetKind>;
-  /** Alerts one batch of concurrent deliveries may carry; a bigger message goes alone. */
+  /** Alerts one batch of concurrent deliveries may carry; a bigger message goes in slices of this many, one after the other. */
   maxBatchAlerts?: number;
   /** INTAKE_TIMEOUT: how long a delivery may take, waiting for a batch included. */
   timeoutMs?: number;
@@ -235,11 +235,27 @@ export function createIntake(deps: IntakeDeps) {
     return results;
   }
 
-  const submit = createBatcher(processBatch, {
+  const maxBatchAlerts = deps.maxBatchAlerts ?? 1000;
+  const batched = createBatcher(processBatch, {
     weight: (m: WebhookMessage) => Math.max(1, m.alerts.length),
-    maxWeight: deps.maxBatchAlerts ?? 1000,
+    maxWeight: maxBatchAlerts,
     concurrency: 6,
   });
+
+  /**
+   * A message of more than maxBatchAlerts alerts in slices, one after the other, answered as one: what
+   * a batch builds of its alerts (runs, the insert's payload, jobs) is then there for one slice at a
+   * time. A slice that fails fails the delivery; its retry finds the runs of the slices stored before.
+   */
+  async function submit(message: WebhookMessage): Promise<IntakeResult> {
+    if (message.alerts.length <= maxBatchAlerts) return batched(message);
+    const result: IntakeResult = { received: message.alerts.length, runs: [] };
+    for (let i = 0; i < message.alerts.length; i += maxBatchAlerts) {
+      const slice = await batched({ ...message, alerts: message.alerts.slice(i, i + maxBatchAlerts) });
+      for (const run of slice.runs) result.runs.push(run);
+    }
+    return result;
+  }
 
   /** The dependency the oldest batch in flight waits on: what holds up a delivery past its deadline. */
   function blockedOn(): 'PostgreSQL' | 'Redis' {

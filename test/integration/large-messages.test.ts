@@ -59,6 +59,32 @@ describe('large alert groups', (s) => {
     }
   }
 
+  it('a message over 1,000 alerts goes in slices: answered in alert order, an alert repeated in a later slice is its first run', async () => {
+    const message = group('sliced', 2500);
+    message.alerts.push(message.alerts[3]!);
+    const res = await webhook(svc).send(message).expect(200);
+    assert.equal(res.body.received, 2501);
+    assert.equal(res.body.runs.length, 2501);
+    // The same run (which the worker may have executed meanwhile), as a duplicate.
+    assert.deepEqual([res.body.runs[2500].id, res.body.runs[2500].duplicate], [res.body.runs[3].id, true]);
+    assert.equal(res.body.runs[3].duplicate, false);
+    assert.equal(res.body.runs.filter((r: { duplicate: boolean }) => !r.duplicate).length, 2500);
+    const db = new pg.Client({ connectionString: iso.databaseUrl });
+    await db.connect();
+    try {
+      const ids = [0, 999, 1000, 2499].map((i) => res.body.runs[i].id);
+      const { rows } = await db.query("SELECT id, alert->'labels'->>'instance' AS instance FROM runs WHERE id = ANY($1)", [ids]);
+      const instance = new Map(rows.map((r) => [r.id, r.instance]));
+      assert.deepEqual(
+        ids.map((id) => instance.get(id)),
+        ['sliced-0', 'sliced-999', 'sliced-1000', 'sliced-2499'],
+      );
+    } finally {
+      await db.end();
+    }
+    assert.equal(await runsOf('sliced'), 2500);
+  });
+
   it('5,000 alerts in one message: 200, one run each', async () => {
     const started = performance.now();
     const res = await webhook(svc).send(group('one', 5000));
@@ -94,7 +120,7 @@ describe('large alert groups', (s) => {
   });
 });
 
-/** Three executing (not dry-run) actions per alert: a 5,000-alert message is one batch of 15,000 runs. */
+/** Three executing (not dry-run) actions per alert: a 5,000-alert message is 15,000 runs, 3,000 per slice of 1,000 alerts. */
 const TRIPLE_MATRIX = `
 defaults: { cooldown: 0s }
 rules:
@@ -116,7 +142,7 @@ const tripleGroup = (n: number) =>
     })),
   );
 
-describe('one batch of 15,000 queued runs, delivered again with jobs lost from Redis', (s) => {
+describe('15,000 queued runs from one message, delivered again with jobs lost from Redis', (s) => {
   const iso = isolation('large_batch');
   after(() => iso.drop());
   // API only: no worker takes the jobs, and the sweeper (which re-adds lost jobs too) does not run
