@@ -85,15 +85,16 @@ const INSERT_SQL = `${insertingSql('true')}
 SELECT * FROM inserted`;
 
 // The existing runs of the dedup keys in parameters `first` .. `first + 3` (rule, action, fingerprint
-// and startsAt arrays). Each key one probe of an index: the keys come as arrays through unnest, whose
-// length the planner sees. As a JSON recordset (which it counts as 100 rows) it hashes a scan of the
-// whole table instead, and while the table's statistics are older than a burst of new runs that is
-// every batch.
+// and startsAt arrays). Each key one probe of an index: the LIMIT (a key has at
+// most one run) keeps the planner from turning the lookup into a join, which it hashes over a scan of
+// the whole table once there are a few hundred keys, or whenever its statistics are older than a
+// burst of new runs; a probe is a few pages, a scan all of them.
 const probeSql = (first: number) => `
 FROM unnest($${first}::text[], $${first + 1}::text[], $${first + 2}::text[], $${first + 3}::text[]) AS x(rule, action, fingerprint, starts_at)
 CROSS JOIN LATERAL (
   SELECT * FROM runs
   WHERE rule = x.rule AND action = x.action AND fingerprint = x.fingerprint AND starts_at = x.starts_at
+  LIMIT 1
 ) r`;
 
 // The kill switch comes in the same round trip, as an extra row with a null id.
