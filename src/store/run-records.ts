@@ -85,10 +85,12 @@ const INSERT_SQL = `${insertingSql('true')}
 SELECT * FROM inserted`;
 
 // The existing runs of the dedup keys in parameters `first` .. `first + 3` (rule, action, fingerprint
-// and startsAt arrays). Each key one probe of an index: the LIMIT (a key has at
-// most one run) keeps the planner from turning the lookup into a join, which it hashes over a scan of
-// the whole table once there are a few hundred keys, or whenever its statistics are older than a
-// burst of new runs; a probe is a few pages, a scan all of them.
+// and startsAt arrays). Each key one probe of an index: the LIMIT (a key has at most one run) keeps
+// the planner from turning the lookup into a join, which it hashes over a scan of the whole table
+// once there are a few hundred keys, or whenever its statistics are older than a burst of new runs
+// (a probe is a few pages, a scan all of them). So the plan is the same for any table, and the
+// statements that use it are prepared once per connection: a plan made while the table was empty
+// still probes the index when it holds millions of runs.
 const probeSql = (first: number) => `
 FROM unnest($${first}::text[], $${first + 1}::text[], $${first + 2}::text[], $${first + 3}::text[]) AS x(rule, action, fingerprint, starts_at)
 CROSS JOIN LATERAL (
@@ -189,11 +191,12 @@ export function createRunRecords(db: Db) {
     runs: NewRun[],
   ): Promise<{ stored: StoredRun[]; paused: false } | { stored: null; paused: true; existing: Map<string, RunRef> }> {
     if (runs.length === 0) return { stored: [], paused: false };
-    // Unnamed, like findByKeys: its lookup must be planned for the table as it is now.
-    const { rows } = await db.query<InsertedRow & ExistingRow & { kind: 'new' | 'old' | 'control' }>(INSERT_OR_FIND_SQL, [
-      insertPayload(runs),
-      ...keyColumns(runs.map(dedupKeyOf)),
-    ]);
+    // Prepared once per connection: its plan probes an index per key whatever the size of the table when it was made (see probeSql).
+    const { rows } = await db.query<InsertedRow & ExistingRow & { kind: 'new' | 'old' | 'control' }>({
+      name: 'runs-insert-or-find',
+      text: INSERT_OR_FIND_SQL,
+      values: [insertPayload(runs), ...keyColumns(runs.map(dedupKeyOf))],
+    });
     const inserted: InsertedRow[] = [];
     const existing = new Map<string, RunRef>();
     let paused = false;
@@ -240,9 +243,11 @@ export function createRunRecords(db: Db) {
    */
   async function findByKeys(keys: readonly DedupKey[]): Promise<{ existing: Map<string, RunRef>; paused: boolean }> {
     const found = new Map<string, RunRef>();
-    // Unnamed on purpose: a named statement's cached generic plan, made while the table was empty,
-    // keeps scanning it whole long after it has grown.
-    const { rows } = await db.query<ExistingRow & { id: string | null }>(EXISTING_SQL, keyColumns(keys));
+    const { rows } = await db.query<ExistingRow & { id: string | null }>({
+      name: 'runs-by-keys',
+      text: EXISTING_SQL,
+      values: keyColumns(keys),
+    });
     let paused = false;
     for (const row of rows) {
       if (row.id === null) {
