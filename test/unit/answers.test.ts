@@ -6,17 +6,22 @@ import { runInNewContext } from 'node:vm';
 import { createAnswers, type Answer } from '../../src/intake/answers.js';
 import type { RunStatus } from '../../src/schemas/runs.js';
 
-/** What `recall` answers, without the bookkeeping it carries. */
-const recalled = (a: Answer | undefined) => a && { id: a.id, rule: a.rule, remediation: a.remediation, status: a.status };
-
-const run = (id: string, status: RunStatus): Answer => ({ id, rule: 'r', remediation: 'test.count', status });
+/** Stable ids per name, so that expectations can name them. */
+const ids = new Map<string, string>();
+const idOf = (name: string) => ids.get(name) ?? (ids.set(name, randomUUID()), ids.get(name)!);
+const run = (name: string, status: RunStatus, rule = 'r', remediation = 'test.count'): Answer => ({
+  id: idOf(name),
+  rule,
+  remediation,
+  status,
+});
 
 describe('recent answers', () => {
   it('keeps final and queued answers, and never one that can change without a worker taking a job', () => {
     const answers = createAnswers({ max: 10, ttlMs: 1000 });
-    for (const status of ['succeeded', 'failed', 'suppressed', 'cancelled', 'queued'] as const) {
+    for (const status of ['succeeded', 'failed', 'suppressed', 'cancelled', 'dry_run', 'queued'] as const) {
       answers.remember(status, run(status, status));
-      assert.deepEqual(recalled(answers.recall(status)), run(status, status), status);
+      assert.deepEqual(answers.recall(status), run(status, status), status);
     }
     for (const status of ['pending_approval', 'waiting', 'running'] as const) {
       answers.remember(status, run(status, status));
@@ -24,7 +29,16 @@ describe('recent answers', () => {
     }
   });
 
-  it('forgets a key whose run moved to a status it does not keep', () => {
+  it('answers each key with its own run, rule and remediation', () => {
+    const answers = createAnswers({ max: 1000, ttlMs: 60_000 });
+    const runs = Array.from({ length: 400 }, (_, i) => run(`k${i}`, i % 2 ? 'queued' : 'failed', `rule-${i % 7}`, `remediation.${i % 5}`));
+    runs.forEach((r, i) => answers.remember(`key ${i}`, r));
+    runs.forEach((r, i) => assert.deepEqual(answers.recall(`key ${i}`), r));
+    assert.equal(answers.recall('key 400'), undefined);
+    assert.equal(answers.size(), 400);
+  });
+
+  it('forgets a key whose run moved to a status it does not keep, or when told', () => {
     const answers = createAnswers({ max: 10, ttlMs: 1000 });
     answers.remember('k', run('1', 'queued'));
     answers.remember('k', run('1', 'running'));
@@ -33,6 +47,12 @@ describe('recent answers', () => {
     assert.equal(answers.recall('k')?.status, 'succeeded');
     answers.forget('k');
     assert.equal(answers.recall('k'), undefined);
+    // A forgotten slot is reused, and a key stored after it is still found.
+    answers.remember('k', run('2', 'queued'));
+    answers.remember('j', run('3', 'queued'));
+    assert.equal(answers.recall('k')?.id, idOf('2'));
+    assert.equal(answers.recall('j')?.id, idOf('3'));
+    assert.equal(answers.size(), 2);
   });
 
   it('forgets answers after ttlMs', () => {
@@ -55,24 +75,29 @@ describe('recent answers', () => {
     assert.equal(answers.recall('b'), undefined);
     assert.deepEqual(
       ['a', 'c', 'd', 'e'].map((k) => answers.recall(k)?.id),
-      ['a', 'c', 'd', 'e'],
+      ['a', 'c', 'd', 'e'].map(idOf),
     );
     assert.equal(answers.recall('a')?.status, 'succeeded');
   });
 
-  it('holds 20,000 answers with randomUUID ids in under 400 bytes each (an id made by concatenation alone is about 500)', () => {
+  it('keeps nothing per answer on the JavaScript heap: 50,000 answers in fixed tables', () => {
     setFlagsFromString('--expose-gc');
     const gc = runInNewContext('gc') as () => void;
-    const answers = createAnswers({ max: 50_000, ttlMs: 60_000 });
+    const answers = createAnswers({ max: 100_000, ttlMs: 60_000 });
+    const keys = Array.from({ length: 50_000 }, (_, i) =>
+      JSON.stringify(['bench-noop', 'firing:0', i.toString(16).padStart(16, '0'), '2026-12-02T18:00:00.123456789Z']),
+    );
+    const runs = keys.map(() => ({ id: randomUUID(), rule: 'bench-noop', remediation: 'bench.noop', status: 'queued' as const }));
     gc();
-    const before = process.memoryUsage().heapUsed;
-    for (let i = 0; i < 20_000; i++) {
-      const key = JSON.stringify(['bench-noop', 'firing:0', i.toString(16).padStart(16, '0'), '2026-12-02T18:00:00.123456789Z']);
-      answers.remember(key, run(randomUUID(), 'queued'));
-    }
+    const before = process.memoryUsage();
+    keys.forEach((k, i) => answers.remember(k, runs[i]!));
     gc();
-    const perAnswer = (process.memoryUsage().heapUsed - before) / 20_000;
-    assert.equal(answers.size(), 20_000);
-    assert.ok(perAnswer < 400, `${perAnswer.toFixed(0)} bytes per answer`);
+    const after = process.memoryUsage();
+    assert.equal(answers.size(), 50_000);
+    const heapPerAnswer = (after.heapUsed - before.heapUsed) / 50_000;
+    assert.ok(heapPerAnswer < 10, `${heapPerAnswer.toFixed(1)} bytes of heap per answer`);
+    // The tables themselves: two generations of 131,072 slots of 28 bytes.
+    assert.ok(after.arrayBuffers - before.arrayBuffers <= 2 * 131_072 * 28, `${after.arrayBuffers - before.arrayBuffers} bytes of tables`);
+    assert.equal(answers.recall(keys[12_345]!)?.id, runs[12_345]!.id);
   });
 });
