@@ -243,18 +243,34 @@ export function createIntake(deps: IntakeDeps) {
   });
 
   /**
-   * A message of more than maxBatchAlerts alerts in slices, one after the other, answered as one: what
-   * a batch builds of its alerts (runs, the insert's payload, jobs) is then there for one slice at a
-   * time. A slice that fails fails the delivery; its retry finds the runs of the slices stored before.
+   * A message of more than maxBatchAlerts alerts in slices, two at a time (one stores while the other
+   * is decided), answered as one: what a batch builds of its alerts (runs, the insert's payload, jobs)
+   * is then there for two slices at most. A slice that fails fails the delivery; its retry finds the
+   * runs of the slices stored before.
    */
   async function submit(message: WebhookMessage): Promise<IntakeResult> {
     if (message.alerts.length <= maxBatchAlerts) return batched(message);
-    const result: IntakeResult = { received: message.alerts.length, runs: [] };
+    const slices: WebhookMessage[] = [];
     for (let i = 0; i < message.alerts.length; i += maxBatchAlerts) {
-      const slice = await batched({ ...message, alerts: message.alerts.slice(i, i + maxBatchAlerts) });
-      for (const run of slice.runs) result.runs.push(run);
+      slices.push({ ...message, alerts: message.alerts.slice(i, i + maxBatchAlerts) });
     }
-    return result;
+    const parts: IntakeResult[] = new Array(slices.length);
+    let next = 0;
+    let failed = false;
+    const lane = async () => {
+      while (next < slices.length && !failed) {
+        const at = next++;
+        try {
+          parts[at] = await batched(slices[at]!);
+        } catch (err) {
+          // The delivery fails; the other lane takes no further slice.
+          failed = true;
+          throw err;
+        }
+      }
+    };
+    await Promise.all([lane(), lane()]);
+    return { received: message.alerts.length, runs: parts.flatMap((p) => p.runs) };
   }
 
   /** The dependency the oldest batch in flight waits on: what holds up a delivery past its deadline. */
