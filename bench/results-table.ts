@@ -398,23 +398,35 @@ export function judge(f: Record<string, number>): Verdict[] {
     );
   } else push('4', undefined, 'not measured: the scenario failed (see errors)');
 
+  /** A latency target on p99 with a count of samples that never completed (5a/5b, 7/7b). */
+  const latencyVerdict = (
+    id: string,
+    key: string,
+    targetMs: number,
+    met: (p99: string, p50: string) => string,
+    missed: (p99: string) => string,
+    incomplete: string,
+  ) => {
+    if (!has(`${key}P99Ms`, `${key}Missing`)) {
+      push(id, undefined, 'not measured: the scenario failed (see errors)');
+      return;
+    }
+    const p99 = f[`${key}P99Ms`]!;
+    const missing = f[`${key}Missing`]!;
+    const ok = p99 < targetMs && missing === 0;
+    push(id, ok, ok ? met(fmtMs(p99), fmtMs(f[`${key}P50Ms`])) : missed(fmtMs(p99)) + (missing ? `; ${missing} ${incomplete}` : ''));
+  };
   for (const [id, key] of [
     ['5a', 'execAll'],
     ['5b', 'execSplit'],
   ] as const) {
-    if (!has(`${key}P99Ms`, `${key}Missing`)) {
-      push(id, undefined, 'not measured: the scenario failed (see errors)');
-      continue;
-    }
-    const p99 = f[`${key}P99Ms`]!;
-    const missing = f[`${key}Missing`]!;
-    const met = p99 < TARGETS.execP99Ms && missing === 0;
-    push(
+    latencyVerdict(
       id,
-      met,
-      met
-        ? `p99 ${fmtMs(p99)} ms (p50 ${fmtMs(f[`${key}P50Ms`])} ms)`
-        : `p99 ${fmtMs(p99)} ms against ${TARGETS.execP99Ms} ms${missing ? `; ${missing} alerts never started` : ''}`,
+      key,
+      TARGETS.execP99Ms,
+      (p99, p50) => `p99 ${p99} ms (p50 ${p50} ms)`,
+      (p99) => `p99 ${p99} ms against ${TARGETS.execP99Ms} ms`,
+      'alerts never started',
     );
   }
 
@@ -439,18 +451,9 @@ export function judge(f: Record<string, number>): Verdict[] {
     ['7', 'chainAll'],
     ['7b', 'chainSplit'],
   ] as const) {
-    if (!has(`${key}P99Ms`, `${key}Missing`)) {
-      push(id, undefined, 'not measured: the scenario failed (see errors)');
-      continue;
-    }
-    const p99 = f[`${key}P99Ms`]!;
-    const missing = f[`${key}Missing`]!;
-    const met = p99 < TARGETS.chainP99Ms && missing === 0;
-    push(
-      id,
-      met,
-      `dependent started p99 ${fmtMs(p99)} ms (p50 ${fmtMs(f[`${key}P50Ms`])} ms) after its predecessor's success was stored${met ? '' : `, against ${TARGETS.chainP99Ms} ms`}${missing ? `; ${missing} chains did not complete` : ''}`,
-    );
+    const what = (p99: string, p50?: string) =>
+      `dependent started p99 ${p99} ms${p50 ? ` (p50 ${p50} ms)` : ''} after its predecessor's success was stored`;
+    latencyVerdict(id, key, TARGETS.chainP99Ms, what, (p99) => `${what(p99)}, against ${TARGETS.chainP99Ms} ms`, 'chains did not complete');
   }
 
   return verdicts.sort((a, b) => a.id.localeCompare(b.id));
