@@ -16,7 +16,7 @@ import type { AlertSnapshot, Run, RunRef } from '../schemas/runs.js';
 import type { RunStore, StoredRun } from '../store/runs.js';
 import type { Chains } from '../execution/chains.js';
 import { observeStatus } from '../execution/observe.js';
-import { createAnswers, DEFAULT_ANSWERS, type Answer, type AnswersOptions } from './answers.js';
+import { createAnswers, type Answer } from './answers.js';
 import { createBatcher } from './batcher.js';
 import { capAlert, DEFAULT_ALERT_CAPS, type AlertCaps } from './caps.js';
 
@@ -31,14 +31,12 @@ export interface IntakeDeps {
   log: Log;
   dryRun: boolean;
   configured: ReadonlySet<TargetKind>;
-  /** Alerts one batch of concurrent deliveries may carry; a bigger message goes in slices of this many, one after the other. */
+  /** Alerts one batch of concurrent deliveries may carry; a bigger message goes in slices of this many, two at a time. */
   maxBatchAlerts?: number;
   /** INTAKE_TIMEOUT: how long a delivery may take, waiting for a batch included. */
   timeoutMs?: number;
   /** How much of an alert a run stores (MAX_LABELS, MAX_LABEL_VALUE, MAX_ALERT_SIZE); the defaults when absent. */
   caps?: AlertCaps;
-  /** The recent answers a re-delivery is answered from (see answers.ts); the defaults when absent. */
-  answers?: AnswersOptions;
 }
 
 export interface IntakeResult {
@@ -82,7 +80,7 @@ interface Matched {
 export function createIntake(deps: IntakeDeps) {
   const unmatchedName = boundedLabel(MAX_ALERTNAMES);
   const caps = deps.caps ?? DEFAULT_ALERT_CAPS;
-  const answers = createAnswers(deps.answers ?? DEFAULT_ANSWERS);
+  const answers = createAnswers();
   /** What each batch in flight is waiting on, so a delivery past its deadline can name the dependency that held it up. */
   const waitingOn = new Map<number, { dependency: 'PostgreSQL' | 'Redis'; since: number }>();
   let batches = 0;

@@ -99,10 +99,10 @@ CROSS JOIN LATERAL (
   LIMIT 1
 ) r`;
 
-// The kill switch comes in the same round trip, as an extra row with a null id.
+// The kill switch comes in the same round trip, as an extra row (kind 'control').
 const EXISTING_SQL = `
-SELECT r.id, r.rule, r.action, r.remediation, r.status, r.fingerprint, r.starts_at, false AS paused ${probeSql(1)}
-UNION ALL SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, paused FROM control`;
+SELECT 'old' AS kind, r.id, r.rule, r.action, r.remediation, r.status, r.fingerprint, r.starts_at, NULL::boolean AS paused ${probeSql(1)}
+UNION ALL SELECT 'control', NULL, NULL, NULL, NULL, NULL, NULL, NULL, paused FROM control`;
 
 // The dedup lookup, the kill switch and the insert in one statement. The lookup reads the runs as
 // they were before the statement, so it finds the existing runs and not the ones it inserts; while
@@ -149,7 +149,6 @@ interface ExistingRow {
   status: RunStatus;
   fingerprint: string;
   starts_at: string;
-  paused: boolean;
 }
 
 /** Dedup keys as the four arrays `probeSql` reads. */
@@ -160,14 +159,32 @@ const keyColumns = (keys: readonly DedupKey[]) => [
   keys.map((k) => k.startsAt),
 ];
 
-const toRef = (row: ExistingRow): RunRef => ({
-  id: row.id,
-  rule: row.rule,
-  action: row.action,
-  remediation: row.remediation,
-  status: row.status,
-  alert: { fingerprint: row.fingerprint, startsAt: row.starts_at },
-});
+/** A row of the lookup (`probeSql`, kind 'old') or of the kill switch ('control'), as `EXISTING_SQL` and `INSERT_OR_FIND_SQL` return them. */
+type LookupRow = (ExistingRow & { kind: 'old' }) | { kind: 'control'; paused: boolean };
+
+/** The existing runs by `dedupId` and the kill switch, from the lookup's rows; any other row goes to `other`. */
+function readLookup<O extends { kind: 'new' }>(
+  rows: ReadonlyArray<LookupRow | O>,
+  other: (row: O) => void = () => {},
+): { existing: Map<string, RunRef>; paused: boolean } {
+  const existing = new Map<string, RunRef>();
+  let paused = false;
+  for (const row of rows) {
+    if (row.kind === 'old') {
+      const ref: RunRef = {
+        id: row.id,
+        rule: row.rule,
+        action: row.action,
+        remediation: row.remediation,
+        status: row.status,
+        alert: { fingerprint: row.fingerprint, startsAt: row.starts_at },
+      };
+      existing.set(dedupId(dedupKeyOf(ref)), ref);
+    } else if (row.kind === 'control') paused = row.paused;
+    else other(row);
+  }
+  return { existing, paused };
+}
 
 /** Runs as they are stored, found and listed: every read of `runs`, and the insert of new ones. */
 export function createRunRecords(db: Db) {
@@ -192,21 +209,13 @@ export function createRunRecords(db: Db) {
   ): Promise<{ stored: StoredRun[]; paused: false } | { stored: null; paused: true; existing: Map<string, RunRef> }> {
     if (runs.length === 0) return { stored: [], paused: false };
     // Prepared once per connection: its plan probes an index per key whatever the size of the table when it was made (see probeSql).
-    const { rows } = await db.query<InsertedRow & ExistingRow & { kind: 'new' | 'old' | 'control' }>({
+    const { rows } = await db.query<(InsertedRow & { kind: 'new' }) | LookupRow>({
       name: 'runs-insert-or-find',
       text: INSERT_OR_FIND_SQL,
       values: [insertPayload(runs), ...keyColumns(runs.map(dedupKeyOf))],
     });
     const inserted: InsertedRow[] = [];
-    const existing = new Map<string, RunRef>();
-    let paused = false;
-    for (const row of rows) {
-      if (row.kind === 'new') inserted.push(row);
-      else if (row.kind === 'old') {
-        const ref = toRef(row);
-        existing.set(dedupId(dedupKeyOf(ref)), ref);
-      } else paused = row.paused;
-    }
+    const { existing, paused } = readLookup(rows, (row) => inserted.push(row));
     if (paused) return { stored: null, paused, existing };
     return { stored: await assemble(runs, inserted, existing), paused };
   }
@@ -242,22 +251,8 @@ export function createRunRecords(db: Db) {
    * and the kill switch read in the same round trip.
    */
   async function findByKeys(keys: readonly DedupKey[]): Promise<{ existing: Map<string, RunRef>; paused: boolean }> {
-    const found = new Map<string, RunRef>();
-    const { rows } = await db.query<ExistingRow & { id: string | null }>({
-      name: 'runs-by-keys',
-      text: EXISTING_SQL,
-      values: keyColumns(keys),
-    });
-    let paused = false;
-    for (const row of rows) {
-      if (row.id === null) {
-        paused = row.paused;
-        continue;
-      }
-      const ref = toRef(row);
-      found.set(dedupId(dedupKeyOf(ref)), ref);
-    }
-    return { existing: found, paused };
+    const { rows } = await db.query<LookupRow>({ name: 'runs-by-keys', text: EXISTING_SQL, values: keyColumns(keys) });
+    return readLookup(rows);
   }
 
   /** A run as a worker needs it, with whether its episode resolved and the kill switch, in one round trip. */
