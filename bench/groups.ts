@@ -63,6 +63,18 @@ export async function countRuns(group: Group, where = 'true', values: unknown[] 
   return Number(rows[0]?.n ?? 0);
 }
 
+/** Polls `countRuns(group, where, values)` every 100 ms until it reaches `expected` or `timeoutMs` passed; the last count. */
+export async function waitForRuns(group: Group, where: string, values: unknown[], expected: number, timeoutMs: number): Promise<number> {
+  const deadline = Date.now() + timeoutMs;
+  let done = 0;
+  while (Date.now() < deadline) {
+    done = await countRuns(group, where, values);
+    if (done >= expected) break;
+    await sleep(100);
+  }
+  return done;
+}
+
 export interface TableStats {
   seqScans: number;
   seqRowsRead: number;

@@ -1,20 +1,18 @@
 import { SERIES, summarize, type PacedResult } from '../common.js';
-import { countRuns, newGroup, poolOf, serviceEnv, type Group } from '../groups.js';
+import { newGroup, poolOf, serviceEnv, waitForRuns, type Group } from '../groups.js';
 import { sampled } from '../proc-measurements.js';
-import { runLoad, sleep, startChild, type Child } from '../processes.js';
+import { runLoad, startChild, type Child } from '../processes.js';
 import { EXEC_ALERTS, EXEC_RATE, log, startsAt, tag } from '../settings.js';
 import type { ExecResult } from './results.js';
 
-async function waitExecuted(group: Group, fingerprints: string[], timeoutMs: number): Promise<number> {
-  const deadline = Date.now() + timeoutMs;
-  let done = 0;
-  while (Date.now() < deadline) {
-    done = await countRuns(group, "fingerprint = ANY($1) AND status IN ('succeeded', 'failed', 'suppressed')", [fingerprints]);
-    if (done >= fingerprints.length) break;
-    await sleep(100);
-  }
-  return done;
-}
+const waitExecuted = (group: Group, fingerprints: string[], timeoutMs: number): Promise<number> =>
+  waitForRuns(
+    group,
+    "fingerprint = ANY($1) AND status IN ('succeeded', 'failed', 'suppressed')",
+    [fingerprints],
+    fingerprints.length,
+    timeoutMs,
+  );
 
 /** Scenario 5: webhook 200 to the remediation starting, at a steady rate. */
 export async function scenarioExec(split: boolean): Promise<ExecResult> {

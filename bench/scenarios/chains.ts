@@ -1,25 +1,22 @@
 import { CHAIN_ALERTNAME, SERIES, summarize, type PacedResult } from '../common.js';
-import { countRuns, newGroup, poolOf, serviceEnv, type Group } from '../groups.js';
+import { TERMINAL_STATUSES } from '../../src/schemas/runs.js';
+import { newGroup, poolOf, serviceEnv, waitForRuns, type Group } from '../groups.js';
 import { sampled } from '../proc-measurements.js';
-import { runLoad, sleep, startChild, type Child } from '../processes.js';
+import { runLoad, startChild, type Child } from '../processes.js';
 import { CHAIN_ALERTS, CHAIN_RATE, log, startsAt, tag } from '../settings.js';
 import type { ChainResult } from './results.js';
 
 /** The bench matrix's chain rule (bench/response-matrix.yaml). */
 const RULE = 'bench-chain';
-const OPEN = "('waiting', 'pending_approval', 'queued', 'running')";
-
 /** Waits until both runs of every chain (one alert each) are in a final status; returns how many runs are. */
-async function waitChains(group: Group, fingerprints: string[], timeoutMs: number): Promise<number> {
-  const deadline = Date.now() + timeoutMs;
-  let done = 0;
-  while (Date.now() < deadline) {
-    done = await countRuns(group, `rule = $1 AND fingerprint = ANY($2) AND status NOT IN ${OPEN}`, [RULE, fingerprints]);
-    if (done >= 2 * fingerprints.length) break;
-    await sleep(100);
-  }
-  return done;
-}
+const waitChains = (group: Group, fingerprints: string[], timeoutMs: number): Promise<number> =>
+  waitForRuns(
+    group,
+    'rule = $1 AND fingerprint = ANY($2) AND status = ANY($3)',
+    [RULE, fingerprints, TERMINAL_STATUSES],
+    2 * fingerprints.length,
+    timeoutMs,
+  );
 
 interface ChainRow {
   fingerprint: string;
