@@ -23,10 +23,3 @@ export const dedupKeyOf = (run: { rule: string; action: string; alert: { fingerp
 
 /** One string per key, for Map lookups only: it is never parsed back into a key. */
 export const dedupId = (k: DedupKey): string => JSON.stringify([k.rule, k.action, k.fingerprint, k.startsAt]);
-
-/** Dedup-key order: inserts in this order wait on each other instead of deadlocking. */
-export const compareDedupKeys = (a: DedupKey, b: DedupKey): number => {
-  const x = dedupId(a);
-  const y = dedupId(b);
-  return x < y ? -1 : x > y ? 1 : 0;
-};

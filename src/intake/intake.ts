@@ -135,9 +135,12 @@ export function createIntake(deps: IntakeDeps) {
     const cancelled = new Map(late.map((r) => [r.id, r]));
     const created = inserted.map((r) => cancelled.get(r.id) ?? r);
     const known = stored.flatMap((s) => (s.duplicate ? [s.run] : []));
+    // `stored` is in the order of `unique`: each run's key is the one it was decided for.
+    const ids = [...unique.keys()];
     const byKey = new Map<string, { run: Run | RunRef; created: boolean }>();
-    for (const run of known) byKey.set(dedupId(dedupKeyOf(run)), { run, created: false });
-    for (const run of created) byKey.set(dedupId(dedupKeyOf(run)), { run, created: true });
+    stored.forEach((s, i) => {
+      byKey.set(ids[i]!, s.duplicate ? { run: s.run, created: false } : { run: cancelled.get(s.run.id) ?? s.run, created: true });
+    });
     // Observed before the enqueue: a notice about a stored pending approval must go out even if Redis then fails.
     for (const run of created) observeStatus(run, deps.metrics, deps.notifier);
     // The log's audit trail starts here for a run that will not move soon on its own (ended at once:

@@ -1,4 +1,4 @@
-import { compareDedupKeys, dedupId, dedupKeyOf, type DedupKey } from '../gates/dedup.js';
+import { dedupId, dedupKeyOf, type DedupKey } from '../gates/dedup.js';
 import { TERMINAL_STATUSES, type NewRun, type Run, type RunEvent, type RunListItem, type RunRef, type RunStatus } from '../schemas/runs.js';
 import type { Db } from './database.js';
 import { CANCELLED_BY_RESOLUTION, EPISODE_RESOLVED } from './episodes.js';
@@ -222,25 +222,29 @@ export function createRunRecords(db: Db) {
 
   /** The JSON array of insert rows for `runs`, in dedup-key order: inserts in this order wait on each other instead of deadlocking. */
   function insertPayload(runs: NewRun[]): string {
-    return JSON.stringify([...runs].sort((x, y) => compareDedupKeys(dedupKeyOf(x), dedupKeyOf(y))).map(toInsertRow));
+    // Each key's id once, not once per comparison.
+    const keyed = runs.map((run) => ({ id: dedupId(dedupKeyOf(run)), run }));
+    keyed.sort((x, y) => (x.id < y.id ? -1 : x.id > y.id ? 1 : 0));
+    return JSON.stringify(keyed.map((k) => toInsertRow(k.run)));
   }
 
   /** Each of `runs` as inserted (`rows`), or as the run of its key found before (`known`) or now. */
   async function assemble(runs: NewRun[], rows: InsertedRow[], known: Map<string, RunRef>): Promise<StoredRun[]> {
     // What was inserted is what was sent: only the ids and timestamps come back.
-    const sent = new Map(runs.map((r) => [r.id, r]));
+    const ids = runs.map((r) => dedupId(dedupKeyOf(r)));
+    const sent = new Map(runs.map((r, i) => [r.id, { run: r, key: ids[i]! }]));
     const byKey = new Map<string, Run | RunRef>(known);
     for (const row of rows) {
-      const run = fromNewRun(sent.get(row.id)!, row.created_at, row.updated_at, row.expires_at);
-      byKey.set(dedupId(dedupKeyOf(run)), run);
+      const { run: newRun, key } = sent.get(row.id)!;
+      byKey.set(key, fromNewRun(newRun, row.created_at, row.updated_at, row.expires_at));
     }
-    const missing = runs.filter((r) => !byKey.has(dedupId(dedupKeyOf(r))));
+    const missing = runs.filter((_, i) => !byKey.has(ids[i]!));
     if (missing.length > 0) {
       // A new statement sees rows committed by concurrent inserts that the first one conflicted with.
       for (const [id, run] of (await findByKeys(missing.map(dedupKeyOf))).existing) byKey.set(id, run);
     }
-    return runs.map((r) => {
-      const run = byKey.get(dedupId(dedupKeyOf(r)));
+    return runs.map((r, i) => {
+      const run = byKey.get(ids[i]!);
       if (!run) throw new Error(`run ${r.rule}/${r.action} was neither inserted nor found`);
       return run.id === r.id ? { run: run as Run, duplicate: false as const } : { run, duplicate: true as const };
     });
