@@ -236,7 +236,7 @@ export function createIntake(deps: IntakeDeps) {
     return results;
   }
 
-  const maxBatchAlerts = deps.maxBatchAlerts ?? 1000;
+  const maxBatchAlerts = deps.maxBatchAlerts ?? 500;
   const batched = createBatcher(processBatch, {
     weight: (m: WebhookMessage) => Math.max(1, m.alerts.length),
     maxWeight: maxBatchAlerts,
