@@ -15,7 +15,9 @@ export const CONNECTIONS = Number(process.env['BENCH_CONNECTIONS'] ?? 50);
 export const PROFILE = process.env['BENCH_PROFILE'] === '1';
 /** Extra node flags for the service processes only, e.g. `--max-old-space-size=128`. */
 // The service's node flags as `npm start` and the image use them, unless overridden.
-export const SERVICE_NODE_ARGS = (process.env['BENCH_SERVICE_NODE_ARGS'] ?? '--max-semi-space-size=8 --heap-growing-percent=50')
+export const SERVICE_NODE_ARGS = (
+  process.env['BENCH_SERVICE_NODE_ARGS'] ?? '--max-semi-space-size=8 --heap-growing-percent=50 --v8-pool-size=1'
+)
   .split(/\s+/)
   .filter(Boolean);
 export const WARMUP_SEC = 2;
