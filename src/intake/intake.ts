@@ -133,13 +133,20 @@ export function createIntake(deps: IntakeDeps) {
       ),
     );
     const cancelled = new Map(late.map((r) => [r.id, r]));
-    const created = inserted.map((r) => cancelled.get(r.id) ?? r);
-    const known = stored.flatMap((s) => (s.duplicate ? [s.run] : []));
+    const created: Run[] = [];
+    const known: RunRef[] = [];
+    const byKey = new Map<string, { run: Run | RunRef; created: boolean }>();
     // `stored` is in the order of `unique`: each run's key is the one it was decided for.
     const ids = [...unique.keys()];
-    const byKey = new Map<string, { run: Run | RunRef; created: boolean }>();
     stored.forEach((s, i) => {
-      byKey.set(ids[i]!, s.duplicate ? { run: s.run, created: false } : { run: cancelled.get(s.run.id) ?? s.run, created: true });
+      if (s.duplicate) {
+        known.push(s.run);
+        byKey.set(ids[i]!, { run: s.run, created: false });
+      } else {
+        const run = cancelled.get(s.run.id) ?? s.run;
+        created.push(run);
+        byKey.set(ids[i]!, { run, created: true });
+      }
     });
     // Observed before the enqueue: a notice about a stored pending approval must go out even if Redis then fails.
     for (const run of created) observeStatus(run, deps.metrics, deps.notifier);

@@ -194,8 +194,9 @@ export function createRunRecords(db: Db) {
    */
   async function insert(runs: NewRun[]): Promise<StoredRun[]> {
     if (runs.length === 0) return [];
-    const { rows } = await db.query<InsertedRow>({ name: 'runs-insert', text: INSERT_SQL, values: [insertPayload(runs)] });
-    return assemble(runs, rows, new Map());
+    const ids = idsOf(runs);
+    const { rows } = await db.query<InsertedRow>({ name: 'runs-insert', text: INSERT_SQL, values: [insertPayload(runs, ids)] });
+    return assemble(runs, ids, rows, new Map());
   }
 
   /**
@@ -208,30 +209,35 @@ export function createRunRecords(db: Db) {
     runs: NewRun[],
   ): Promise<{ stored: StoredRun[]; paused: false } | { stored: null; paused: true; existing: Map<string, RunRef> }> {
     if (runs.length === 0) return { stored: [], paused: false };
+    const ids = idsOf(runs);
     // Prepared once per connection: its plan probes an index per key whatever the size of the table when it was made (see probeSql).
     const { rows } = await db.query<(InsertedRow & { kind: 'new' }) | LookupRow>({
       name: 'runs-insert-or-find',
       text: INSERT_OR_FIND_SQL,
-      values: [insertPayload(runs), ...keyColumns(runs.map(dedupKeyOf))],
+      values: [insertPayload(runs, ids), ...keyColumns(runs.map(dedupKeyOf))],
     });
     const inserted: InsertedRow[] = [];
     const { existing, paused } = readLookup(rows, (row) => inserted.push(row));
     if (paused) return { stored: null, paused, existing };
-    return { stored: await assemble(runs, inserted, existing), paused };
+    return { stored: await assemble(runs, ids, inserted, existing), paused };
   }
 
-  /** The JSON array of insert rows for `runs`, in dedup-key order: inserts in this order wait on each other instead of deadlocking. */
-  function insertPayload(runs: NewRun[]): string {
-    // Each key's id once, not once per comparison.
-    const keyed = runs.map((run) => ({ id: dedupId(dedupKeyOf(run)), run }));
+  /** Each run's `dedupId`, computed once for the insert's order and for matching what comes back. */
+  const idsOf = (runs: NewRun[]): string[] => runs.map((r) => dedupId(dedupKeyOf(r)));
+
+  /**
+   * The JSON array of insert rows for `runs` (whose `dedupId`s are `ids`), in dedup-key order: inserts
+   * in this order wait on each other instead of deadlocking.
+   */
+  function insertPayload(runs: NewRun[], ids: string[]): string {
+    const keyed = runs.map((run, i) => ({ id: ids[i]!, run }));
     keyed.sort((x, y) => (x.id < y.id ? -1 : x.id > y.id ? 1 : 0));
     return JSON.stringify(keyed.map((k) => toInsertRow(k.run)));
   }
 
-  /** Each of `runs` as inserted (`rows`), or as the run of its key found before (`known`) or now. */
-  async function assemble(runs: NewRun[], rows: InsertedRow[], known: Map<string, RunRef>): Promise<StoredRun[]> {
+  /** Each of `runs` (whose `dedupId`s are `ids`) as inserted (`rows`), or as the run of its key found before (`known`) or now. */
+  async function assemble(runs: NewRun[], ids: string[], rows: InsertedRow[], known: Map<string, RunRef>): Promise<StoredRun[]> {
     // What was inserted is what was sent: only the ids and timestamps come back.
-    const ids = runs.map((r) => dedupId(dedupKeyOf(r)));
     const sent = new Map(runs.map((r, i) => [r.id, { run: r, key: ids[i]! }]));
     const byKey = new Map<string, Run | RunRef>(known);
     for (const row of rows) {
