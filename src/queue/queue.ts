@@ -1,3 +1,4 @@
+import { createRequire } from 'node:module';
 import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { on } from '../errors.js';
@@ -36,14 +37,51 @@ for i, key in ipairs(KEYS) do
 end
 return out`;
 
+/** Job ids looked up by one script call. */
+const LOOKUP_SLICE = 1000;
+/** Jobs added by one call: about 25 µs of Redis's time each, so one call holds Redis for some 12 ms at most. */
+const ENQUEUE_SLICE = 500;
+
+/** BullMQ's own script for adding one job to the wait list, as its `Queue.add` and `addBulk` run it (9 keys). */
+interface BullScript {
+  name: string;
+  content: string;
+  keys: number;
+}
+const bullScripts = createRequire(import.meta.url)('bullmq/dist/cjs/scripts/index.js') as Record<string, BullScript | undefined>;
+
+/**
+ * BullMQ's addStandardJob script, unchanged, run once per job of the call: `addBulk` sends one script
+ * call per job, each with a `Job` object, packed arguments and a pipeline around them, several times
+ * the cost of the job itself. The keys are the queue's (the same for every job); ARGV[1] is what the
+ * jobs share (key prefix, job name, timestamp, options) and then, per job, its id and its JSON data.
+ * Each job gets the arguments BullMQ packs for it, so the job, the wait list, the marker and the event
+ * stream are exactly as `addBulk` leaves them. Answers the job ids (or BullMQ's negative error codes).
+ */
+function addJobsScript(script: BullScript | undefined): string | undefined {
+  if (!script || script.keys !== 9) return undefined;
+  return `local function addStandardJob(KEYS, ARGV)
+${script.content}
+end
+local shared = cjson.decode(ARGV[1])
+local added = {}
+for i = 2, #ARGV, 2 do
+  local jobId = ARGV[i]
+  local opts = {}
+  for k, v in pairs(shared.opts) do opts[k] = v end
+  opts.jobId = jobId
+  added[#added + 1] = addStandardJob(KEYS, {
+    cmsgpack.pack({ shared.prefix, jobId, shared.name, shared.timestamp }), ARGV[i + 1], cmsgpack.pack(opts) })
+end
+return added`;
+}
+const ADD_JOBS = 'remediatorAddJobs';
+const ADD_JOBS_LUA = addJobsScript(bullScripts['addStandardJob']);
+
 /**
  * The run queue. Job id = run id, so enqueueing a run twice while its job exists is a no-op;
  * the worker's claim in PostgreSQL makes a late second job harmless too.
  */
-/** Job ids looked up by one script call. */
-const LOOKUP_SLICE = 1000;
-/** Jobs added by one `addBulk` (one MULTI). */
-const ENQUEUE_SLICE = 1000;
 
 export function createRunQueue(connection: Redis, opts: RunQueueOptions) {
   const queue = new Queue<RunJobData>(QUEUE_NAME, {
@@ -60,14 +98,35 @@ export function createRunQueue(connection: Redis, opts: RunQueueOptions) {
   queue.on('error', () => {});
   const timeoutMs = opts.timeoutMs ?? 3000;
 
+  // Defined when the queue is made, like BullMQ's own commands: never while commands are being pipelined.
+  const client = connection as Redis & Record<string, ((...args: string[]) => Promise<Array<string | number>>) | undefined>;
+  if (ADD_JOBS_LUA && typeof client[ADD_JOBS] !== 'function') connection.defineCommand(ADD_JOBS, { numberOfKeys: 9, lua: ADD_JOBS_LUA });
+  const k = queue.keys;
+  const addKeys = [k.wait!, k.paused!, k.meta!, k.id!, k.completed!, k.delayed!, k.active!, k.events!, k.marker!];
+  const jobOpts = { ...queue.defaultJobOptions };
+
+  /** One script call adding `runIds`' jobs; a job whose id exists is left as it is (BullMQ's own rule). */
+  async function addJobs(runIds: readonly string[]): Promise<void> {
+    const add = client[ADD_JOBS];
+    if (!add) {
+      // A BullMQ without the script this wraps: its own bulk add.
+      await queue.addBulk(runIds.map((runId) => ({ name: 'run', data: { runId }, opts: { jobId: runId } })));
+      return;
+    }
+    const argv = [JSON.stringify({ prefix: k['']!, name: 'run', timestamp: Date.now(), opts: jobOpts })];
+    for (const runId of runIds) argv.push(runId, JSON.stringify({ runId }));
+    const added = await add.call(connection, ...addKeys, ...argv);
+    const refused = added.find((a) => typeof a === 'number' && a < 0);
+    if (refused !== undefined) throw new Error(`BullMQ refused a job (code ${refused})`);
+  }
+
   async function enqueue(runIds: readonly string[]): Promise<void> {
     if (runIds.length === 0) return;
     // In slices, each with the timeout: a large group (thousands of runs) is several calls that each
     // take milliseconds, not one whose time grows with its size.
     for (let i = 0; i < runIds.length; i += ENQUEUE_SLICE) {
       const slice = runIds.slice(i, i + ENQUEUE_SLICE);
-      const jobs = slice.map((runId) => ({ name: 'run', data: { runId }, opts: { jobId: runId } }));
-      await on('Redis', `enqueue of ${slice.length} run(s)`, withTimeout(queue.addBulk(jobs), timeoutMs, 'enqueue'));
+      await on('Redis', `enqueue of ${slice.length} run(s)`, withTimeout(addJobs(slice), timeoutMs, 'enqueue'));
     }
   }
 
