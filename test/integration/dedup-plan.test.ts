@@ -7,7 +7,7 @@ import { randomUUID } from 'node:crypto';
 import { after, describe, it } from 'node:test';
 import pg from 'pg';
 import type { NewRun } from '../../src/schemas/runs.js';
-import { createDb } from '../../src/store/database.js';
+import { createDb, openDatabase } from '../../src/store/database.js';
 import { migrate } from '../../src/store/migrate.js';
 import { createRunRecords } from '../../src/store/run-records.js';
 import { alert } from '../support/alerts.js';
@@ -72,6 +72,26 @@ describe('the dedup lookup plan', () => {
         { rule: 'rule', action: 'firing:0', fingerprint: newRun('early3').alert.fingerprint, startsAt: newRun('early3').alert.startsAt },
       ]);
       assert.equal(existing.size, 1);
+    } finally {
+      await pool.end();
+    }
+  });
+
+  it('is planned once per session of the service pool, not again at each execution', async () => {
+    // openDatabase creates the database when it is missing; the test above made it already.
+    const pool = await openDatabase(iso.databaseUrl, { max: 1 });
+    try {
+      await migrate(pool);
+      const records = createRunRecords(createDb(pool));
+      for (let i = 0; i < 12; i++) {
+        const { stored } = await records.insertOrFind(Array.from({ length: 4 }, (_, j) => newRun(`session${i}x${j}`)));
+        assert.equal(stored?.length, 4);
+      }
+      const { rows } = await pool.query<{ generic_plans: string; custom_plans: string }>(
+        `SELECT generic_plans, custom_plans FROM pg_prepared_statements WHERE name = 'runs-insert-or-find'`,
+      );
+      assert.equal(rows.length, 1, 'prepared on this session');
+      assert.deepEqual({ generic: Number(rows[0]!.generic_plans), custom: Number(rows[0]!.custom_plans) }, { generic: 12, custom: 0 });
     } finally {
       await pool.end();
     }
