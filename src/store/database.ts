@@ -70,15 +70,15 @@ export async function openDatabase(
     connectionTimeoutMillis: Math.min(timeoutMs ?? 5000, 5000),
     keepAlive: true,
     keepAliveInitialDelayMillis: 10_000,
+    // The statements prepared by name (the intake's lookup and insert) keep one plan per session, made
+    // for any batch size: PostgreSQL's default plans each execution anew for as long as its cost guess
+    // favours that, which is about half of such a statement's time on the server. Set before the new
+    // session is handed out; a session that cannot take it is closed and the checkout fails.
+    onConnect: (client) => client.query('SET plan_cache_mode = force_generic_plan'),
     ...(timeoutMs !== undefined ? { statement_timeout: timeoutMs, query_timeout: timeoutMs } : {}),
   });
   // An idle client losing its server must not crash the process; the next query reports it.
   pool.on('error', () => {});
-  // The statements prepared by name (the intake's lookup and insert) keep one plan per session, made
-  // for any batch size: PostgreSQL's default would plan each execution anew for as long as its cost
-  // guess favours that, which is about half of such a statement's time on the server. Queued on the
-  // new session before anything else is sent on it; a failure shows on that first query.
-  pool.on('connect', (client) => void client.query('SET plan_cache_mode = force_generic_plan').catch(() => {}));
   return pool;
 }
 
