@@ -168,7 +168,10 @@ export async function createServices(config: Config, opts: ServiceOptions) {
       connectTimeout: 3000,
       commandTimeout: Math.min(2000, config.intakeTimeoutMs),
       keepAlive: 10_000,
-      enableAutoPipelining: true,
+      // No auto-pipelining: the intake sends a batch's gates in one call and its jobs in another, and
+      // each auto-pipeline is a new ioredis Pipeline that copies every script defined on the connection
+      // (BullMQ's forty-odd), more than the commands it would have saved.
+      enableAutoPipelining: false,
     },
     log,
     'remediator',
