@@ -247,7 +247,11 @@ export function createIntake(deps: IntakeDeps) {
   const batched = createBatcher(processBatch, {
     weight: (m: WebhookMessage) => Math.max(1, m.alerts.length),
     maxWeight: maxBatchAlerts,
-    concurrency: 6,
+    // Two batches at a time: one is decided and stored while the other waits on PostgreSQL or Redis,
+    // and what arrives meanwhile goes in the next one. More at once make smaller batches, and each
+    // batch costs a statement, a commit and two Redis calls whatever its size (single-alert
+    // deliveries at c=50: batches of about 12 alerts, and 10-25 % more alerts/s than 6 batches of 5).
+    concurrency: 2,
   });
 
   /**
