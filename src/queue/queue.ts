@@ -42,7 +42,7 @@ const LOOKUP_SLICE = 1000;
 /** Jobs added by one call: about 25 µs of Redis's time each, so one call holds Redis for some 12 ms at most. */
 const ENQUEUE_SLICE = 500;
 
-/** BullMQ's own script for adding one job to the wait list, as its `Queue.add` and `addBulk` run it (9 keys). */
+/** One of BullMQ's Lua scripts as its package defines it; `addStandardJob` adds one job to the wait list, as `Queue.add` and `addBulk` run it (9 keys). */
 interface BullScript {
   name: string;
   content: string;
@@ -82,7 +82,6 @@ const ADD_JOBS_LUA = addJobsScript(bullScripts['addStandardJob']);
  * The run queue. Job id = run id, so enqueueing a run twice while its job exists is a no-op;
  * the worker's claim in PostgreSQL makes a late second job harmless too.
  */
-
 export function createRunQueue(connection: Redis, opts: RunQueueOptions) {
   const queue = new Queue<RunJobData>(QUEUE_NAME, {
     connection,
