@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import pg from 'pg';
 import { on } from '../errors.js';
 
@@ -15,11 +16,54 @@ export interface Db {
   transaction<T>(work: (client: pg.PoolClient) => Promise<T>): Promise<T>;
 }
 
+/**
+ * The name a statement is prepared under on each session: derived from its text, so one text is
+ * parsed and planned once per session however often it runs. Every text the store sends is built
+ * from its code (the values travel as parameters), so the names are a small fixed set.
+ */
+const statementNames = new Map<string, string>();
+export function statementName(text: string): string {
+  let name = statementNames.get(text);
+  if (name === undefined) {
+    name = `q${createHash('sha256').update(text).digest('hex').slice(0, 24)}`;
+    statementNames.set(text, name);
+  }
+  return name;
+}
+
+/**
+ * A session prepared a statement that returns `runs.*` before a migration (run by another replica)
+ * added a column: PostgreSQL refuses the old statement before it runs anything. pg-pool destroys a
+ * client whose query failed, so trying again reaches another session, which prepares it anew.
+ */
+const isStalePlan = (err: unknown): boolean =>
+  (err as { code?: string }).code === '0A000' && /cached plan must not change result type/.test((err as Error).message);
+
+async function queryFresh<R extends pg.QueryResultRow>(pool: pg.Pool, config: pg.QueryConfig): Promise<pg.QueryResult<R>> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await pool.query<R>(config);
+    } catch (err) {
+      if (!isStalePlan(err) || attempt >= (pool.options.max ?? 10)) throw err;
+    }
+  }
+}
+
 export function createDb(pool: pg.Pool): Db {
   return {
     pool,
+    // A statement with parameters is prepared by name (see statementName); one without runs as it is,
+    // and may hold several commands.
     query: <R extends pg.QueryResultRow>(text: string | pg.QueryConfig, values?: unknown[]) =>
-      on('PostgreSQL', 'query', typeof text === 'string' ? pool.query<R>(text, values) : pool.query<R>(text)),
+      on(
+        'PostgreSQL',
+        'query',
+        typeof text !== 'string'
+          ? queryFresh<R>(pool, text)
+          : values !== undefined
+            ? queryFresh<R>(pool, { name: statementName(text), text, values })
+            : pool.query<R>(text),
+      ),
     transaction: (work) =>
       on(
         'PostgreSQL',

@@ -319,7 +319,9 @@ export function createRunRecords(db: Db) {
     if (filter.cursor) add('seq < ?', filter.cursor);
     values.push(filter.limit + 1);
     const sql = `SELECT ${LIST_RELATIONS} FROM runs ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY seq DESC LIMIT $${values.length}`;
-    const { rows } = await db.query<ListRow>(sql, values);
+    // Planned for each request's own values (a text with parameters would be prepared by name, with a
+    // generic plan): a listing is rare, and how selective its filter values are decides its best plan.
+    const { rows } = await db.query<ListRow>({ text: sql, values });
     const page = rows.slice(0, filter.limit);
     const nextCursor = rows.length > filter.limit ? page[page.length - 1]!.seq : null;
     return { runs: page.map(toRunListItem), nextCursor };
