@@ -120,9 +120,11 @@ export async function scenariosIntake(into: Scenarios): Promise<void> {
 
     const { rows } = await poolOf(group).query<{ fingerprint: string }>(
       'SELECT fingerprint FROM runs WHERE fingerprint LIKE $1 ORDER BY seq LIMIT $2',
-      [seriesLike(SERIES.intake), DUPLICATES],
+      [seriesLike(SERIES.intake), 2 * DUPLICATES],
     );
-    const known = rows.map((r) => r.fingerprint);
+    const known = rows.slice(0, DUPLICATES).map((r) => r.fingerprint);
+    // The warm-up re-delivers other alerts of scenario 2 (the same ones when it stored no more).
+    const warmupKnown = rows.length > DUPLICATES ? rows.slice(DUPLICATES).map((r) => r.fingerprint) : known;
     if (known.length === 0) throw new Error('scenario 2 stored no runs; nothing to re-deliver');
     log(`4 duplicate flood: ${DUPLICATES} re-deliveries of ${known.length} known alerts, c=${CONNECTIONS}`);
     const runsBefore = await countRuns(group);
@@ -139,6 +141,7 @@ export async function scenariosIntake(into: Scenarios): Promise<void> {
               connections: CONNECTIONS,
               amount: DUPLICATES,
               source: { kind: 'list', fingerprints: known, startsAt },
+              warmup: { durationSec: WARMUP_SEC, source: { kind: 'list', fingerprints: warmupKnown, startsAt } },
             }),
           ),
         ),
