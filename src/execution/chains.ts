@@ -59,8 +59,20 @@ function outcomeLine(p: PredecessorOutcome): string {
  * moves on what a replica that went down (or lost a race with a new dependent) left behind.
  */
 export function createChains(deps: ChainDeps) {
-  // Without any `after` in the matrix, no run can be waiting for another (the sweeper still looks, for older runs).
-  const chained = () => deps.matrix.current.rules.some((r) => [...r.actions, ...r.onResolved].some((a) => a.after !== undefined));
+  // Only a rule with an `after` has runs that wait for another (a dependent has its predecessor's rule),
+  // so a run of any other rule releases nothing and costs no lookup. A dependent the matrix of the moment
+  // does not show (created under another one, by a replica reloaded first) is the sweeper's to move on.
+  const chainedRules = new WeakMap<object, ReadonlySet<string>>();
+  const rulesWithChains = (): ReadonlySet<string> => {
+    const matrix = deps.matrix.current;
+    let names = chainedRules.get(matrix);
+    if (!names) {
+      names = new Set(matrix.rules.filter((r) => [...r.actions, ...r.onResolved].some((a) => a.after !== undefined)).map((r) => r.name));
+      chainedRules.set(matrix, names);
+    }
+    return names;
+  };
+  const chained = () => rulesWithChains().size > 0;
 
   function actionOf(run: Run): Action | undefined {
     const rule = deps.matrix.current.rules.find((r) => r.name === run.rule);
@@ -162,8 +174,8 @@ export function createChains(deps: ChainDeps) {
 
   /** Moves on the dependents of runs that just reached a final status, and theirs in turn. */
   async function release(finished: readonly Run[]): Promise<void> {
-    if (!chained()) return;
-    let done = finished.filter((r) => isTerminal(r.status));
+    const rules = rulesWithChains();
+    let done = finished.filter((r) => isTerminal(r.status) && rules.has(r.rule));
     for (let depth = 0; done.length > 0 && depth < MAX_DEPTH; depth++) {
       done = await moveOn(await deps.runs.readyDependents({ predecessors: done.map((r) => r.id) }));
     }

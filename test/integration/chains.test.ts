@@ -88,6 +88,11 @@ rules:${rule('Ok', 'remediation: test.count', KEY)}${rule('Fail', 'remediation: 
         remediation: test.count
         after: b
         params: { key: '{{ labels.key }}-d' }${episode('Episode', 'auto')}${episode('EpisodeGated', 'required')}
+  - name: plain
+    matchers: ['alertname="Plain"']
+    actions:
+      - remediation: test.count
+        params: { key: '{{ labels.key }}' }
 `;
 
 const keyOf = (run: RunBody) => String((run.params as Record<string, unknown>)['key']);
@@ -327,6 +332,26 @@ describe('actions that wait for their predecessor', (s) => {
     const metrics = (await request(svc.url).get('/metrics').expect(200)).text;
     assert.match(metrics, /remediator_runs_total\{rule="ok",remediation="test.count",status="waiting"\} [1-9]/);
     assert.match(metrics, /remediator_runs_total\{rule="ok",remediation="test.count",status="skipped"\} [1-9]/);
+  });
+
+  it('looks for the dependents of a finished run only when its rule has an action that waits for another', async () => {
+    const runs = svc.services.runs;
+    const original = runs.readyDependents;
+    const asked: string[] = [];
+    runs.readyDependents = (scope) => {
+      asked.push(...(scope.predecessors ?? []));
+      return original(scope);
+    };
+    try {
+      const [plain] = await fire('Plain', 'p1');
+      const [first] = await fire('Ok', 'p2');
+      assert.equal((await final(plain!.id)).status, 'succeeded');
+      assert.equal((await final(first!.id)).status, 'succeeded');
+      assert.ok(asked.includes(first!.id), "the chained rule's run looked for its dependents");
+      assert.ok(!asked.includes(plain!.id), "the plain rule's run did not");
+    } finally {
+      runs.readyDependents = original;
+    }
   });
 
   it('moves on a dependent the finisher missed: the sweeper finds waiting runs whose predecessor is final', async () => {
