@@ -30,8 +30,9 @@ const group = (batch: string, n: number) =>
 
 describe('large alert groups', (s) => {
   const iso = isolation('large');
-  after(() => iso.drop());
   const svc = startService(s, { databaseUrl: iso.databaseUrl, prefix: iso.prefix, matrix: MATRIX, env: { INTAKE_TIMEOUT: '60s' } });
+  // After the service's own hook, which stops it: a worker still finishing a job would write keys after the drop.
+  after(() => iso.drop());
 
   async function runsOf(batch: string): Promise<number> {
     const db = new pg.Client({ connectionString: iso.databaseUrl });
@@ -144,7 +145,6 @@ const tripleGroup = (n: number) =>
 
 describe('15,000 queued runs from one message, delivered again with jobs lost from Redis', (s) => {
   const iso = isolation('large_batch');
-  after(() => iso.drop());
   // API only: no worker takes the jobs, and the sweeper (which re-adds lost jobs too) does not run
   // within the test, so only the re-delivery can bring the deleted jobs back.
   const svc = startService(s, {
@@ -153,6 +153,7 @@ describe('15,000 queued runs from one message, delivered again with jobs lost fr
     matrix: TRIPLE_MATRIX,
     env: { ROLE: 'api', TARGET_REDIS_URL: REDIS_URL, SWEEP_INTERVAL: '1h', REQUEUE_AFTER: '1h', INTAKE_TIMEOUT: '60s' },
   });
+  after(() => iso.drop());
 
   it('5,000 alerts x 3 actions: 200 twice, 15,000 runs, the deleted jobs re-added by the re-delivery', { timeout: 60_000 }, async () => {
     const message = tripleGroup(5000);
