@@ -96,4 +96,27 @@ describe('enqueue', () => {
     assert.equal(ids.filter((id) => listed.has(id)).length, ids.length);
     assert.deepEqual(await queue.untaken(ids.slice(-3)), [true, true, true]);
   });
+
+  it("falls back to BullMQ's own bulk add on a connection without the add script, with the same jobs", async () => {
+    const other = new Redis(REDIS_URL, { maxRetriesPerRequest: 1 });
+    const fallback = createRunQueue(other, { prefix: iso.prefix, attempts: 4, backoffMs: 250 });
+    try {
+      // As a BullMQ whose scripts lack `addStandardJob` would leave it: the command is not defined.
+      delete (other as unknown as Record<string, unknown>)['remediatorAddJobs'];
+      const ids = [randomUUID(), randomUUID()];
+      await fallback.enqueue(ids);
+      const reference = randomUUID();
+      await queue.enqueue([reference]);
+      for (const id of ids) assert.deepEqual(await stored(id), await stored(reference), `job ${id} as the script stores one`);
+      const listed = await redis.lrange(queue.queue.keys.wait!, 0, -1);
+      assert.ok(
+        ids.every((id) => listed.includes(id)),
+        'in the wait list',
+      );
+      assert.deepEqual(await fallback.untaken(ids), [true, true]);
+    } finally {
+      await fallback.close();
+      other.disconnect();
+    }
+  });
 });
