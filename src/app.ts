@@ -1,3 +1,4 @@
+import { SerializerSelector, type SerializerFactory } from '@fastify/fast-json-stringify-compiler';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { API_BODY_LIMIT } from './config.js';
@@ -16,6 +17,21 @@ import type { Services } from './services.js';
 
 export interface AppOptions {
   logger: FastifyBaseLogger;
+}
+
+/**
+ * Fastify's own response serializers, each made on its route's first answer with that status rather
+ * than for every route and status at start: the generated code of all of them is half a MiB of
+ * source kept in memory, and a process that never answers most of them (a worker, say) never makes them.
+ */
+export function lazySerializers(build: SerializerFactory = SerializerSelector()): SerializerFactory {
+  return (externalSchemas, options) => {
+    const compile = build(externalSchemas, options);
+    return (route) => {
+      let serialize: ((doc: unknown) => string) | undefined;
+      return (doc) => (serialize ??= compile(route))(doc);
+    };
+  };
 }
 
 /**
@@ -43,6 +59,7 @@ export async function buildApp(services: Services, opts: AppOptions) {
     logController: new LogController({ disableRequestLogging: true }),
     // Alertmanager's body is validated as sent: no coercion of wrong types, unknown fields kept.
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false } },
+    schemaController: { compilersFactory: { buildSerializer: lazySerializers() } },
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   app.setErrorHandler((err: FastifyError, req, reply) => {
