@@ -3,37 +3,13 @@
  * empty: it must still probe an index per key once the table holds many runs.
  */
 import assert from 'node:assert/strict';
-import { randomUUID } from 'node:crypto';
 import { after, describe, it } from 'node:test';
 import pg from 'pg';
-import type { NewRun } from '../../src/schemas/runs.js';
 import { createDb, openDatabase } from '../../src/store/database.js';
 import { migrate } from '../../src/store/migrate.js';
 import { createRunRecords } from '../../src/store/run-records.js';
-import { alert } from '../support/alerts.js';
 import { isolation, PG_ADMIN_URL } from '../support/harness.js';
-
-const newRun = (key: string): NewRun => ({
-  id: randomUUID(),
-  rule: 'rule',
-  action: 'firing:0',
-  phase: 'firing',
-  remediation: 'test.count',
-  target: `test/${key}`,
-  params: { key },
-  status: 'queued',
-  reason: null,
-  alert: { ...alert({ alertname: 'Plain', key }), fingerprint: key.padStart(16, '0') },
-  dryRun: false,
-  gates: { cooldownMs: 0, limit: null, approvalTimeoutMs: 1_800_000 },
-  plan: `count an execution for ${key}`,
-  error: null,
-  after: null,
-  revertOf: null,
-  approvalRequired: false,
-  expiresAt: null,
-  events: [{ type: 'created' }, { type: 'queued' }],
-});
+import { newRun } from '../support/runs.js';
 
 describe('the dedup lookup plan', () => {
   const iso = isolation('dedup_plan');

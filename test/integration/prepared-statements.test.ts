@@ -4,37 +4,13 @@
  * prepared statement a migration made stale is replaced, not left failing.
  */
 import assert from 'node:assert/strict';
-import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
-import type { NewRun } from '../../src/schemas/runs.js';
 import { createDb, openDatabase, statementName } from '../../src/store/database.js';
 import { migrate } from '../../src/store/migrate.js';
 import { createRunStore } from '../../src/store/runs.js';
-import { alert } from '../support/alerts.js';
 import { isolation } from '../support/harness.js';
-
-const newRun = (key: string): NewRun => ({
-  id: randomUUID(),
-  rule: 'rule',
-  action: 'firing:0',
-  phase: 'firing',
-  remediation: 'test.count',
-  target: `test/${key}`,
-  params: { key },
-  status: 'queued',
-  reason: null,
-  alert: { ...alert({ alertname: 'Plain', key }), fingerprint: key.padStart(16, '0') },
-  dryRun: false,
-  gates: { cooldownMs: 0, limit: null, approvalTimeoutMs: 1_800_000 },
-  plan: `count an execution for ${key}`,
-  error: null,
-  after: null,
-  revertOf: null,
-  approvalRequired: false,
-  expiresAt: null,
-  events: [{ type: 'created' }, { type: 'queued' }],
-});
+import { newRun } from '../support/runs.js';
 
 describe('statements prepared by name', () => {
   const iso = isolation('prepared');

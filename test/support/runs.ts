@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { Limit } from '../../src/matrix/types.js';
-import type { Run } from '../../src/schemas/runs.js';
+import type { NewRun, Run } from '../../src/schemas/runs.js';
 import { alert } from './alerts.js';
 
 /** A stored run of test.count on test/a, queued, with no gate settings unless given: for the gate tests that need no store. */
@@ -52,3 +52,26 @@ export function hostileRun(value: string, over: Partial<Run> = {}): Run {
     ...over,
   });
 }
+
+/** A new queued run of test.count for the store's own tests, its target and fingerprint from `key`. */
+export const newRun = (key: string): NewRun => ({
+  id: randomUUID(),
+  rule: 'rule',
+  action: 'firing:0',
+  phase: 'firing',
+  remediation: 'test.count',
+  target: `test/${key}`,
+  params: { key },
+  status: 'queued',
+  reason: null,
+  alert: { ...alert({ alertname: 'Plain', key }), fingerprint: key.padStart(16, '0') },
+  dryRun: false,
+  gates: { cooldownMs: 0, limit: null, approvalTimeoutMs: 1_800_000 },
+  plan: `count an execution for ${key}`,
+  error: null,
+  after: null,
+  revertOf: null,
+  approvalRequired: false,
+  expiresAt: null,
+  events: [{ type: 'created' }, { type: 'queued' }],
+});
