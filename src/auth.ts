@@ -1,8 +1,9 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { hash, timingSafeEqual } from 'node:crypto';
 import type { ApiToken, Role } from './config.js';
 
 const RANK: Record<Role, number> = { viewer: 1, approver: 2, admin: 3 };
-const digest = (s: string) => createHash('sha256').update(s).digest();
+// One-shot: no Hash object per request.
+const digest = (s: string) => hash('sha256', s, 'buffer');
 
 function bearer(header: string | undefined): string | undefined {
   if (!header) return undefined;
