@@ -152,6 +152,7 @@ export function createChains(deps: ChainDeps) {
           [event, ...d.events.filter((e) => e.type !== 'created')],
           {
             params: d.params,
+            gates: d.gates,
             target: d.target,
             plan: d.plan,
             error: d.error,

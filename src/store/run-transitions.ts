@@ -18,6 +18,8 @@ export interface RunPatch {
   reason?: string | null;
   /** Rendered anew when a dependent leaves `waiting`, with its predecessor's outcome. */
   params?: Record<string, unknown>;
+  /** Likewise its gate settings, whose check and verify queries may read the predecessor's outcome. */
+  gates?: Run['gates'];
   target?: string | null;
   dryRun?: boolean;
   decidedBy?: string;
@@ -75,6 +77,7 @@ export function createRunTransitions(db: Db, log?: Log) {
     };
     if (patch.reason !== undefined) set('reason', patch.reason);
     if (patch.params !== undefined) set('params', JSON.stringify(patch.params));
+    if (patch.gates !== undefined) set('gates', JSON.stringify(patch.gates));
     if (patch.target !== undefined) set('target', patch.target);
     if (patch.dryRun !== undefined) set('dry_run', patch.dryRun);
     if (patch.decidedBy !== undefined) {

@@ -93,6 +93,16 @@ rules:${rule('Ok', 'remediation: test.count', KEY)}${rule('Fail', 'remediation: 
     actions:
       - remediation: test.count
         params: { key: '{{ labels.key }}' }
+  - name: checked
+    matchers: ['alertname="Checked"']
+    actions:
+      - id: first
+        remediation: test.count
+        params: { key: '{{ labels.key }}' }
+      - remediation: test.count
+        after: first
+        params: { key: '{{ labels.key }}-c' }
+        check: { query: 'test_ready{execution="{{ after.result.execution }}",status="{{ after.status }}"} > 0' }
 `;
 
 const keyOf = (run: RunBody) => String((run.params as Record<string, unknown>)['key']);
@@ -286,6 +296,19 @@ describe('actions that wait for their predecessor', (s) => {
     assert.equal((await getRun(svc, act!.id)).status, 'cancelled');
     const check = await final(resolved[0]!.id);
     assert.deepEqual([check.status, check.reason], ['skipped', 'predecessor_cancelled']);
+  });
+
+  it("a dependent's check query is rendered again with its predecessor's outcome when it moves on", async () => {
+    const runs = await fire('Checked', 'q1');
+    const waiting = await getRun(svc, runs[1]!.id);
+    // Stored while waiting: the predecessor's fields render empty (unless it finished within the delivery).
+    if (waiting.status === 'waiting') assert.equal(waiting.gates.checkQuery, 'test_ready{execution="",status=""} > 0');
+    const first = await final(runs[0]!.id);
+    assert.equal(first.status, 'succeeded');
+    const execution = (first.result as Record<string, unknown>)['execution'];
+    assert.ok(execution !== undefined && execution !== '', 'the predecessor reports its execution');
+    const dependent = await final(runs[1]!.id);
+    assert.equal(dependent.gates.checkQuery, `test_ready{execution="${String(execution)}",status="succeeded"} > 0`);
   });
 
   it('a waiting run shows in the listing by status, with its predecessor', async () => {
