@@ -31,9 +31,12 @@ export function timeBound(name: 'since' | 'until', text: string): TimeBound {
   const m = RFC3339.exec(text);
   if (m) {
     const [y, mo, d, h, mi, sec] = m.slice(1, 7).map(Number) as [number, number, number, number, number, number];
-    const day = new Date(Date.UTC(y, mo - 1, d));
+    // setUTCFullYear, not Date.UTC: Date.UTC reads the years 0-99 as 1900-1999.
+    const day = new Date(0);
+    day.setUTCFullYear(y, mo - 1, d);
     const offset = m[8]!;
-    const offsetOk = /^[Zz]$/.test(offset) || (Number(offset.slice(1, 3)) <= 23 && Number(offset.slice(4, 6)) <= 59);
+    // PostgreSQL takes UTC offsets up to 15:59 either way; a larger one is refused here, not by the statement.
+    const offsetOk = /^[Zz]$/.test(offset) || (Number(offset.slice(1, 3)) <= 15 && Number(offset.slice(4, 6)) <= 59);
     if (
       y >= 1 &&
       day.getUTCFullYear() === y &&
@@ -47,7 +50,9 @@ export function timeBound(name: 'since' | 'until', text: string): TimeBound {
       return { at: text.toUpperCase() };
     }
   }
-  throw validation(`querystring/${name} must be an RFC 3339 time (2026-01-02T15:04:05Z) or a duration back from now (30m, 1h, 2d)`);
+  throw validation(
+    `querystring/${name} must be an RFC 3339 time (2026-01-02T15:04:05Z, a UTC offset of at most 15:59) or a duration back from now (30m, 1h, 2d)`,
+  );
 }
 
 /** The largest sequence number PostgreSQL's bigint holds: a cursor beyond it is no cursor we gave. */
