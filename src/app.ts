@@ -1,5 +1,5 @@
 import { SerializerSelector, type SerializerFactory } from '@fastify/fast-json-stringify-compiler';
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyError } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { API_BODY_LIMIT } from './config.js';
 import { notFound, toApiError } from './errors.js';
@@ -34,6 +34,32 @@ export function lazySerializers(build: SerializerFactory = SerializerSelector())
   };
 }
 
+/** The headers every answer carries: no sniffing, no referrer, no framing; the console's CSP and caching, or the API's. */
+function securityHeaders(req: FastifyRequest, reply: FastifyReply, status = reply.statusCode): void {
+  reply.header('x-content-type-options', 'nosniff');
+  reply.header('referrer-policy', 'no-referrer');
+  reply.header('x-frame-options', 'DENY');
+  if (req.url === '/ui' || req.url.startsWith('/ui/') || req.url.startsWith('/ui?')) {
+    // The console: its own scripts, styles and API only (no inline script, nothing from elsewhere).
+    reply.header('content-security-policy', UI_CSP);
+    // Its assets are named by their content's hash; the page itself is read afresh.
+    const asset = req.url.startsWith('/ui/assets/') && status === 200;
+    reply.header('cache-control', asset ? 'public, max-age=31536000, immutable' : 'no-store');
+  } else if (!req.url.startsWith('/docs')) {
+    reply.header('content-security-policy', "default-src 'none'; frame-ancestors 'none'");
+    reply.header('cache-control', 'no-store');
+  }
+}
+
+/** Any error as the API answers it: `{ statusCode, code, error, message }`, a 5xx logged and its internals hidden. */
+function answerError(err: unknown, req: FastifyRequest, reply: FastifyReply) {
+  const answer = toApiError(err);
+  if (answer.statusCode >= 500) req.log.error({ err: (err as Error).message, code: answer.code, url: req.url }, 'request failed');
+  return reply
+    .code(answer.statusCode)
+    .send({ statusCode: answer.statusCode, code: answer.code, error: httpReason(answer.statusCode), message: answer.message });
+}
+
 /**
  * The HTTP application as a plugin tree with no port and no process side effects: tests build it,
  * `server.ts` listens. Errors always answer `{ statusCode, code, error, message }`; a 5xx that is not
@@ -59,16 +85,17 @@ export async function buildApp(services: Services, opts: AppOptions) {
     logController: new LogController({ disableRequestLogging: true }),
     // Alertmanager's body is validated as sent: no coercion of wrong types, unknown fields kept.
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false } },
+    // What the router refuses before any route (a malformed escape in the path, an over-long path
+    // parameter) is answered like every other error, not with Fastify's own codes.
+    frameworkErrors: (err, req, reply) => {
+      // Answered outside any route, so without the onSend hook: its headers are set here, for its status.
+      securityHeaders(req, reply, toApiError(err).statusCode);
+      void answerError(err, req, reply);
+    },
     schemaController: { compilersFactory: { buildSerializer: lazySerializers() } },
   }).withTypeProvider<TypeBoxTypeProvider>();
 
-  app.setErrorHandler((err: FastifyError, req, reply) => {
-    const answer = toApiError(err);
-    if (answer.statusCode >= 500) req.log.error({ err: err.message, code: answer.code, url: req.url }, 'request failed');
-    return reply
-      .code(answer.statusCode)
-      .send({ statusCode: answer.statusCode, code: answer.code, error: httpReason(answer.statusCode), message: answer.message });
-  });
+  app.setErrorHandler(answerError);
   app.server.maxConnections = config.maxConnections;
 
   // An unknown path is answered before its body is read (nothing is parsed or buffered for it).
@@ -79,21 +106,7 @@ export async function buildApp(services: Services, opts: AppOptions) {
     if (req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined) reply.header('connection', 'close');
     return reply.code(404).send({ statusCode: 404, code: answer.code, error: 'Not Found', message: answer.message });
   });
-  app.addHook('onSend', async (req, reply) => {
-    reply.header('x-content-type-options', 'nosniff');
-    reply.header('referrer-policy', 'no-referrer');
-    reply.header('x-frame-options', 'DENY');
-    if (req.url === '/ui' || req.url.startsWith('/ui/') || req.url.startsWith('/ui?')) {
-      // The console: its own scripts, styles and API only (no inline script, nothing from elsewhere).
-      reply.header('content-security-policy', UI_CSP);
-      // Its assets are named by their content's hash; the page itself is read afresh.
-      const asset = req.url.startsWith('/ui/assets/') && reply.statusCode === 200;
-      reply.header('cache-control', asset ? 'public, max-age=31536000, immutable' : 'no-store');
-    } else if (!req.url.startsWith('/docs')) {
-      reply.header('content-security-policy', "default-src 'none'; frame-ancestors 'none'");
-      reply.header('cache-control', 'no-store');
-    }
-  });
+  app.addHook('onSend', async (req, reply) => securityHeaders(req, reply));
 
   app.setNotFoundHandler((req, reply) => {
     const answer = notFound(`${req.method} ${req.url}`);

@@ -1,5 +1,5 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import { Control, ErrorResponse, PauseBody } from '../schemas/runs.js';
+import { Control, EmptyBody, ErrorResponse, PauseBody } from '../schemas/runs.js';
 import type { Services } from '../services.js';
 import { bearerSecurity, emptyBodyAsObject, requireRole } from './hooks.js';
 
@@ -47,7 +47,14 @@ export const controlRoutes =
       '/api/control/resume',
       {
         onRequest: requireRole(services, 'admin'),
-        schema: { summary: 'Kill switch off', tags: ['control'], security: bearerSecurity, response: { 200: Control, ...errors } },
+        preValidation: emptyBodyAsObject,
+        schema: {
+          summary: 'Kill switch off',
+          tags: ['control'],
+          security: bearerSecurity,
+          body: EmptyBody,
+          response: { 200: Control, ...errors },
+        },
       },
       async (req) => {
         await services.killSwitch.resume(req.caller!.name);

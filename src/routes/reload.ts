@@ -1,8 +1,8 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { ApiError } from '../errors.js';
-import { ErrorResponse, Reloaded } from '../schemas/runs.js';
+import { EmptyBody, ErrorResponse, Reloaded } from '../schemas/runs.js';
 import type { Services } from '../services.js';
-import { bearerSecurity, requireRole } from './hooks.js';
+import { bearerSecurity, emptyBodyAsObject, requireRole } from './hooks.js';
 
 /**
  * `POST /-/reload` (admin), as Prometheus and Alertmanager name it: re-reads MATRIX_PATH. A valid
@@ -16,11 +16,13 @@ export const reloadRoutes =
       '/-/reload',
       {
         onRequest: requireRole(services, 'admin'),
+        preValidation: emptyBodyAsObject,
         schema: {
           summary: 'Re-read the response matrix (MATRIX_PATH); an invalid one is refused and the previous one stays',
           tags: ['control'],
           security: bearerSecurity,
-          response: { 200: Reloaded, 401: ErrorResponse, 403: ErrorResponse, 422: ErrorResponse },
+          body: EmptyBody,
+          response: { 200: Reloaded, 400: ErrorResponse, 401: ErrorResponse, 403: ErrorResponse, 422: ErrorResponse },
         },
       },
       async (req) => {

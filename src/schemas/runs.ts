@@ -258,3 +258,5 @@ export const Reloaded = Type.Object({
   loadedAt: Type.String({ format: 'date-time' }),
 });
 export const PauseBody = Type.Object({ reason: Type.Optional(Type.String({ maxLength: 2000 })) }, { additionalProperties: false });
+/** The body of a POST that takes none: absent, or `{}`. */
+export const EmptyBody = Type.Object({}, { additionalProperties: false });

@@ -57,6 +57,19 @@ describe('decisions and the kill switch as curl sends them', () => {
     assert.equal(resumed.body.paused, false);
   });
 
+  it('resume and reload take no body: a body with fields is refused 400 and changes nothing', async () => {
+    const admin = `Bearer ${TOKENS.admin}`;
+    await request(svc.url).post('/api/control/pause').set('Authorization', admin).send({ reason: 'body check' }).expect(200);
+    const refused = await request(svc.url).post('/api/control/resume').set('Authorization', admin).send({ reason: 7 });
+    assert.deepEqual([refused.status, refused.body.code], [400, 'VALIDATION']);
+    const control = await request(svc.url).get('/api/control').set('Authorization', admin).expect(200);
+    assert.equal(control.body.paused, true, 'the refused resume left the kill switch on');
+    await request(svc.url).post('/api/control/resume').set('Authorization', admin).send({}).expect(200);
+    const reload = await request(svc.url).post('/-/reload').set('Authorization', admin).send({ path: '/etc/passwd' });
+    assert.deepEqual([reload.status, reload.body.code], [400, 'VALIDATION']);
+    await request(svc.url).post('/-/reload').set('Authorization', admin).expect(200);
+  });
+
   it('refuses a malformed decision body with 400, and answers 404 for an id that names no run', async () => {
     const id = await pending('bad-body');
     const bad = await request(svc.url)
@@ -96,7 +109,15 @@ describe('decisions and the kill switch as curl sends them', () => {
     assert.deepEqual([invalid.status, invalid.body.code], [400, 'VALIDATION']);
     const missing = await request(svc.url).get('/api/nothing-here').set('Authorization', `Bearer ${TOKENS.viewer}`);
     assert.deepEqual([missing.status, missing.body.code], [404, 'NOT_FOUND']);
-    for (const res of [broken, empty, text, invalid, missing]) {
+    // Refused by the router before any route: a broken escape in the path, a path parameter over its length.
+    const badUrl = await request(svc.url).get('/api/runs/%E0%A4%A').set('Authorization', `Bearer ${TOKENS.viewer}`);
+    assert.deepEqual([badUrl.status, badUrl.body.code], [400, 'BAD_REQUEST']);
+    const longId = await request(svc.url)
+      .get(`/api/runs/${'a'.repeat(150)}`)
+      .set('Authorization', `Bearer ${TOKENS.viewer}`);
+    assert.deepEqual([longId.status, longId.body.code], [400, 'BAD_REQUEST']);
+    assert.equal(badUrl.headers['x-content-type-options'], 'nosniff', 'the security headers are on these answers too');
+    for (const res of [broken, empty, text, invalid, missing, badUrl, longId]) {
       assert.deepEqual(Object.keys(res.body).sort(), ['code', 'error', 'message', 'statusCode']);
       assert.doesNotMatch(res.body.code, /^FST_/);
     }
