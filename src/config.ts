@@ -105,7 +105,7 @@ export interface Config {
   /** Prometheus' HTTP API, for `check.query` and `verify`. */
   prometheusUrl?: string;
   publicUrl: string;
-  /** Body limit of the webhook; every other route takes at most API_BODY_LIMIT. */
+  /** Body limit of the webhook and of /api/simulate (which takes the same messages); every other route takes at most API_BODY_LIMIT. */
   bodyLimit: number;
   /** A message with more alerts is answered 413 (Alertmanager does not retry a 4xx). */
   maxAlertsPerMessage: number;
