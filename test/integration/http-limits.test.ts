@@ -228,10 +228,14 @@ describe('HTTP limits', (s) => {
     );
     assert.ok(p99 < 500, `/health/live p99 ${p99.toFixed(0)} ms over ${latencies.length} answers (the bound: 500 ms)`);
     // The server closes each connection with the body unread; a client still writing may see the
-    // reset before the 404 it was sent, so an answer is either that 404 or nothing.
-    assert.ok(
-      answers.every((a) => a.closed && (a.answer === '' || /^HTTP\/1\.1 404 /.test(a.answer))),
-      'every connection is answered 404 (or reset) and closed by the server',
+    // reset before the 404 it was sent, so an answer is either that 404 or nothing. On a machine busy
+    // enough that a connection's head waits past this suite's REQUEST_TIMEOUT (1 s), Node answers it
+    // 408 instead: refused unread all the same.
+    const unexpected = answers.filter((a) => !(a.closed && (a.answer === '' || /^HTTP\/1\.1 40[48] /.test(a.answer))));
+    assert.deepEqual(
+      unexpected.map((a) => ({ closed: a.closed, answer: a.answer.slice(0, 120) })),
+      [],
+      'every connection is answered 404 (or 408, or reset) and closed by the server',
     );
     assert.ok(
       answers.some((a) => /^HTTP\/1\.1 404 /.test(a.answer)),
