@@ -58,23 +58,43 @@ export function createVerifier(deps: VerifierDeps) {
     });
   }
 
+  /** Whether an unverified end of `run` has follow-ups that call out (and may fail). */
+  const hasFollowUps = (run: Run) =>
+    run.gates.silenceMs !== undefined || (run.gates.onUnverified ?? 'escalate') === 'escalate' || run.gates.onUnverified === 'revert';
+
   async function settle(run: Run, result: 'verified' | 'unverified', detail: Record<string, unknown>): Promise<void> {
-    const settled = await deps.runs.settleVerification(run.id, result, { type: result, detail });
+    // An unverified run stays claimed while its follow-ups run: one that fails is retried by a later sweep.
+    const followUpInMs = result === 'unverified' && hasFollowUps(run) ? claimMs : null;
+    const settled = await deps.runs.settleVerification(run.id, result, { type: result, detail }, followUpInMs);
     if (!settled) return;
     deps.metrics.verifications.inc({ remediation: run.remediation, result });
+    if (result === 'unverified') await followUp(settled, detail);
+    await deps.chains.releaseQuietly([settled]);
+  }
+
+  /**
+   * What an unverified end sets off: the alert's silence ended early, the escalation armed and
+   * on-call told, the revert created. Each step is safe to repeat (arming sets the streak to at
+   * least its limit, a second revert finds the first), so a sweep that finds the run still due
+   * (one of them failed) runs them again; on-call may then hear of it twice, never not at all.
+   */
+  async function followUp(run: Run, detail: Record<string, unknown> | undefined): Promise<void> {
     // Not proven to help: on-call is paged for the alert again. A verified run's silence runs out on its own.
-    if (result === 'unverified' && settled.gates.silenceMs !== undefined) await deps.silences?.expire(settled, 'unverified');
-    if (result === 'unverified' && (run.gates.onUnverified ?? 'escalate') === 'escalate') {
+    if (run.gates.silenceMs !== undefined) await deps.silences?.expire(run, 'unverified');
+    if ((run.gates.onUnverified ?? 'escalate') === 'escalate') {
       await deps.streak.arm(run.remediation, run.target ?? run.remediation);
       await deps.runs.addEvent(run.id, 'escalation_armed', { reason: 'unverified' });
-      const value = (detail['samples'] as Array<{ value: unknown }> | undefined)?.[0]?.value;
-      deps.notifier.notify(settled, 'unverified', [
+      const value = (detail?.['samples'] as Array<{ value: unknown }> | undefined)?.[0]?.value;
+      const errors = detail?.['errors'] as string[] | undefined;
+      deps.notifier.notify(run, 'unverified', [
         `Verification: ${run.gates.verify!.query}`,
-        `Last answer: ${detail['errors'] ? `no answer (${(detail['errors'] as string[]).join('; ')})` : value === undefined ? 'no series matched' : String(value)}`,
+        detail === undefined
+          ? "Last answer: in the run's timeline"
+          : `Last answer: ${errors ? `no answer (${errors.join('; ')})` : value === undefined ? 'no series matched' : String(value)}`,
       ]);
     }
-    if (result === 'unverified' && run.gates.onUnverified === 'revert') await deps.reverts.revert(settled, 'unverified');
-    await deps.chains.releaseQuietly([settled]);
+    if (run.gates.onUnverified === 'revert') await deps.reverts.revert(run, 'unverified');
+    if (hasFollowUps(run)) await deps.runs.followUpsDone(run.id);
   }
 
   /** Evaluates the pending verifications that are due; the sweeper calls it on every replica. */
@@ -82,9 +102,14 @@ export function createVerifier(deps: VerifierDeps) {
     const due = await deps.runs.claimVerifications(claimMs, 100);
     for (const { run, expired } of due) {
       try {
-        await evaluate(run, expired);
+        // Unverified already, its follow-ups not all done: only they are retried.
+        if (run.verification === 'unverified') await followUp(run, undefined);
+        else await evaluate(run, expired);
       } catch (err) {
-        deps.log.warn({ runId: run.id, err: (err as Error).message }, 'verification not evaluated; it is due again after its claim');
+        deps.log.warn(
+          { runId: run.id, err: (err as Error).message },
+          'verification not evaluated, or its follow-ups not all done; it is due again after its claim',
+        );
       }
     }
     return due.length;

@@ -224,13 +224,14 @@ export function createRunTransitions(db: Db, log?: Log) {
   }
 
   /**
-   * Pending verifications due now, claimed for `claimMs` (their `verify_due` moves on) so that another
-   * replica's sweeper does not evaluate them at the same time; with whether each is past `verify_until`.
+   * Verifications due now, claimed for `claimMs` (their `verify_due` moves on) so that another
+   * replica's sweeper does not take them at the same time: pending ones, with whether each is past
+   * `verify_until`, and unverified ones whose follow-ups are not all done yet.
    */
   async function claimVerifications(claimMs: number, limit: number): Promise<Array<{ run: Run; expired: boolean }>> {
     const { rows } = await db.query<RunRow & { expired: boolean }>(
       `UPDATE runs SET verify_due = now() + $1 * interval '1 millisecond' WHERE id IN (
-         SELECT id FROM runs WHERE verification = 'pending' AND verify_due <= now()
+         SELECT id FROM runs WHERE verify_due IS NOT NULL AND verify_due <= now() AND verification IN ('pending', 'unverified')
          ORDER BY verify_due LIMIT $2 FOR UPDATE SKIP LOCKED)
        RETURNING *, verify_until <= now() AS expired`,
       [claimMs, limit],
@@ -238,18 +239,34 @@ export function createRunTransitions(db: Db, log?: Log) {
     return rows.map((row) => ({ run: toRun(row), expired: row.expired }));
   }
 
-  /** Ends a pending verification, once: null when it was settled already (by another replica). */
-  async function settleVerification(id: string, result: 'verified' | 'unverified', event: TransitionEvent): Promise<Run | null> {
+  /**
+   * Ends a pending verification, once: null when it was settled already (by another replica). With
+   * `followUpInMs`, the run stays claimed for that long instead of leaving the sweep: if its follow-ups
+   * are not done by then (`followUpsDone`), the sweeper takes it again.
+   */
+  async function settleVerification(
+    id: string,
+    result: 'verified' | 'unverified',
+    event: TransitionEvent,
+    followUpInMs: number | null = null,
+  ): Promise<Run | null> {
     const { rows } = await db.query<RunRow>(
       `WITH updated AS (
-         UPDATE runs SET verification = $2, verify_due = NULL, updated_at = now() WHERE id = $1 AND verification = 'pending' RETURNING *
+         UPDATE runs SET verification = $2, updated_at = now(),
+           verify_due = CASE WHEN $5::float8 IS NULL THEN NULL ELSE now() + $5::float8 * interval '1 millisecond' END
+         WHERE id = $1 AND verification = 'pending' RETURNING *
        ), events AS (
          INSERT INTO run_events (run_id, type, detail) SELECT id, $3, $4::jsonb FROM updated
        )
        SELECT * FROM updated`,
-      [id, result, event.type, JSON.stringify(event.detail ?? {})],
+      [id, result, event.type, JSON.stringify(event.detail ?? {}), followUpInMs],
     );
     return rows[0] ? toRun(rows[0]) : null;
+  }
+
+  /** An unverified run's follow-ups are all done: it leaves the sweep. */
+  async function followUpsDone(id: string): Promise<void> {
+    await db.query(`UPDATE runs SET verify_due = NULL WHERE id = $1 AND verification = 'unverified'`, [id]);
   }
 
   /** Schedules a pending verification's next evaluation after `inMs` (at the latest at its deadline), recording this one. */
@@ -291,6 +308,7 @@ export function createRunTransitions(db: Db, log?: Log) {
     staleQueued,
     claimVerifications,
     settleVerification,
+    followUpsDone,
     nextVerification,
   };
 }
