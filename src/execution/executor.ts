@@ -325,12 +325,15 @@ export function createExecutor(deps: ExecutorDeps) {
       ['running'],
       null,
     );
-    if (failed) {
-      const streak = await deps.streak.recordFailure(run.remediation, run.target ?? run.remediation);
-      if (streak >= ESCALATE_AFTER) await deps.runs.addEvent(run.id, 'escalation_armed', { consecutiveFailures: streak });
-      deps.notifier.notify(failed, 'failed');
-    }
+    if (failed) await recordFailed(failed);
     return { kind: 'done' };
+  }
+
+  /** A run just recorded failed: one more in its remediation's failure streak on the target (escalation), and on-call told. */
+  async function recordFailed(failed: Run): Promise<void> {
+    const streak = await deps.streak.recordFailure(failed.remediation, failed.target ?? failed.remediation);
+    if (streak >= ESCALATE_AFTER) await deps.runs.addEvent(failed.id, 'escalation_armed', { consecutiveFailures: streak });
+    deps.notifier.notify(failed, 'failed');
   }
 
   /**
@@ -364,7 +367,9 @@ export function createExecutor(deps: ExecutorDeps) {
       IN_FLIGHT,
       null,
     );
-    if (moved) deps.notifier.notify(moved, 'failed');
+    // A remediation that keeps losing its worker (crashing it, or hanging past its lease) fails like any
+    // other: it counts towards escalation, so it stops running on its own after ESCALATE_AFTER.
+    if (moved) await recordFailed(moved);
   }
 
   return { execute, abandon };

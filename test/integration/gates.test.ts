@@ -7,6 +7,7 @@ import { approve, deliver, getRun, reject, settled } from '../support/api.js';
 import { answersWithCode } from '../support/assertions.js';
 import { alertMessage, eventually, isolation, REDIS_URL, startService, TOKENS } from '../support/harness.js';
 import { startNotifySink, type NotifySink } from '../support/notify-sink.js';
+import { newRun } from '../support/runs.js';
 import { executionsKey } from '../support/test-remediations.js';
 
 const MATRIX = `
@@ -204,6 +205,26 @@ describe('safety gates across two replicas', (s) => {
       5000,
       'escalation notice',
     );
+  });
+
+  it('a run its worker lost (stalled too often) counts towards escalation like a failure', async () => {
+    const { runs, executor } = a.services;
+    for (let i = 0; i < 3; i++) {
+      // Running, as a worker left it: its job was given up by BullMQ, which is when the worker abandons it.
+      const lost = { ...newRun(`lost${i}`), target: 'test/lost', params: { key: 'lost' } };
+      await runs.insert([lost]);
+      await runs.transition(lost.id, ['queued'], 'running', { type: 'started' }, { incrementAttempts: true, leaseMs: 60_000 });
+      await executor.abandon(lost.id, 'job stalled more than allowable limit');
+      const after = await run(lost.id);
+      assert.deepEqual([after.status, after.reason], ['failed', 'worker_lost']);
+      assert.equal(
+        after.events.some((e) => e.type === 'escalation_armed'),
+        i === 2,
+        `escalation armed at the third lost run only (run ${i + 1})`,
+      );
+    }
+    const [next] = await deliver(a, fire('Plain', 'lost'));
+    assert.deepEqual([next!.status, (await run(next!.id)).reason], ['pending_approval', 'escalated']);
   });
 
   it('checks roles: viewers cannot approve or pause, no token is 401', async () => {
