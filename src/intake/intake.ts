@@ -260,8 +260,8 @@ export function createIntake(deps: IntakeDeps) {
    * is then there for two slices at most. A slice that fails fails the delivery; its retry finds the
    * runs of the slices stored before.
    */
-  async function submit(message: WebhookMessage): Promise<IntakeResult> {
-    if (message.alerts.length <= maxBatchAlerts) return batched(message);
+  async function submit(message: WebhookMessage, signal?: AbortSignal): Promise<IntakeResult> {
+    if (message.alerts.length <= maxBatchAlerts) return batched(message, signal);
     const slices: WebhookMessage[] = [];
     for (let i = 0; i < message.alerts.length; i += maxBatchAlerts) {
       slices.push({ ...message, alerts: message.alerts.slice(i, i + maxBatchAlerts) });
@@ -273,7 +273,7 @@ export function createIntake(deps: IntakeDeps) {
       while (next < slices.length && !failed) {
         const at = next++;
         try {
-          parts[at] = await batched(slices[at]!);
+          parts[at] = await batched(slices[at]!, signal);
         } catch (err) {
           // The delivery fails; the other lane takes no further slice.
           failed = true;
@@ -296,20 +296,24 @@ export function createIntake(deps: IntakeDeps) {
   /**
    * Takes one delivery, answered within `timeoutMs` (INTAKE_TIMEOUT): stored, or a `DependencyError`
    * naming what held it up, so the webhook answers 503 and Alertmanager retries. A batch that goes on
-   * past the deadline may still commit; the retry then finds its runs by dedup key.
+   * past the deadline may still commit; the retry then finds its runs by dedup key. A delivery (or a
+   * slice of one) still waiting for a batch at its deadline leaves the queue: its retry takes its place.
    */
   return function intake(message: WebhookMessage): Promise<IntakeResult> {
     const timeoutMs = deps.timeoutMs;
     if (timeoutMs === undefined) return submit(message);
     let timer: NodeJS.Timeout | undefined;
+    const abandoned = new AbortController();
     const deadline = new Promise<never>((_, reject) => {
       timer = setTimeout(() => {
         const dependency = blockedOn();
         deps.log.warn({ dependency, timeoutMs, alerts: message.alerts.length }, 'delivery not stored within INTAKE_TIMEOUT');
-        reject(new DependencyError(dependency, 'intake', new TimeoutError(`delivery waiting on ${dependency}`, timeoutMs)));
+        const err = new DependencyError(dependency, 'intake', new TimeoutError(`delivery waiting on ${dependency}`, timeoutMs));
+        abandoned.abort(err);
+        reject(err);
       }, timeoutMs);
     });
-    return Promise.race([submit(message), deadline]).finally(() => clearTimeout(timer));
+    return Promise.race([submit(message, abandoned.signal), deadline]).finally(() => clearTimeout(timer));
   };
 }
 
