@@ -1,20 +1,15 @@
 /**
  * Natural batching: items submitted while a batch is being processed wait and go together in the
  * next one. Under no load a batch is one item and adds no delay; under load, one statement and one
- * commit serve many requests. Each submitter gets its own result, or the batch's error. An item whose
- * `signal` aborts while it still waits leaves the queue (its submitter gets the abort's reason): a
- * delivery already answered 503 is not processed behind the fresh ones.
+ * commit serve many requests. Each submitter gets its own result, or the batch's error. `drop` takes
+ * an item that still waits out of the queue: a delivery already answered 503 is not processed behind
+ * the fresh ones.
  */
 export function createBatcher<I, O>(
   processBatch: (items: I[]) => Promise<O[]>,
   opts: { weight: (item: I) => number; maxWeight: number; concurrency: number },
 ) {
-  interface Waiting {
-    item: I;
-    resolve: (o: O) => void;
-    reject: (e: unknown) => void;
-  }
-  const waiting: Waiting[] = [];
+  const waiting: Array<{ item: I; resolve: (o: O) => void; reject: (e: unknown) => void }> = [];
   let active = 0;
 
   function take() {
@@ -45,31 +40,20 @@ export function createBatcher<I, O>(
     }
   }
 
-  return function submit(item: I, signal?: AbortSignal): Promise<O> {
-    if (signal?.aborted) return Promise.reject(signal.reason);
+  function submit(item: I): Promise<O> {
     return new Promise<O>((resolve, reject) => {
-      const entry: Waiting = { item, resolve, reject };
-      if (signal) {
-        const onAbort = () => {
-          const at = waiting.indexOf(entry);
-          // Taken into a batch already: its outcome is the batch's.
-          if (at < 0) return;
-          waiting.splice(at, 1);
-          reject(signal.reason);
-        };
-        signal.addEventListener('abort', onAbort, { once: true });
-        const settled = () => signal.removeEventListener('abort', onAbort);
-        entry.resolve = (o) => {
-          settled();
-          resolve(o);
-        };
-        entry.reject = (e) => {
-          settled();
-          reject(e);
-        };
-      }
-      waiting.push(entry);
+      waiting.push({ item, resolve, reject });
       if (active < opts.concurrency) void run();
     });
-  };
+  }
+
+  /** Takes `item` out of the queue if it still waits (not in a batch yet): its submitter gets `reason`. */
+  function drop(item: I, reason: unknown): boolean {
+    const at = waiting.findIndex((w) => w.item === item);
+    if (at < 0) return false;
+    waiting.splice(at, 1)[0]!.reject(reason);
+    return true;
+  }
+
+  return Object.assign(submit, { drop });
 }

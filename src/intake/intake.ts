@@ -254,18 +254,30 @@ export function createIntake(deps: IntakeDeps) {
     concurrency: 2,
   });
 
+  /** The slices of the messages being taken in slices, so that a deadline can drop those still waiting. */
+  const slicesOf = new Map<WebhookMessage, WebhookMessage[]>();
+
   /**
    * A message of more than maxBatchAlerts alerts in slices, two at a time (one stores while the other
    * is decided), answered as one: what a batch builds of its alerts (runs, the insert's payload, jobs)
    * is then there for two slices at most. A slice that fails fails the delivery; its retry finds the
    * runs of the slices stored before.
    */
-  async function submit(message: WebhookMessage, signal?: AbortSignal): Promise<IntakeResult> {
-    if (message.alerts.length <= maxBatchAlerts) return batched(message, signal);
+  async function submit(message: WebhookMessage): Promise<IntakeResult> {
+    if (message.alerts.length <= maxBatchAlerts) return batched(message);
     const slices: WebhookMessage[] = [];
     for (let i = 0; i < message.alerts.length; i += maxBatchAlerts) {
       slices.push({ ...message, alerts: message.alerts.slice(i, i + maxBatchAlerts) });
     }
+    slicesOf.set(message, slices);
+    try {
+      return await submitSlices(message, slices);
+    } finally {
+      slicesOf.delete(message);
+    }
+  }
+
+  async function submitSlices(message: WebhookMessage, slices: WebhookMessage[]): Promise<IntakeResult> {
     const parts: IntakeResult[] = new Array(slices.length);
     let next = 0;
     let failed = false;
@@ -273,7 +285,7 @@ export function createIntake(deps: IntakeDeps) {
       while (next < slices.length && !failed) {
         const at = next++;
         try {
-          parts[at] = await batched(slices[at]!, signal);
+          parts[at] = await batched(slices[at]!);
         } catch (err) {
           // The delivery fails; the other lane takes no further slice.
           failed = true;
@@ -303,17 +315,16 @@ export function createIntake(deps: IntakeDeps) {
     const timeoutMs = deps.timeoutMs;
     if (timeoutMs === undefined) return submit(message);
     let timer: NodeJS.Timeout | undefined;
-    const abandoned = new AbortController();
     const deadline = new Promise<never>((_, reject) => {
       timer = setTimeout(() => {
         const dependency = blockedOn();
         deps.log.warn({ dependency, timeoutMs, alerts: message.alerts.length }, 'delivery not stored within INTAKE_TIMEOUT');
         const err = new DependencyError(dependency, 'intake', new TimeoutError(`delivery waiting on ${dependency}`, timeoutMs));
-        abandoned.abort(err);
+        for (const piece of slicesOf.get(message) ?? [message]) batched.drop(piece, err);
         reject(err);
       }, timeoutMs);
     });
-    return Promise.race([submit(message, abandoned.signal), deadline]).finally(() => clearTimeout(timer));
+    return Promise.race([submit(message), deadline]).finally(() => clearTimeout(timer));
   };
 }
 
