@@ -82,8 +82,11 @@ describe('the follow-ups of an unverified run', () => {
   }
 
   const verifyDue = async (runId: string) =>
-    (await pool.query<{ verification: string; verify_due: Date | null }>('SELECT verification, verify_due FROM runs WHERE id = $1', [runId]))
-      .rows[0]!;
+    (
+      await pool.query<{ verification: string; verify_due: Date | null }>('SELECT verification, verify_due FROM runs WHERE id = $1', [
+        runId,
+      ])
+    ).rows[0]!;
   const eventTypes = async (runId: string) => ((await store.get(runId))?.events ?? []).map((e) => e.type);
 
   it('an escalation that could not be armed is armed by a later sweep, and the run then leaves the sweep', async () => {
