@@ -51,9 +51,14 @@ function securityHeaders(req: FastifyRequest, reply: FastifyReply, status = repl
   }
 }
 
-/** Any error as the API answers it: `{ statusCode, code, error, message }`, a 5xx logged and its internals hidden. */
-function answerError(err: unknown, req: FastifyRequest, reply: FastifyReply) {
+/**
+ * Any error as the API answers it: `{ statusCode, code, error, message }`, a 5xx logged and its
+ * internals hidden. `withHeaders` for an answer made outside any route, which the onSend hook that
+ * sets the security headers does not see.
+ */
+function answerError(err: unknown, req: FastifyRequest, reply: FastifyReply, withHeaders = false) {
   const answer = toApiError(err);
+  if (withHeaders) securityHeaders(req, reply, answer.statusCode);
   if (answer.statusCode >= 500) req.log.error({ err: (err as Error).message, code: answer.code, url: req.url }, 'request failed');
   return reply
     .code(answer.statusCode)
@@ -87,15 +92,11 @@ export async function buildApp(services: Services, opts: AppOptions) {
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false } },
     // What the router refuses before any route (a malformed escape in the path, an over-long path
     // parameter) is answered like every other error, not with Fastify's own codes.
-    frameworkErrors: (err, req, reply) => {
-      // Answered outside any route, so without the onSend hook: its headers are set here, for its status.
-      securityHeaders(req, reply, toApiError(err).statusCode);
-      void answerError(err, req, reply);
-    },
+    frameworkErrors: (err, req, reply) => void answerError(err, req, reply, true),
     schemaController: { compilersFactory: { buildSerializer: lazySerializers() } },
   }).withTypeProvider<TypeBoxTypeProvider>();
 
-  app.setErrorHandler(answerError);
+  app.setErrorHandler((err, req, reply) => answerError(err, req, reply));
   app.server.maxConnections = config.maxConnections;
 
   // An unknown path is answered before its body is read (nothing is parsed or buffered for it).

@@ -58,13 +58,16 @@ export function createVerifier(deps: VerifierDeps) {
     });
   }
 
-  /** Whether an unverified end of `run` has follow-ups that call out (and may fail). */
-  const hasFollowUps = (run: Run) =>
-    run.gates.silenceMs !== undefined || (run.gates.onUnverified ?? 'escalate') === 'escalate' || run.gates.onUnverified === 'revert';
+  /** What an unverified end of `run` sets off; each calls out (and may fail). */
+  const followUpsOf = (run: Run) => {
+    const onUnverified = run.gates.onUnverified ?? 'escalate';
+    return { silence: run.gates.silenceMs !== undefined, escalate: onUnverified === 'escalate', revert: onUnverified === 'revert' };
+  };
+  const anyOf = (todo: ReturnType<typeof followUpsOf>) => todo.silence || todo.escalate || todo.revert;
 
   async function settle(run: Run, result: 'verified' | 'unverified', detail: Record<string, unknown>): Promise<void> {
     // An unverified run stays claimed while its follow-ups run: one that fails is retried by a later sweep.
-    const followUpInMs = result === 'unverified' && hasFollowUps(run) ? claimMs : null;
+    const followUpInMs = result === 'unverified' && anyOf(followUpsOf(run)) ? claimMs : null;
     const settled = await deps.runs.settleVerification(run.id, result, { type: result, detail }, followUpInMs);
     if (!settled) return;
     deps.metrics.verifications.inc({ remediation: run.remediation, result });
@@ -79,9 +82,10 @@ export function createVerifier(deps: VerifierDeps) {
    * (one of them failed) runs them again; on-call may then hear of it twice, never not at all.
    */
   async function followUp(run: Run, detail: Record<string, unknown> | undefined): Promise<void> {
+    const todo = followUpsOf(run);
     // Not proven to help: on-call is paged for the alert again. A verified run's silence runs out on its own.
-    if (run.gates.silenceMs !== undefined) await deps.silences?.expire(run, 'unverified');
-    if ((run.gates.onUnverified ?? 'escalate') === 'escalate') {
+    if (todo.silence) await deps.silences?.expire(run, 'unverified');
+    if (todo.escalate) {
       await deps.streak.arm(run.remediation, run.target ?? run.remediation);
       await deps.runs.addEvent(run.id, 'escalation_armed', { reason: 'unverified' });
       const value = (detail?.['samples'] as Array<{ value: unknown }> | undefined)?.[0]?.value;
@@ -93,8 +97,8 @@ export function createVerifier(deps: VerifierDeps) {
           : `Last answer: ${errors ? `no answer (${errors.join('; ')})` : value === undefined ? 'no series matched' : String(value)}`,
       ]);
     }
-    if (run.gates.onUnverified === 'revert') await deps.reverts.revert(run, 'unverified');
-    if (hasFollowUps(run)) await deps.runs.followUpsDone(run.id);
+    if (todo.revert) await deps.reverts.revert(run, 'unverified');
+    if (anyOf(todo)) await deps.runs.followUpsDone(run.id);
   }
 
   /** Evaluates the pending verifications that are due; the sweeper calls it on every replica. */
